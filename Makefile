@@ -1,0 +1,36 @@
+# The Makefile is the CI: .ci/run only calls these targets.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install lint typecheck test bench-check demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[server,web,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install streamq with every extra the tests need
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check streamq tests bench
+
+typecheck: $(STAMP)  ## mypy --strict on streamq/
+	$(BIN)/mypy
+
+test: $(STAMP)  ## lint, typecheck and the whole test suite against real servers
+	$(MAKE) lint typecheck
+	$(BIN)/pytest
+	$(MAKE) bench-check
+
+bench-check: $(STAMP)  ## short benchmark: fails below 10 jobs/s or on a lost/duplicated job
+	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench --check; fi
+
+clean:  ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

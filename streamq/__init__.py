@@ -1,0 +1,48 @@
+"""streamq: a job-queue engine for Python built directly on Redis Streams."""
+
+from streamq.config import RedisSettings, Settings
+from streamq.errors import (
+    AuthenticationFailedError,
+    ConfigError,
+    ConnectionFailedError,
+    InvalidStateError,
+    JobNotFoundError,
+    PayloadError,
+    QueueFullError,
+    ScriptError,
+    ServerError,
+    StreamQError,
+    WaitTimeoutError,
+)
+from streamq.job import Backoff, Job, JobOptions, JobState
+from streamq.producer import AsyncProducer, JobSpec, Producer
+from streamq.protocol.ops import DeadEntry, EnqueueResult, QueueStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncProducer",
+    "AuthenticationFailedError",
+    "Backoff",
+    "ConfigError",
+    "ConnectionFailedError",
+    "DeadEntry",
+    "EnqueueResult",
+    "InvalidStateError",
+    "Job",
+    "JobNotFoundError",
+    "JobOptions",
+    "JobSpec",
+    "JobState",
+    "PayloadError",
+    "Producer",
+    "QueueFullError",
+    "QueueStatus",
+    "RedisSettings",
+    "ScriptError",
+    "ServerError",
+    "Settings",
+    "StreamQError",
+    "WaitTimeoutError",
+    "__version__",
+]

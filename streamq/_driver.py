@@ -1,0 +1,259 @@
+"""The two thin I/O shells that run protocol operations: one sync, one asyncio.
+
+Both run EVALSHA and reload on NOSCRIPT (redis-py ``Script.__call__`` style), send a list of
+calls as one pipeline, and translate server errors into streamq's error tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar, overload
+
+import redis
+import redis.asyncio as aredis
+from redis import exceptions as rexc
+
+from streamq.errors import (
+    AuthenticationFailedError,
+    ConnectionFailedError,
+    QueueFullError,
+    StreamQError,
+)
+from streamq.protocol.ops import Call, Flow, Step
+from streamq.protocol.scripts import ScriptLibrary, load_library
+
+__all__ = ["AsyncDriver", "SyncDriver"]
+
+T = TypeVar("T")
+
+AUTH_HINT = (
+    "Redis refused the credentials: check REDIS_PASSWORD / REDIS_USERNAME "
+    "(or the password in REDIS_URL)"
+)
+
+
+def translate(exc: Exception, where: str) -> StreamQError | None:
+    """Map a redis-py error to streamq's tree (None: not ours to translate)."""
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthenticationWrongNumberOfArgsError):
+        return AuthenticationFailedError(AUTH_HINT)
+    if isinstance(exc, rexc.ResponseError):
+        msg = str(exc)
+        if msg.startswith(("NOAUTH", "WRONGPASS")) or "NOAUTH" in msg[:40]:
+            return AuthenticationFailedError(AUTH_HINT)
+        if msg.startswith("OOM") or "OOM command not allowed" in msg:
+            return QueueFullError(
+                "Redis is full (maxmemory reached under noeviction): the job was not "
+                "enqueued; drain the queues or raise maxmemory"
+            )
+        return None
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
+        # Never include the URL: it may carry the password.
+        return ConnectionFailedError(f"cannot reach Redis at {where}: {type(exc).__name__}")
+    return None
+
+
+def _is_noscript(exc: BaseException) -> bool:
+    return isinstance(exc, rexc.NoScriptError) or (
+        isinstance(exc, rexc.ResponseError) and str(exc).startswith("NOSCRIPT")
+    )
+
+
+def _exec_args(lib: ScriptLibrary, call: Call[Any]) -> tuple[Any, ...]:
+    if call.script is None:
+        assert call.command is not None
+        return call.command
+    return ("EVALSHA", lib[call.script].sha, len(call.keys), *call.keys, *call.args)
+
+
+class SyncDriver:
+    """Runs operations on a ``redis.Redis`` client."""
+
+    def __init__(self, client: redis.Redis, where: str, library: ScriptLibrary | None = None):
+        # Any: redis-py's execute_command is untyped.
+        self.client: Any = client
+        self.where = where
+        self.library = library or load_library()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StreamQError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, self.where)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def _load(self, name: str) -> None:
+        self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
+
+    def _one(self, call: Call[T]) -> T:
+        try:
+            reply = self.client.execute_command(*_exec_args(self.library, call), **call.options)
+        except rexc.ResponseError as exc:
+            if call.script is None or not _is_noscript(exc):
+                raise
+            self._load(call.script)
+            reply = self.client.execute_command(*_exec_args(self.library, call), **call.options)
+        return call.parse(reply)
+
+    def _many(self, calls: list[Call[Any]]) -> list[Any]:
+        replies = self._pipeline(calls)
+        missing = {
+            c.script
+            for c, r in zip(calls, replies, strict=True)
+            if c.script is not None and _is_noscript(r)
+        }
+        if missing:
+            for name in missing:
+                assert name is not None
+                self._load(name)
+            redo = [i for i, r in enumerate(replies) if _is_noscript(r)]
+            again = self._pipeline([calls[i] for i in redo])
+            for i, r in zip(redo, again, strict=True):
+                replies[i] = r
+        out = []
+        for c, r in zip(calls, replies, strict=True):
+            if isinstance(r, Exception):
+                raise r
+            out.append(c.parse(r))
+        return out
+
+    def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for c in calls:
+            pipe.execute_command(*_exec_args(self.library, c), **c.options)
+        return list(pipe.execute(raise_on_error=False))
+
+    def _step(self, step: Step) -> Any:
+        return self._many(step) if isinstance(step, list) else self._one(step)
+
+    @overload
+    def run(self, op: list[Call[Any]]) -> list[Any]: ...
+    @overload
+    def run(self, op: Call[T] | Flow[T]) -> T: ...
+    def run(self, op: Call[T] | Flow[T] | list[Call[Any]]) -> T | list[Any]:
+        """Run a call, a list of calls (one pipeline) or a flow to its result."""
+        with self._errors():
+            if isinstance(op, Call):
+                return self._one(op)
+            if isinstance(op, list):
+                return self._many(op)
+            return _drive_sync(op, self._step)
+
+    def load_all(self) -> None:
+        """SCRIPT LOAD every script (one pipeline), so first calls skip the NOSCRIPT trip."""
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for s in self.library:
+                pipe.execute_command("SCRIPT", "LOAD", s.source)
+            pipe.execute()
+
+
+def _drive_sync(flow: Generator[Step, Any, T], step: Any) -> T:
+    reply: Any = None
+    try:
+        while True:
+            reply = step(flow.send(reply))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class AsyncDriver:
+    """Runs operations on a ``redis.asyncio.Redis`` client."""
+
+    def __init__(
+        self, client: aredis.Redis, where: str, library: ScriptLibrary | None = None
+    ) -> None:
+        self.client: Any = client
+        self.where = where
+        self.library = library or load_library()
+
+    @asynccontextmanager
+    async def _errors(self) -> Any:
+        try:
+            yield
+        except StreamQError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, self.where)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    async def _load(self, name: str) -> None:
+        await self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
+
+    async def _one(self, call: Call[T]) -> T:
+        try:
+            reply = await self.client.execute_command(
+                *_exec_args(self.library, call), **call.options
+            )
+        except rexc.ResponseError as exc:
+            if call.script is None or not _is_noscript(exc):
+                raise
+            await self._load(call.script)
+            reply = await self.client.execute_command(
+                *_exec_args(self.library, call), **call.options
+            )
+        return call.parse(reply)
+
+    async def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for c in calls:
+            pipe.execute_command(*_exec_args(self.library, c), **c.options)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _many(self, calls: list[Call[Any]]) -> list[Any]:
+        replies = await self._pipeline(calls)
+        missing = {
+            c.script
+            for c, r in zip(calls, replies, strict=True)
+            if c.script is not None and _is_noscript(r)
+        }
+        if missing:
+            for name in missing:
+                assert name is not None
+                await self._load(name)
+            redo = [i for i, r in enumerate(replies) if _is_noscript(r)]
+            again = await self._pipeline([calls[i] for i in redo])
+            for i, r in zip(redo, again, strict=True):
+                replies[i] = r
+        out = []
+        for c, r in zip(calls, replies, strict=True):
+            if isinstance(r, Exception):
+                raise r
+            out.append(c.parse(r))
+        return out
+
+    async def _step(self, step: Step) -> Any:
+        return await (self._many(step) if isinstance(step, list) else self._one(step))
+
+    @overload
+    async def run(self, op: list[Call[Any]]) -> list[Any]: ...
+    @overload
+    async def run(self, op: Call[T] | Flow[T]) -> T: ...
+    async def run(self, op: Call[T] | Flow[T] | list[Call[Any]]) -> T | list[Any]:
+        """Run a call, a list of calls (one pipeline) or a flow to its result."""
+        async with self._errors():
+            if isinstance(op, Call):
+                return await self._one(op)
+            if isinstance(op, list):
+                return await self._many(op)
+            reply: Any = None
+            try:
+                while True:
+                    reply = await self._step(op.send(reply))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+
+    async def load_all(self) -> None:
+        """SCRIPT LOAD every script (one pipeline)."""
+        async with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for s in self.library:
+                pipe.execute_command("SCRIPT", "LOAD", s.source)
+            await pipe.execute()

@@ -1,0 +1,216 @@
+"""Settings from the environment.
+
+Names follow the original distribution spec (``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT``/...,
+``STREAMQ_CONCURRENCY``, ``STREAMQ_MAX_RETRIES``, ``STREAMQ_BACKOFF_DELAY``...). A malformed
+value raises :class:`~streamq.errors.ConfigError` naming the variable; secrets are never echoed.
+``.env.example`` at the project root lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from streamq.errors import ConfigError
+
+__all__ = ["RedisSettings", "Settings"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false/1/0), got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where and how to connect to Redis. ``repr`` never shows the password."""
+
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    socket_timeout: float = 10.0
+    connect_timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RedisSettings:
+        """Read ``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT``/``REDIS_DB``/``REDIS_USERNAME``/
+        ``REDIS_PASSWORD``/``REDIS_TLS`` (+ ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``,
+        ``REDIS_TLS_KEY_FILE``)."""
+        env = os.environ if env is None else env
+        url = env.get("REDIS_URL") or None
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("redis", "rediss", "unix"):
+                # Show only the scheme: the URL may carry a password.
+                raise ConfigError(
+                    f"REDIS_URL must start with redis://, rediss:// or unix://, "
+                    f"got scheme {parts.scheme!r}"
+                )
+        return cls(
+            url=url,
+            host=env.get("REDIS_HOST") or "127.0.0.1",
+            port=_int(env, "REDIS_PORT", 6379, minimum=1),
+            db=_int(env, "REDIS_DB", 0),
+            username=env.get("REDIS_USERNAME") or None,
+            password=env.get("REDIS_PASSWORD") or None,
+            tls=_bool(env, "REDIS_TLS", False),
+            tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
+            tls_cert_file=env.get("REDIS_TLS_CERT_FILE") or None,
+            tls_key_file=env.get("REDIS_TLS_KEY_FILE") or None,
+            socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 10.0, minimum=0.1),
+            connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1),
+        )
+
+    def to_url(self) -> str:
+        """The connection URL (contains the password: never log it)."""
+        if self.url:
+            return self.url
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        if self.username or self.password:
+            auth = quote(self.username or "", safe="")
+            if self.password:
+                auth += ":" + quote(self.password, safe="")
+            auth += "@"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for ``redis.Redis.from_url`` (TLS files, timeouts)."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+        }
+        if self.tls_ca_file:
+            kwargs["ssl_ca_certs"] = self.tls_ca_file
+        if self.tls_cert_file:
+            kwargs["ssl_certfile"] = self.tls_cert_file
+        if self.tls_key_file:
+            kwargs["ssl_keyfile"] = self.tls_key_file
+        return kwargs
+
+    def describe(self) -> str:
+        """Where this points, for logs: host, port and db, never credentials."""
+        if self.url:
+            parts = urlsplit(self.url)
+            return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine settings: connection, worker defaults, job defaults and retention."""
+
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    prefix: str = "sq"
+    concurrency: int = 5
+    max_retries: int = 3
+    backoff_type: str = "exponential"
+    backoff_delay_ms: int = 5000
+    backoff_factor: float = 5.0
+    backoff_jitter: float = 0.0
+    job_timeout_ms: int = 0
+    lease_ms: int = 30_000
+    max_stalls: int = 1
+    shutdown_grace_ms: int = 10_000
+    keep_completed: int = 100
+    keep_failed: int = 500
+    completed_max_age_s: int = 0
+    failed_max_age_s: int = 0
+    max_payload_bytes: int = 512 * 1024
+    events_maxlen: int = 10_000
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``STREAMQ_*`` variable (and the ``REDIS_*`` ones)."""
+        env = os.environ if env is None else env
+        prefix = env.get("STREAMQ_PREFIX") or "sq"
+        if any(c in prefix for c in "{}: \t\n"):
+            raise ConfigError(
+                f"STREAMQ_PREFIX must not contain braces, colons or spaces: {prefix!r}"
+            )
+        return cls(
+            redis=RedisSettings.from_env(env),
+            prefix=prefix,
+            concurrency=_int(env, "STREAMQ_CONCURRENCY", 5, minimum=1),
+            max_retries=_int(env, "STREAMQ_MAX_RETRIES", 3),
+            backoff_type=_choice(
+                env, "STREAMQ_BACKOFF_TYPE", "exponential", ("exponential", "fixed")
+            ),
+            backoff_delay_ms=_int(env, "STREAMQ_BACKOFF_DELAY", 5000),
+            backoff_factor=_float(env, "STREAMQ_BACKOFF_FACTOR", 5.0, minimum=1.0),
+            backoff_jitter=_float(env, "STREAMQ_BACKOFF_JITTER", 0.0),
+            job_timeout_ms=_int(env, "STREAMQ_JOB_TIMEOUT", 0),
+            lease_ms=_int(env, "STREAMQ_LEASE", 30_000, minimum=100),
+            max_stalls=_int(env, "STREAMQ_MAX_STALLS", 1),
+            shutdown_grace_ms=_int(env, "STREAMQ_SHUTDOWN_GRACE", 10_000),
+            keep_completed=_int(env, "STREAMQ_KEEP_COMPLETED", 100),
+            keep_failed=_int(env, "STREAMQ_KEEP_FAILED", 500),
+            completed_max_age_s=_int(env, "STREAMQ_COMPLETED_MAX_AGE", 0),
+            failed_max_age_s=_int(env, "STREAMQ_FAILED_MAX_AGE", 0),
+            max_payload_bytes=_int(env, "STREAMQ_MAX_PAYLOAD_BYTES", 512 * 1024, minimum=1),
+            events_maxlen=_int(env, "STREAMQ_EVENTS_MAXLEN", 10_000, minimum=100),
+            log_level=_choice(
+                env, "STREAMQ_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+            ),
+        )
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)

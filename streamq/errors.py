@@ -1,0 +1,80 @@
+"""Every exception streamq raises, in one tree.
+
+::
+
+    StreamQError
+    ├── ConfigError              a setting is missing or malformed (names the variable)
+    ├── PayloadError             a payload cannot be encoded, or is too large; nothing was written
+    ├── QueueFullError           Redis refused a write (OOM under ``noeviction``)
+    ├── ServerError              the server is unusable (too old, lacks a needed command)
+    ├── ConnectionFailedError    Redis could not be reached within the retry budget
+    ├── AuthenticationFailedError  the server refused the credentials (never echoes them)
+    ├── JobNotFoundError         no job record with that id
+    ├── InvalidStateError        the job is not in a state that allows the operation
+    ├── WaitTimeoutError         a job did not finish within the wait timeout
+    └── ScriptError              a Lua script answered with an unexpected error code
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailedError",
+    "ConfigError",
+    "ConnectionFailedError",
+    "InvalidStateError",
+    "JobNotFoundError",
+    "PayloadError",
+    "QueueFullError",
+    "ScriptError",
+    "ServerError",
+    "StreamQError",
+    "WaitTimeoutError",
+]
+
+
+class StreamQError(Exception):
+    """Root of every streamq exception."""
+
+
+class ConfigError(StreamQError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class PayloadError(StreamQError):
+    """A job payload cannot be serialised to JSON or exceeds the size limit."""
+
+
+class QueueFullError(StreamQError):
+    """Redis is out of memory (``maxmemory`` under ``noeviction``) and refused the write."""
+
+
+class ServerError(StreamQError):
+    """The Redis server cannot be used (too old, or missing a command streamq needs)."""
+
+
+class ConnectionFailedError(StreamQError):
+    """Redis could not be reached within the configured retry budget."""
+
+
+class AuthenticationFailedError(StreamQError):
+    """The server refused the credentials. The message names the setting, never the secret."""
+
+
+class JobNotFoundError(StreamQError):
+    """No job record exists with the given id (never enqueued, or removed by retention)."""
+
+
+class InvalidStateError(StreamQError):
+    """The job's current state does not allow the requested operation."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class WaitTimeoutError(StreamQError):
+    """The job did not reach an end state within the timeout."""
+
+
+class ScriptError(StreamQError):
+    """A Lua script returned an error code the client does not know."""

@@ -1,0 +1,137 @@
+"""Plain data about jobs: options, backoff policy, the job record. No I/O."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from streamq.errors import ConfigError
+
+__all__ = ["Backoff", "Job", "JobOptions", "JobState"]
+
+
+class JobState(StrEnum):
+    """Where a job is in its life. ``active`` is derived: waiting + held by a worker."""
+
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for completed, failed (dead) and cancelled."""
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait before retry number ``n`` (1-based).
+
+    ``exponential``: ``delay_ms * factor ** (n - 1)`` (default 5 s, 25 s, 125 s);
+    ``fixed``: ``delay_ms`` every time. ``jitter`` in [0, 1] takes up to that fraction off
+    at random, so a burst of failures does not retry in lockstep.
+    """
+
+    type: str = "exponential"
+    delay_ms: int = 5000
+    factor: float = 5.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.type not in ("exponential", "fixed"):
+            raise ConfigError(f"backoff type must be 'exponential' or 'fixed', got {self.type!r}")
+        if self.delay_ms < 0:
+            raise ConfigError(f"backoff delay_ms must be >= 0, got {self.delay_ms}")
+        if self.factor < 1:
+            raise ConfigError(f"backoff factor must be >= 1, got {self.factor}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"backoff jitter must be within [0, 1], got {self.jitter}")
+
+    @classmethod
+    def fixed(cls, delay_ms: int, *, jitter: float = 0.0) -> Backoff:
+        """The same delay before every retry."""
+        return cls("fixed", delay_ms, 1.0, jitter)
+
+    @classmethod
+    def exponential(
+        cls, delay_ms: int = 5000, factor: float = 5.0, *, jitter: float = 0.0
+    ) -> Backoff:
+        """``delay_ms * factor ** (n - 1)`` before retry ``n``."""
+        return cls("exponential", delay_ms, factor, jitter)
+
+    def delay_for(self, retry: int, rng: random.Random | None = None) -> int:
+        """Milliseconds to wait before retry number ``retry`` (1 for the first retry)."""
+        base = float(self.delay_ms)
+        if self.type == "exponential":
+            base *= self.factor ** max(retry - 1, 0)
+        if self.jitter:
+            base *= 1.0 - self.jitter * (rng or random).random()
+        return int(base)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """What a job carries besides its payload: retry budget, backoff, per-attempt timeout."""
+
+    max_retries: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.timeout_ms < 0:
+            raise ConfigError(f"timeout_ms must be >= 0, got {self.timeout_ms}")
+
+    def encode(self) -> bytes:
+        """Compact wire form stored on the stream entry and the job record."""
+        b = self.backoff
+        return orjson.dumps(
+            [self.max_retries, b.type[0], b.delay_ms, b.factor, b.jitter, self.timeout_ms]
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> JobOptions:
+        """Inverse of :meth:`encode`; raises ``ValueError`` on anything malformed."""
+        v = orjson.loads(raw)
+        if not isinstance(v, list) or len(v) != 6:
+            raise ValueError("job options must be a 6-item list")
+        kind = {"e": "exponential", "f": "fixed"}.get(v[1])
+        if kind is None:
+            raise ValueError(f"unknown backoff type {v[1]!r}")
+        try:
+            return cls(int(v[0]), Backoff(kind, int(v[2]), float(v[3]), float(v[4])), int(v[5]))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@dataclass(slots=True)
+class Job:
+    """A job as read back from Redis (:meth:`Producer.get_job`) or handed to a handler."""
+
+    queue: str
+    id: str
+    name: str
+    data: Any
+    state: JobState
+    attempt: int = 0
+    options: JobOptions = field(default_factory=JobOptions)
+    created_at_ms: int | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    due_at_ms: int | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    dead_reason: str | None = None
+    worker: str | None = None
+    entry_id: str | None = None
+    lease_idle_ms: int | None = None
+    deliveries: int | None = None

@@ -1,0 +1,329 @@
+"""Enqueue and inspect jobs: :class:`Producer` (sync) and :class:`AsyncProducer`.
+
+Both are thin drivers over ``streamq.protocol``: each method builds an operation once and
+runs it; a test checks the two classes expose the same signatures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from streamq import connection
+from streamq._driver import AsyncDriver, SyncDriver
+from streamq.config import RedisSettings, Settings
+from streamq.errors import ConfigError
+from streamq.job import Backoff, Job, JobOptions
+from streamq.protocol import ops
+from streamq.protocol.codec import encode_payload, new_job_id
+from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
+from streamq.protocol.ops import DeadEntry, EnqueueResult, PreparedJob, QueueStatus
+
+__all__ = ["AsyncProducer", "JobSpec", "Producer"]
+
+Delay = float | int | timedelta
+At = datetime | float | int
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job for :meth:`Producer.enqueue_many`."""
+
+    name: str
+    data: Any = None
+    job_id: str | None = None
+    delay: Delay | None = None
+    at: At | None = None
+    max_retries: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+
+
+def _delay_ms(delay: Delay | None) -> int:
+    if delay is None:
+        return 0
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0:
+        raise ConfigError(f"delay must be >= 0 seconds, got {seconds}")
+    return int(seconds * 1000)
+
+
+def _at_ms(at: At | None) -> int:
+    if at is None:
+        return -1
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ConfigError("at must be a timezone-aware datetime (or epoch seconds)")
+        return int(at.timestamp() * 1000)
+    return int(float(at) * 1000)
+
+
+class _Base:
+    """What both producers share: settings, keys and job preparation (no I/O)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._keys: dict[str, QueueKeys] = {}
+        self._default_options = JobOptions(
+            settings.max_retries,
+            Backoff(
+                settings.backoff_type,
+                settings.backoff_delay_ms,
+                settings.backoff_factor,
+                settings.backoff_jitter,
+            ),
+            settings.job_timeout_ms,
+        )
+        self._default_options_raw = self._default_options.encode()
+
+    def keys(self, queue: str) -> QueueKeys:
+        """The key schema of ``queue`` (validated once)."""
+        k = self._keys.get(queue)
+        if k is None:
+            k = self._keys[queue] = QueueKeys(validate_queue_name(queue), self.settings.prefix)
+        return k
+
+    def _prepare(self, spec: JobSpec) -> PreparedJob:
+        if not isinstance(spec.name, str) or not spec.name or len(spec.name) > 200:
+            raise ConfigError(f"job name must be a non-empty string of <= 200 chars: {spec.name!r}")
+        if spec.max_retries is None and spec.backoff is None and spec.timeout is None:
+            opts = self._default_options_raw
+        else:
+            d = self._default_options
+            opts = JobOptions(
+                d.max_retries if spec.max_retries is None else spec.max_retries,
+                spec.backoff or d.backoff,
+                d.timeout_ms if spec.timeout is None else int(spec.timeout * 1000),
+            ).encode()
+        return PreparedJob(
+            validate_job_id(spec.job_id) if spec.job_id is not None else new_job_id(),
+            spec.name,
+            encode_payload(
+                spec.data, self.settings.max_payload_bytes, what=f"payload of job {spec.name!r}"
+            ),
+            opts,
+            _delay_ms(spec.delay),
+            _at_ms(spec.at),
+        )
+
+    def _enqueue_op(self, queue: str, specs: Iterable[JobSpec]) -> ops.Call[list[EnqueueResult]]:
+        # Everything is validated and encoded before anything is sent: a bad job in a batch
+        # means nothing of the batch is written.
+        prepared = [self._prepare(s) for s in specs]
+        return ops.enqueue(self.keys(queue), prepared)
+
+
+def _settings(url: str | None, settings: Settings | None) -> Settings:
+    s = settings or Settings.from_env()
+    if url is not None:
+        s = s.with_changes(redis=RedisSettings(url=url))
+    return s
+
+
+class Producer(_Base):
+    """Enqueue and inspect jobs (sync, pooled connections). Use as a context manager or
+    call :meth:`close`.
+
+    ``url`` overrides the connection settings; without it, ``settings`` (or the environment:
+    ``REDIS_URL``, ``REDIS_HOST``...) decide. Connection errors are retried
+    ``retry_attempts`` times, then raised as :class:`~streamq.errors.ConnectionFailedError`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        retry_attempts: int = 3,
+    ) -> None:
+        super().__init__(_settings(url, settings))
+        self._client = connection.sync_client(self.settings.redis, retry_attempts=retry_attempts)
+        self._driver = SyncDriver(self._client, self.settings.redis.describe())
+
+    def enqueue(
+        self,
+        queue: str,
+        name: str,
+        data: Any = None,
+        *,
+        job_id: str | None = None,
+        delay: Delay | None = None,
+        at: At | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> EnqueueResult:
+        """Add one job (one round trip). An existing ``job_id`` returns the existing job
+        with ``created=False``. ``delay`` (seconds or timedelta) or ``at`` (aware datetime
+        or epoch seconds) make it a delayed job."""
+        spec = JobSpec(name, data, job_id, delay, at, max_retries, backoff, timeout)
+        return self._driver.run(self._enqueue_op(queue, [spec]))[0]
+
+    def enqueue_many(self, queue: str, jobs: Iterable[JobSpec]) -> list[EnqueueResult]:
+        """Add many jobs in one round trip; all are validated before anything is sent."""
+        return self._driver.run(self._enqueue_op(queue, jobs))
+
+    def get_job(self, queue: str, job_id: str) -> Job | None:
+        """The job's record (state, attempts, result, last error, timestamps), or None."""
+        return self._driver.run(ops.get_job(self.keys(queue), job_id))
+
+    def cancel(self, queue: str, job_id: str) -> None:
+        """Cancel a delayed or waiting job (InvalidStateError if it runs or has finished)."""
+        self._driver.run(ops.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
+
+    def reschedule(
+        self, queue: str, job_id: str, *, delay: Delay | None = None, at: At | None = None
+    ) -> int:
+        """Move a delayed job to another time; returns the new due time (ms since epoch)."""
+        if (delay is None) == (at is None):
+            raise ConfigError("reschedule needs exactly one of delay= or at=")
+        return self._driver.run(ops.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at)))
+
+    def status(self, queue: str) -> QueueStatus:
+        """Waiting, active, completed, failed, delayed (and DLQ) counts of ``queue``."""
+        return self._driver.run(ops.status(self.keys(queue)))
+
+    def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
+        """Block until the job completes, dies or is cancelled (no polling loop); raises
+        WaitTimeoutError after ``timeout`` seconds."""
+        return self._driver.run(ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic))
+
+    def dead_letters(self, queue: str, count: int = 100, after: str = "-") -> list[DeadEntry]:
+        """DLQ entries, oldest first."""
+        return self._driver.run(ops.list_dead(self.keys(queue), count, after))
+
+    def replay_dead(self, queue: str, dead_id: str) -> bool:
+        """Move one DLQ entry back to the queue with a fresh retry budget."""
+        return self._driver.run(ops.replay_one(self.keys(queue), dead_id))
+
+    def replay_all_dead(self, queue: str, progress: Callable[[int], None] | None = None) -> int:
+        """Replay every DLQ entry of ``queue``; returns how many moved."""
+        return self._driver.run(ops.replay_all(self.keys(queue), progress=progress))
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete every DLQ entry of ``queue``; returns how many."""
+        return self._driver.run(ops.purge_dead(self.keys(queue)))
+
+    def ping(self) -> bool:
+        """True when the server answers."""
+        return bool(self._driver.run(ops.Call(None, command=("PING",), parse=bool)))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Producer({self.settings.redis.describe()!r})"
+
+
+class AsyncProducer(_Base):
+    """The asyncio twin of :class:`Producer`: same methods, awaited."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        retry_attempts: int = 3,
+    ) -> None:
+        super().__init__(_settings(url, settings))
+        self._client = connection.async_client(self.settings.redis, retry_attempts=retry_attempts)
+        self._driver = AsyncDriver(self._client, self.settings.redis.describe())
+
+    async def enqueue(
+        self,
+        queue: str,
+        name: str,
+        data: Any = None,
+        *,
+        job_id: str | None = None,
+        delay: Delay | None = None,
+        at: At | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> EnqueueResult:
+        """See :meth:`Producer.enqueue`."""
+        spec = JobSpec(name, data, job_id, delay, at, max_retries, backoff, timeout)
+        return (await self._driver.run(self._enqueue_op(queue, [spec])))[0]
+
+    async def enqueue_many(self, queue: str, jobs: Iterable[JobSpec]) -> list[EnqueueResult]:
+        """See :meth:`Producer.enqueue_many`."""
+        return await self._driver.run(self._enqueue_op(queue, jobs))
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        """See :meth:`Producer.get_job`."""
+        return await self._driver.run(ops.get_job(self.keys(queue), job_id))
+
+    async def cancel(self, queue: str, job_id: str) -> None:
+        """See :meth:`Producer.cancel`."""
+        await self._driver.run(ops.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
+
+    async def reschedule(
+        self, queue: str, job_id: str, *, delay: Delay | None = None, at: At | None = None
+    ) -> int:
+        """See :meth:`Producer.reschedule`."""
+        if (delay is None) == (at is None):
+            raise ConfigError("reschedule needs exactly one of delay= or at=")
+        return await self._driver.run(
+            ops.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at))
+        )
+
+    async def status(self, queue: str) -> QueueStatus:
+        """See :meth:`Producer.status`."""
+        return await self._driver.run(ops.status(self.keys(queue)))
+
+    async def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
+        """See :meth:`Producer.wait`."""
+        return await self._driver.run(
+            ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic)
+        )
+
+    async def dead_letters(self, queue: str, count: int = 100, after: str = "-") -> list[DeadEntry]:
+        """See :meth:`Producer.dead_letters`."""
+        return await self._driver.run(ops.list_dead(self.keys(queue), count, after))
+
+    async def replay_dead(self, queue: str, dead_id: str) -> bool:
+        """See :meth:`Producer.replay_dead`."""
+        return await self._driver.run(ops.replay_one(self.keys(queue), dead_id))
+
+    async def replay_all_dead(
+        self, queue: str, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """See :meth:`Producer.replay_all_dead`."""
+        return await self._driver.run(ops.replay_all(self.keys(queue), progress=progress))
+
+    async def purge_dead(self, queue: str) -> int:
+        """See :meth:`Producer.purge_dead`."""
+        return await self._driver.run(ops.purge_dead(self.keys(queue)))
+
+    async def ping(self) -> bool:
+        """See :meth:`Producer.ping`."""
+        return bool(await self._driver.run(ops.Call(None, command=("PING",), parse=bool)))
+
+    async def close(self) -> None:
+        """See :meth:`Producer.close`."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncProducer({self.settings.redis.describe()!r})"

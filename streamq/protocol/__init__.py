@@ -1,0 +1,1 @@
+"""The protocol layer: key schema, Lua scripts, codec and operations. Pure, no I/O."""

@@ -1,0 +1,87 @@
+"""JSON payloads (orjson only; never pickle) and the stream-entry format."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streamq.errors import PayloadError
+
+__all__ = ["Entry", "decode_entry", "encode_payload", "new_job_id"]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_job_id() -> str:
+    """A 26-character ULID-style id: 48-bit ms time + 80 random bits, sortable by creation."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    out = []
+    for _ in range(26):
+        out.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def encode_payload(data: Any, max_bytes: int, *, what: str = "payload") -> bytes:
+    """Serialise ``data`` to JSON, refusing what JSON cannot carry or what is too large."""
+    try:
+        raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise PayloadError(f"{what} is not JSON-serialisable: {exc}") from None
+    if len(raw) > max_bytes:
+        raise PayloadError(
+            f"{what} is {len(raw)} bytes as JSON, over the limit of {max_bytes} bytes "
+            "(STREAMQ_MAX_PAYLOAD_BYTES)"
+        )
+    return raw
+
+
+def decode_json(raw: bytes | str | None) -> Any:
+    """Parse stored JSON; None stays None."""
+    if raw is None or raw == b"" or raw == "":
+        return None
+    return orjson.loads(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stream entry as a worker needs it: enough to run the job without another lookup."""
+
+    entry_id: str
+    job_id: str
+    name: str
+    data: bytes
+    attempt: int
+    options: bytes
+
+
+def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
+    """Validate a raw stream entry. Raises ``ValueError`` naming what is wrong.
+
+    ``fields`` is the dict (or flat list) redis-py returns. Garbage XADDed by someone else
+    lands here and is reported, never crashes the worker.
+    """
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    if isinstance(fields, list | tuple):
+        if len(fields) % 2:
+            raise ValueError("odd number of fields")
+        fields = dict(zip(fields[0::2], fields[1::2], strict=True))
+    if not isinstance(fields, dict):
+        raise ValueError("entry fields are not a mapping")
+    try:
+        job_id = fields[b"i"].decode("utf-8")
+        name = fields[b"n"].decode("utf-8")
+        data = fields[b"d"]
+        attempt = int(fields[b"a"])
+        options = fields[b"o"]
+    except KeyError as exc:
+        raise ValueError(f"missing field {exc.args[0]!r}") from None
+    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"malformed field: {exc}") from None
+    if not job_id or not name or attempt < 1:
+        raise ValueError("empty job id or name, or attempt < 1")
+    return Entry(eid, job_id, name, data, attempt, options)

@@ -1,0 +1,91 @@
+"""The key schema of one queue. Every key carries ``{queue}`` as a Cluster hash tag."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from streamq.errors import ConfigError
+
+__all__ = ["GROUP", "QueueKeys", "validate_queue_name"]
+
+#: The one consumer group every worker of a queue joins.
+GROUP = "streamq"
+
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+
+
+def validate_queue_name(name: str) -> str:
+    """Return ``name`` if it is a valid queue name, else raise ConfigError."""
+    if not isinstance(name, str) or not _QUEUE_RE.match(name):
+        raise ConfigError(
+            f"invalid queue name {name!r}: use 1-200 characters from A-Z a-z 0-9 _ . : -"
+        )
+    return name
+
+
+def validate_job_id(job_id: str) -> str:
+    """Return ``job_id`` if it is a valid custom job id, else raise ConfigError."""
+    if not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id):
+        raise ConfigError(
+            f"invalid job id {job_id!r}: use 1-200 characters from A-Z a-z 0-9 _ . : -"
+        )
+    return job_id
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Names of every key of queue ``queue`` under ``prefix``."""
+
+    queue: str
+    prefix: str = "sq"
+
+    @property
+    def base(self) -> str:
+        """``prefix:{queue}``: the hash-tagged stem of every key."""
+        return f"{self.prefix}:{{{self.queue}}}"
+
+    @property
+    def stream(self) -> str:
+        """Ready and running jobs; the group's PEL is the running set."""
+        return f"{self.base}:stream"
+
+    @property
+    def delayed(self) -> str:
+        """Delayed jobs and retries waiting out their backoff, scored by due ms."""
+        return f"{self.base}:delayed"
+
+    @property
+    def completed(self) -> str:
+        """Completed job ids by finish time (retention index)."""
+        return f"{self.base}:completed"
+
+    @property
+    def failed(self) -> str:
+        """Dead job ids by time of death (retention index)."""
+        return f"{self.base}:failed"
+
+    @property
+    def dead(self) -> str:
+        """The dead-letter stream."""
+        return f"{self.base}:dead"
+
+    @property
+    def events(self) -> str:
+        """Capped stream of lifecycle events."""
+        return f"{self.base}:events"
+
+    @property
+    def stats(self) -> str:
+        """Lifetime counters (completed, dead, retried...)."""
+        return f"{self.base}:stats"
+
+    @property
+    def workers(self) -> str:
+        """Live-worker registry: consumer name -> last heartbeat ms."""
+        return f"{self.base}:workers"
+
+    def job(self, job_id: str) -> str:
+        """The record of one job."""
+        return f"{self.base}:job:{job_id}"

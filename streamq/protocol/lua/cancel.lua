@@ -1,0 +1,27 @@
+--[[ cancel: cancel a delayed or waiting job. A job a worker has fetched cannot be cancelled.
+KEYS[1] job hash  KEYS[2] delayed zset  KEYS[3] stream  KEYS[4] events
+ARGV[1] group  ARGV[2] job id  ARGV[3] events maxlen
+Returns {code, state}: CODE_OK 'cancelled'; CODE_MISSING; CODE_BAD_STATE with the state.
+]]
+--- @include "lib/time.lua"
+--- @include "lib/codes.lua"
+local job, delayed, stream, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, id = ARGV[1], ARGV[2]
+local state = redis.call('HGET', job, 's')
+if not state then return {CODE_MISSING, ''} end
+if state == 'delayed' then
+  redis.call('ZREM', delayed, id)
+elseif state == 'waiting' then
+  local eid = redis.call('HGET', job, 'x')
+  if eid then
+    local p = redis.call('XPENDING', stream, group, eid, eid, 1)
+    if p[1] then return {CODE_BAD_STATE, 'active'} end
+    redis.call('XDEL', stream, eid)
+  end
+else
+  return {CODE_BAD_STATE, state}
+end
+redis.call('HSET', job, 's', 'cancelled', 'f', now_ms())
+redis.call('HDEL', job, 'x', 'due')
+redis.call('XADD', events, 'MAXLEN', '~', ARGV[3], '*', id, 'cancelled')
+return {CODE_OK, 'cancelled'}

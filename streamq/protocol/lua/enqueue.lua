@@ -1,0 +1,43 @@
+--[[ enqueue: add N jobs in one call; a job id that already has a record is not re-added.
+KEYS[1] stream   KEYS[2] delayed zset   KEYS[2+j] job hash of job j (j = 1..N)
+ARGV[1] group    ARGV[2] N
+  then 6 per job: id, name, data (JSON), opts (JSON), delay_ms, at_ms
+  (at_ms >= 0: absolute due time in ms since the epoch; else delay_ms > 0: due = TIME + delay)
+Returns a flat list, 3 per job: code (CODE_OK new / CODE_EXISTS), state, ref
+  (ref: stream entry id when waiting, due ms when delayed, '' when it existed).
+]]
+--- @include "lib/time.lua"
+--- @include "lib/codes.lua"
+local stream, delayed, group = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('EXISTS', stream) == 0 then
+  -- Group at id 0 so nothing added before a worker starts is skipped.
+  redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+end
+local now = now_ms()
+local out = {}
+for j = 1, tonumber(ARGV[2]) do
+  local b = 3 + (j - 1) * 6
+  local key = KEYS[2 + j]
+  local id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local delay, at = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+  local state = redis.call('HGET', key, 's')
+  if state then
+    out[#out + 1] = CODE_EXISTS; out[#out + 1] = state; out[#out + 1] = ''
+  else
+    local due = -1
+    if at >= 0 then due = at elseif delay > 0 then due = now + delay end
+    if due > now then
+      redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 's', 'delayed', 'a', 0,
+        'c', now, 'due', due)
+      redis.call('ZADD', delayed, due, id)
+      out[#out + 1] = CODE_OK; out[#out + 1] = 'delayed'; out[#out + 1] = tostring(due)
+    else
+      local eid = redis.call('XADD', stream, '*', 'i', id, 'n', name, 'd', data, 'a', 1,
+        'o', opts)
+      redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 's', 'waiting', 'a', 0,
+        'c', now, 'x', eid)
+      out[#out + 1] = CODE_OK; out[#out + 1] = 'waiting'; out[#out + 1] = eid
+    end
+  end
+end
+return out

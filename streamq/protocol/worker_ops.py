@@ -1,0 +1,277 @@
+"""Operations a worker runs: fetch, finish, lease renewal, reclaim, promotion, retention.
+Pure builders and parsers, like :mod:`streamq.protocol.ops`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamq.protocol.codec import Entry, decode_entry
+from streamq.protocol.keys import GROUP, QueueKeys
+from streamq.protocol.ops import Arg, Call, Code, _s
+
+__all__ = [
+    "Done",
+    "Fetched",
+    "Reclaimed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One delivered entry: decoded, or the reason it could not be."""
+
+    queue: str
+    entry_id: str
+    entry: Entry | None
+    error: str | None = None
+    raw_job_id: str | None = None
+
+
+def _decode(queue: str, eid: Any, fields: Any) -> Fetched:
+    try:
+        return Fetched(queue, _s(eid), decode_entry(eid, fields))
+    except ValueError as exc:
+        raw = fields.get(b"i") if isinstance(fields, dict) else None
+        try:
+            job_id = raw.decode("utf-8") if isinstance(raw, bytes) and raw else None
+        except UnicodeDecodeError:
+            job_id = None
+        return Fetched(queue, _s(eid), None, f"undecodable entry: {exc}", job_id)
+
+
+def ensure_group(keys: QueueKeys) -> Call[None]:
+    """Create the stream and consumer group (from id 0) unless they exist."""
+
+    return Call(
+        None,
+        command=("XGROUP", "CREATE", keys.stream, GROUP, "0", "MKSTREAM"),
+        parse=lambda r: None,
+    )
+
+
+def fetch(
+    streams: Sequence[QueueKeys], consumer: str, count: int, block_ms: int
+) -> Call[list[Fetched]]:
+    """XREADGROUP up to ``count`` new entries across queues (never more than free slots)."""
+    by_stream = {k.stream.encode(): k.queue for k in streams}
+
+    def parse(reply: Any) -> list[Fetched]:
+        out: list[Fetched] = []
+        if not reply:
+            return out
+        items = reply.items() if isinstance(reply, dict) else reply
+        for stream, entries in items:
+            queue = by_stream[stream if isinstance(stream, bytes) else str(stream).encode()]
+            for eid, fields in entries:
+                out.append(_decode(queue, eid, fields))
+        return out
+
+    cmd: tuple[Arg, ...] = (
+        "XREADGROUP",
+        "GROUP",
+        GROUP,
+        consumer,
+        "COUNT",
+        count,
+        "BLOCK",
+        block_ms,
+        "STREAMS",
+        *(k.stream for k in streams),
+        *(">" for _ in streams),
+    )
+    return Call(None, command=cmd, parse=parse)
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A finished attempt waiting to be recorded."""
+
+    job_id: str
+    entry_id: str
+    attempt: int
+    result: bytes
+    started_ms: int
+
+
+def complete(
+    keys: QueueKeys, consumer: str, done: Sequence[Done], events_maxlen: int
+) -> Call[list[bool]]:
+    """Record a batch of completions in one script call; False = fenced (lease lost)."""
+    args: list[Arg] = [GROUP, consumer, events_maxlen, len(done)]
+    for d in done:
+        args += [d.job_id, d.entry_id, d.attempt, d.result, d.started_ms]
+    return Call(
+        "complete",
+        [keys.stream, keys.completed, keys.events, keys.stats, *(keys.job(d.job_id) for d in done)],
+        args,
+        lambda r: [int(c) == Code.OK for c in r],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailOutcome:
+    """What :func:`fail` did: ``state`` is 'delayed' (retry), 'failed' (dead) or '' (fenced)."""
+
+    fenced: bool
+    state: str
+    due_ms: int
+
+
+def fail(
+    keys: QueueKeys,
+    consumer: str,
+    job_id: str,
+    entry_id: str,
+    attempt: int,
+    error: str,
+    traceback: str,
+    retry_delay_ms: int,
+    reason: str,
+    started_ms: int,
+    events_maxlen: int,
+    *,
+    skip_owner_check: bool = False,
+) -> Call[FailOutcome]:
+    """Record a failed attempt: retry after ``retry_delay_ms`` (Redis clock), or dead when
+    it is negative."""
+    k = keys
+    return Call(
+        "fail",
+        [k.stream, k.delayed, k.dead, k.failed, k.events, k.stats, k.job(job_id)],
+        [
+            GROUP,
+            consumer,
+            events_maxlen,
+            job_id,
+            entry_id,
+            attempt,
+            error[:4000],
+            traceback[:16000],
+            retry_delay_ms,
+            reason,
+            started_ms,
+            "1" if skip_owner_check else "0",
+        ],
+        lambda r: FailOutcome(int(r[0]) == Code.FENCED, _s(r[1]), int(r[2])),
+    )
+
+
+def dead_entry(keys: QueueKeys, entry_id: str, fields: Any, reason: str) -> Call[str]:
+    """Move an undecodable entry (no usable job id) to the DLQ as it was, and drop it."""
+    flat: list[Arg] = []
+    if isinstance(fields, dict):
+        for k, v in list(fields.items())[:64]:
+            flat += [b"raw:" + (k if isinstance(k, bytes) else str(k).encode()), v]
+    cmd_fields: list[Arg] = [
+        "i",
+        "",
+        "n",
+        "",
+        "d",
+        "null",
+        "o",
+        "",
+        "a",
+        0,
+        "e",
+        reason,
+        "tb",
+        "",
+        "rs",
+        "undecodable",
+        "src",
+        entry_id,
+        *flat,
+    ]
+    return Call(None, command=("XADD", keys.dead, "*", *cmd_fields), parse=_s)
+
+
+def ack_drop(keys: QueueKeys, entry_id: str) -> list[Call[Any]]:
+    """XACK + XDEL one entry (used after it was copied to the DLQ)."""
+    return [
+        Call(None, command=("XACK", keys.stream, GROUP, entry_id)),
+        Call(None, command=("XDEL", keys.stream, entry_id)),
+    ]
+
+
+def renew(keys: QueueKeys, consumer: str, entry_ids: Sequence[str]) -> Call[list[str]]:
+    """Re-claim own running entries (lease renewal); returns the ids this consumer lost."""
+    return Call("renew", [keys.stream], [GROUP, consumer, *entry_ids], lambda r: [_s(x) for x in r])
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """Result of one XAUTOCLAIM pass."""
+
+    cursor: str
+    entries: list[tuple[Fetched, int]]
+    deleted: list[str]
+
+
+def reclaim(
+    keys: QueueKeys, consumer: str, min_idle_ms: int, cursor: str, count: int
+) -> Call[Reclaimed]:
+    """Take over up to ``count`` entries idle past ``min_idle_ms``, with delivery counts."""
+
+    def parse(r: list[Any]) -> Reclaimed:
+        entries = []
+        for eid, fields, deliveries in r[1]:
+            flat = fields or []
+            fdict = dict(zip(flat[0::2], flat[1::2], strict=False))
+            entries.append((_decode(keys.queue, eid, fdict), int(deliveries)))
+        return Reclaimed(_s(r[0]), entries, [_s(x) for x in r[2]])
+
+    return Call("reclaim", [keys.stream], [GROUP, consumer, min_idle_ms, cursor, count], parse)
+
+
+def release(keys: QueueKeys, consumer: str, jobs: Sequence[tuple[str, str]]) -> Call[int]:
+    """Hand running jobs (job id, entry id) back to the queue at once."""
+    args: list[Arg] = [GROUP, consumer]
+    for job_id, eid in jobs:
+        args += [job_id, eid]
+    return Call("release", [keys.stream, *(keys.job(j) for j, _ in jobs)], args, int)
+
+
+@dataclass(frozen=True, slots=True)
+class DueInfo:
+    """Due delayed ids now, the Redis time, and the next due time (-1: none)."""
+
+    now_ms: int
+    next_due_ms: int
+    ids: list[str]
+
+
+def due(keys: QueueKeys, limit: int) -> Call[DueInfo]:
+    """Which delayed jobs are due by the Redis clock."""
+    return Call(
+        "due",
+        [keys.delayed],
+        [limit],
+        lambda r: DueInfo(int(r[0]), int(r[1]), [_s(x) for x in r[2]]),
+    )
+
+
+def promote(keys: QueueKeys, ids: Sequence[str]) -> Call[int]:
+    """Move due ids into the stream (each exactly once, however many promoters race)."""
+    return Call(
+        "promote", [keys.delayed, keys.stream, *(keys.job(i) for i in ids)], [GROUP, *ids], int
+    )
+
+
+def retention(index: str, keep: int, max_age_ms: int, limit: int) -> Call[list[str]]:
+    """Ids of finished records beyond the keep-count or max age, oldest first."""
+    return Call("retention", [index], [keep, max_age_ms, limit], lambda r: [_s(x) for x in r])
+
+
+def trim(keys: QueueKeys, index: str, ids: Sequence[str]) -> Call[int]:
+    """Drop the records of ``ids`` still in ``index``."""
+    return Call("trim", [index, *(keys.job(i) for i in ids)], list(ids), int)
+
+
+def heartbeat(keys: QueueKeys, consumer: str, now_ms: int, info: bytes) -> list[Call[Any]]:
+    """Register this worker as alive on the queue (for operators)."""
+    return [
+        Call(None, command=("HSET", keys.workers, consumer, info)),
+    ]

@@ -1,0 +1,104 @@
+"""``python -m streamq.worker MODULE:APP --queue Q [--queue Q2] --concurrency N``.
+
+SIGTERM/SIGINT: stop fetching, let running jobs finish within the grace period, hand the
+rest back, exit 0. A second signal skips the rest of the grace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from streamq.config import Settings
+from streamq.errors import StreamQError
+from streamq.worker.app import App
+from streamq.worker.logs import configure_logging, log_event
+from streamq.worker.runner import Worker
+
+__all__ = ["load_app", "main"]
+
+
+def load_app(spec: str) -> App:
+    """Import ``module.path:attribute`` and check it is an :class:`App`."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"error: app must be given as MODULE:ATTRIBUTE, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"error: cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise SystemExit(f"error: {spec!r} is not a streamq.worker.App")
+    return app
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line arguments of the worker process."""
+    p = argparse.ArgumentParser(
+        prog="python -m streamq.worker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("app", help="MODULE:ATTRIBUTE of a streamq.worker.App")
+    p.add_argument(
+        "--queue",
+        "-q",
+        action="append",
+        default=[],
+        help="queue to consume (repeatable; default: the app's queues)",
+    )
+    p.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=None,
+        help="jobs run at once (default STREAMQ_CONCURRENCY, 5)",
+    )
+    p.add_argument("--burst", action="store_true", help="exit 0 once the queues are drained")
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+async def _run(worker: Worker, burst: bool) -> None:
+    loop = asyncio.get_running_loop()
+    signals = {"n": 0}
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals["n"] += 1
+        log_event("signal", signal=sig.name, action="stop" if signals["n"] == 1 else "hurry")
+        if signals["n"] > 1:
+            worker.settings = worker.settings.with_changes(shutdown_grace_ms=0)
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await worker.run(burst=burst)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Process entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.concurrency is not None and args.concurrency < 1:
+            raise SystemExit("error: --concurrency must be >= 1")
+        configure_logging(args.log_level or settings.log_level)
+        app = load_app(args.app)
+        queues = args.queue or app.queues
+        if not queues:
+            raise SystemExit("error: no queue given (use --queue Q)")
+        worker = Worker(app, queues, settings=settings, concurrency=args.concurrency)
+        asyncio.run(_run(worker, args.burst))
+    except StreamQError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

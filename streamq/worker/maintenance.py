@@ -1,0 +1,279 @@
+"""The worker's maintenance loops: lease renewal, reclaim of stalled entries, promotion of
+due delayed jobs, retention, heartbeat, and the shutdown hand-back.
+
+Each loop is cheap when idle and survives Redis outages (it logs, backs off and resumes).
+Every loop is safe to run in every worker at once: the scripts decide races atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from streamq.errors import ConnectionFailedError
+from streamq.job import JobOptions
+from streamq.protocol import worker_ops as wops
+from streamq.protocol.keys import GROUP
+from streamq.protocol.ops import _s, raw
+from streamq.worker.logs import log_event
+
+if TYPE_CHECKING:
+    from streamq.worker.runner import Worker
+
+__all__ = [
+    "burst_watch",
+    "hand_back",
+    "housekeeping_loop",
+    "promote_loop",
+    "reclaim_loop",
+    "renew_loop",
+    "unregister",
+]
+
+WARN = logging.WARNING
+
+
+async def _forever(what: str, period_s: float, body: Callable[[], Awaitable[float | None]]) -> None:
+    """Run ``body`` every ``period_s`` (or after the delay it returns), riding out outages."""
+    delay = 0.05
+    while True:
+        try:
+            wait = await body()
+            delay = 0.05
+        except ConnectionFailedError as exc:
+            log_event("redis_unavailable", WARN, during=what, error=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            continue
+        await asyncio.sleep(period_s if wait is None else wait)
+
+
+# ---------------------------------------------------------------------- leases
+
+
+async def renew_loop(w: Worker) -> None:
+    """Re-claim our running entries every lease/3 so a live slow job is never stolen."""
+
+    async def body() -> None:
+        by_queue: dict[str, list[str]] = {}
+        for eid, run in list(w.running.items()):
+            if not run.lost:
+                by_queue.setdefault(run.keys.queue, []).append(eid)
+        for queue, eids in by_queue.items():
+            keys = w._by_queue[queue]
+            for i in range(0, len(eids), 500):
+                lost = await w.driver.run(wops.renew(keys, w.consumer, eids[i : i + 500]))
+                for eid in lost:
+                    held = w.running.get(eid)
+                    if held is None:
+                        continue  # finished meanwhile
+                    held.lost = True
+                    log_event(
+                        "lease_lost",
+                        WARN,
+                        queue=queue,
+                        job_id=held.job_id,
+                        name=held.name,
+                        attempt=held.attempt,
+                        detail="another worker reclaimed this job; our result will be refused",
+                    )
+        return None
+
+    await _forever("renew", w.settings.lease_ms / 3000, body)
+
+
+async def reclaim_loop(w: Worker) -> None:
+    """XAUTOCLAIM entries idle past the lease (a crashed or frozen worker's jobs), only as
+    many as we have free slots. A job reclaimed more than ``max_stalls`` times is dead."""
+    cursors = {k.queue: "0-0" for k in w.keys}
+
+    async def body() -> None:
+        for keys in w.keys:
+            while not w.stopping:
+                free = w.concurrency - w._executing
+                if free <= 0:
+                    return None
+                r = await w.driver.run(
+                    wops.reclaim(keys, w.consumer, w.settings.lease_ms, cursors[keys.queue], free)
+                )
+                cursors[keys.queue] = r.cursor
+                for eid in r.deleted:
+                    await _dead_deleted(w, keys, eid)
+                for fetched, deliveries in r.entries:
+                    await _take_over(w, fetched, deliveries)
+                if r.cursor == "0-0" or not r.entries:
+                    break
+        return None
+
+    await _forever("reclaim", max(w.settings.lease_ms / 4000, 0.1), body)
+
+
+async def _take_over(w: Worker, fetched: wops.Fetched, deliveries: int) -> None:
+    stalls = max(deliveries - 1, 0)
+    e = fetched.entry
+    keys = w._by_queue[fetched.queue]
+    common = dict(queue=fetched.queue, entry_id=fetched.entry_id, stalls=stalls)
+    if e is not None and stalls > w.settings.max_stalls:
+        from streamq.worker.runner import Running
+
+        run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, int(time.time() * 1000))
+        w.running[e.entry_id] = run
+        await w._fail(
+            run,
+            f"stalled {stalls} times (worker died or froze mid-job)",
+            "",
+            -1,
+            "stalled",
+            JobOptions(),
+        )
+        return
+    log_event("reclaimed", WARN, **common, job_id=e.job_id if e else None)
+    await w.driver.run(raw("HINCRBY", keys.stats, "reclaimed", 1))
+    w.start(fetched)
+
+
+async def _dead_deleted(w: Worker, keys: Any, eid: str) -> None:
+    # Redis >= 7 reports pending entries deleted from the stream by someone else: their
+    # payload is gone, so record the loss in the DLQ instead of letting it vanish.
+    reason = f"stream entry {eid} was deleted while pending (XDEL/XTRIM by someone else)"
+    await w.driver.run(wops.dead_entry(keys, eid, {}, reason))
+    log_event("dead", logging.ERROR, queue=keys.queue, entry_id=eid, reason=reason)
+
+
+# ---------------------------------------------------------------------- promotion
+
+
+async def promote_loop(w: Worker) -> None:
+    """Move due delayed jobs into their streams; sleep until the next due time (capped, so
+    a newly enqueued earlier job is seen within ``promote_poll_ms``)."""
+    cap = w.promote_poll_ms / 1000
+
+    async def body() -> float:
+        sleep = cap
+        for keys in w.keys:
+            while True:
+                info = await w.driver.run(wops.due(keys, 500))
+                if info.ids:
+                    moved = await w.driver.run(wops.promote(keys, info.ids))
+                    if moved:
+                        log_event("promoted", logging.DEBUG, queue=keys.queue, count=moved)
+                    if len(info.ids) == 500:
+                        continue
+                elif info.next_due_ms > 0:
+                    sleep = min(sleep, max((info.next_due_ms - info.now_ms) / 1000, 0.001))
+                break
+        return sleep
+
+    await _forever("promote", cap, body)
+
+
+# ---------------------------------------------------------------------- housekeeping
+
+
+async def housekeeping_loop(w: Worker) -> None:
+    """Heartbeat in the live-worker registry, and retention of finished records."""
+    s = w.settings
+    started = int(time.time() * 1000)
+    host, pid = socket.gethostname(), os.getpid()
+
+    async def body() -> None:
+        now = int(time.time() * 1000)
+        info = orjson.dumps(
+            {
+                "host": host,
+                "pid": pid,
+                "started_ms": started,
+                "seen_ms": now,
+                "running": len(w.running),
+                "concurrency": w.concurrency,
+                "processed": w.processed,
+                "failed": w.failed,
+            }
+        )
+        for keys in w.keys:
+            await w.driver.run(wops.heartbeat(keys, w.consumer, now, info))
+            for index, keep, age_s in (
+                (keys.completed, s.keep_completed, s.completed_max_age_s),
+                (keys.failed, s.keep_failed, s.failed_max_age_s),
+            ):
+                while True:
+                    ids = await w.driver.run(wops.retention(index, keep, age_s * 1000, 500))
+                    if not ids:
+                        break
+                    await w.driver.run(wops.trim(keys, index, ids))
+                    if len(ids) < 500:
+                        break
+        return None
+
+    await _forever("housekeeping", 1.0, body)
+
+
+async def burst_watch(w: Worker) -> None:
+    """Stop the worker once every queue is drained: nothing waiting, delayed or running."""
+    from streamq.protocol import ops
+
+    while True:
+        await asyncio.sleep(0.05)
+        if w.running or w._executing:
+            continue
+        try:
+            sts = [await w.driver.run(ops.status(k)) for k in w.keys]
+        except ConnectionFailedError:
+            continue
+        if all(s.waiting == 0 and s.active == 0 and s.delayed == 0 for s in sts):
+            w.stop()
+            return
+
+
+# ---------------------------------------------------------------------- shutdown
+
+
+async def hand_back(w: Worker) -> int:
+    """Return every entry still in our PEL to its queue at once (so other workers start it
+    now, not after the lease), including entries fetched in flight when we stopped."""
+    total = 0
+    for keys in w.keys:
+        pend = await w.driver.run(
+            raw("XPENDING", keys.stream, GROUP, "-", "+", 10_000, w.consumer, parse_detail=True)
+        )
+        eids = [_s(p["message_id"]) for p in pend or []]
+        if not eids:
+            continue
+        jobs = []
+        for eid in eids:
+            run = w.running.get(eid)
+            if run is not None:
+                jobs.append((run.job_id, eid))
+                continue
+            rows = await w.driver.run(raw("XRANGE", keys.stream, eid, eid))
+            jid = rows[0][1].get(b"i") if rows else None
+            if jid:
+                jobs.append((jid.decode(errors="replace"), eid))
+        if jobs:
+            n = await w.driver.run(wops.release(keys, w.consumer, jobs))
+            total += n
+            for job_id, eid in jobs:
+                w.running.pop(eid, None)
+                log_event("handed_back", WARN, queue=keys.queue, job_id=job_id, entry_id=eid)
+    return total
+
+
+async def unregister(w: Worker) -> None:
+    """Leave the live-worker registry and drop our consumer if it holds nothing."""
+    for keys in w.keys:
+        try:
+            await w.driver.run(raw("HDEL", keys.workers, w.consumer))
+            pend = await w.driver.run(
+                raw("XPENDING", keys.stream, GROUP, "-", "+", 1, w.consumer, parse_detail=True)
+            )
+            if not pend:
+                await w.driver.run(raw("XGROUP", "DELCONSUMER", keys.stream, GROUP, w.consumer))
+        except ConnectionFailedError:
+            return

@@ -1,0 +1,485 @@
+"""The worker: fetch, run, finish. Maintenance loops (leases, reclaim, promotion, retention)
+live in :mod:`streamq.worker.maintenance`; this module owns the job path.
+
+One asyncio process. Handlers run under a slot count (``concurrency``); sync handlers run in
+a thread pool. Completions are batched into few script calls; failures are recorded one by
+one (they are rare and carry tracebacks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from streamq import connection
+from streamq._driver import AsyncDriver
+from streamq.config import Settings
+from streamq.errors import ConnectionFailedError, PayloadError, ServerError
+from streamq.job import Job, JobOptions, JobState
+from streamq.protocol import worker_ops as wops
+from streamq.protocol.codec import encode_payload
+from streamq.protocol.keys import QueueKeys, validate_queue_name
+from streamq.protocol.ops import raw
+from streamq.worker import maintenance
+from streamq.worker.app import App
+from streamq.worker.checks import ServerInfo, check_server
+from streamq.worker.logs import log_event
+
+__all__ = ["Worker"]
+
+WARN = logging.WARNING
+
+
+def _now_ms() -> int:
+    # Local clock: only for started/duration figures shown to people, never for due times.
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Running:
+    """A job this worker holds: its entry is in our PEL until finished or handed back."""
+
+    keys: QueueKeys
+    job_id: str
+    entry_id: str
+    name: str
+    attempt: int
+    started_ms: int
+    task: asyncio.Task[None] | None = None
+    lost: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    done: list[tuple[wops.Done, Running, float]] = field(default_factory=list)
+
+
+class Worker:
+    """Runs the handlers of ``app`` for jobs of ``queues``.
+
+    ``await worker.run()`` until :meth:`stop` (or a signal, from the process entry);
+    ``burst=True`` returns once the queues are empty and nothing is running or delayed.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str],
+        *,
+        settings: Settings | None = None,
+        concurrency: int | None = None,
+        consumer: str | None = None,
+        block_ms: int = 1000,
+        promote_poll_ms: int = 200,
+    ) -> None:
+        if not queues:
+            raise ServerError("a worker needs at least one queue")
+        self.app = app
+        self.settings = settings or Settings.from_env()
+        self.concurrency = concurrency or self.settings.concurrency
+        self.keys = [QueueKeys(validate_queue_name(q), self.settings.prefix) for q in queues]
+        self._by_queue = {k.queue: k for k in self.keys}
+        self.consumer = consumer or (f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
+        self.block_ms = block_ms
+        self.promote_poll_ms = promote_poll_ms
+        self.server: ServerInfo | None = None
+        self.client = connection.async_client(self.settings.redis, retry_attempts=1)
+        self.driver = AsyncDriver(self.client, self.settings.redis.describe())
+        self.running: dict[str, Running] = {}  # entry id -> job (executing or awaiting flush)
+        self._executing = 0
+        self._slot = asyncio.Event()
+        self._pending = _Pending()
+        self._flush_wake = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="streamq-job"
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.processed = 0
+        self.failed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask the worker to stop: no new fetches, running jobs get the grace period."""
+        self._stopping.set()
+        self._slot.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    async def startup(self) -> None:
+        """Check the server, load scripts and create the consumer groups."""
+        info = await self.driver.run(
+            raw(
+                "INFO",
+            )
+        )
+        save: str | None
+        try:
+            cfg = await self.client.config_get("save")
+            save = str(cfg.get("save", ""))
+        except ResponseError:
+            save = None  # CONFIG not allowed for this user: skip that check
+        self.server = check_server(info, save)
+        await self.driver.load_all()
+        await self.ensure_groups()
+        log_event(
+            "worker_started",
+            queues=[k.queue for k in self.keys],
+            concurrency=self.concurrency,
+            consumer=self.consumer,
+            server=self.settings.redis.describe(),
+            version=".".join(map(str, self.server.version)),
+        )
+
+    async def ensure_groups(self) -> None:
+        """XGROUP CREATE ... MKSTREAM for each queue; an existing group is fine."""
+        for k in self.keys:
+            try:
+                await self.driver.run(wops.ensure_group(k))
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Run until stopped (or, with ``burst``, until there is nothing left to do)."""
+        await self._retrying("startup", self.startup)
+        loops = [
+            self._fetch_loop(),
+            self._flush_loop(),
+            maintenance.renew_loop(self),
+            maintenance.reclaim_loop(self),
+            maintenance.promote_loop(self),
+            maintenance.housekeeping_loop(self),
+        ]
+        if burst:
+            loops.append(maintenance.burst_watch(self))
+        self._tasks = [asyncio.create_task(c) for c in loops]
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        fetch, flush, renew, *rest = self._tasks
+        for t in [fetch, *rest]:
+            t.cancel()
+        await asyncio.gather(fetch, *rest, return_exceptions=True)
+        grace = self.settings.shutdown_grace_ms / 1000
+        active = [r.task for r in self.running.values() if r.task and not r.task.done()]
+        if active:
+            log_event("draining", running=len(active), grace_s=grace)
+            _, still = await asyncio.wait(active, timeout=grace)
+            for t in still:
+                t.cancel()
+            if still:
+                await asyncio.wait(still, timeout=1.0)
+        await self._drain_completions()
+        handed = await self._retrying("hand_back", maintenance.hand_back, self)
+        renew.cancel()
+        flush.cancel()
+        await asyncio.gather(renew, flush, return_exceptions=True)
+        await maintenance.unregister(self)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.client.aclose()
+        log_event(
+            "worker_stopped",
+            consumer=self.consumer,
+            processed=self.processed,
+            failed=self.failed,
+            handed_back=handed,
+        )
+
+    async def _drain_completions(self) -> None:
+        deadline = time.monotonic() + 10
+        while self._pending.done and time.monotonic() < deadline:
+            self._flushed.clear()
+            self._flush_wake.set()
+            try:
+                await asyncio.wait_for(self._flushed.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
+
+    async def _retrying(self, what: str, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` until it gets through a Redis outage (backoff 50 ms .. 1 s)."""
+        delay = 0.05
+        while True:
+            try:
+                return await fn(*args)
+            except ConnectionFailedError as exc:
+                log_event(
+                    "redis_unavailable",
+                    WARN,
+                    during=what,
+                    error=str(exc),
+                    retry_in_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    # ------------------------------------------------------------------ fetch
+
+    async def _fetch_loop(self) -> None:
+        delay = 0.05
+        while not self.stopping:
+            free = self.concurrency - self._executing
+            if free <= 0:
+                self._slot.clear()
+                await self._slot.wait()
+                continue
+            try:
+                got = await self.driver.run(
+                    wops.fetch(self.keys, self.consumer, free, self.block_ms)
+                )
+                delay = 0.05
+            except ConnectionFailedError as exc:
+                log_event(
+                    "redis_unavailable",
+                    WARN,
+                    during="fetch",
+                    error=str(exc),
+                    retry_in_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the server lost our group (FLUSHALL, new server)
+                    await self._retrying("ensure_groups", self.ensure_groups)
+                    continue
+                raise
+            for f in got:
+                self.start(f)
+
+    def start(self, f: wops.Fetched) -> None:
+        """Begin running one delivered (or reclaimed) entry."""
+        keys = self._by_queue[f.queue]
+        e = f.entry
+        if e is None:
+            self._executing += 1
+            task = asyncio.create_task(self._dead_undecodable(keys, f))
+            task.add_done_callback(self._release_slot)
+            return
+        run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, _now_ms())
+        self.running[e.entry_id] = run
+        self._executing += 1
+        run.task = asyncio.create_task(self._execute(run, e.data, e.options))
+        run.task.add_done_callback(self._release_slot)
+
+    def _release_slot(self, _: asyncio.Task[None]) -> None:
+        self._executing -= 1
+        self._slot.set()
+
+    # ------------------------------------------------------------------ execute
+
+    async def _execute(self, run: Running, raw_data: bytes, raw_opts: bytes) -> None:
+        log_event(
+            "processing",
+            queue=run.keys.queue,
+            job_id=run.job_id,
+            name=run.name,
+            attempt=run.attempt,
+        )
+        reg = self.app.handlers.get(run.name)
+        try:
+            opts = JobOptions.decode(raw_opts)
+            data = orjson.loads(raw_data)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            await self._fail(
+                run, f"undecodable payload or options: {exc}", "", -1, "undecodable", JobOptions()
+            )
+            return
+        if reg is None:
+            await self._fail(
+                run, f"no handler registered for job name {run.name!r}", "", -1, "no-handler", opts
+            )
+            return
+        job = Job(
+            run.keys.queue,
+            run.job_id,
+            run.name,
+            data,
+            JobState.ACTIVE,
+            run.attempt,
+            opts,
+            started_at_ms=run.started_ms,
+            worker=self.consumer,
+            entry_id=run.entry_id,
+        )
+        t0 = time.perf_counter()
+        timeout = opts.timeout_ms / 1000 if opts.timeout_ms else None
+        try:
+            if reg.is_async:
+                coro = reg.fn(job)
+                result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            else:
+                fut = asyncio.get_running_loop().run_in_executor(self._pool, reg.fn, job)
+                result = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+            raw_result = encode_payload(
+                result, self.settings.max_payload_bytes, what=f"result of job {run.job_id!r}"
+            )
+        except asyncio.CancelledError:
+            raise  # shutdown past the grace: the entry is handed back
+        except TimeoutError:
+            await self._fail(run, f"timed out after {timeout} s", "", None, "timeout", opts, t0)
+            return
+        except PayloadError as exc:
+            await self._fail(run, str(exc), "", None, "failed", opts, t0)
+            return
+        except Exception as exc:
+            tb = traceback.format_exc()
+            await self._fail(run, f"{type(exc).__name__}: {exc}", tb, None, "failed", opts, t0)
+            return
+        done = wops.Done(run.job_id, run.entry_id, run.attempt, raw_result, run.started_ms)
+        self._pending.done.append((done, run, time.perf_counter() - t0))
+        self._flush_wake.set()
+
+    async def _fail(
+        self,
+        run: Running,
+        error: str,
+        tb: str,
+        retry_delay_ms: int | None,
+        reason: str,
+        opts: JobOptions,
+        t0: float | None = None,
+        *,
+        skip_owner_check: bool = False,
+    ) -> None:
+        """Record a failed attempt: retry with backoff while the budget lasts, else dead."""
+        if retry_delay_ms is None:
+            retry_delay_ms = (
+                opts.backoff.delay_for(run.attempt) if run.attempt <= opts.max_retries else -1
+            )
+        call = wops.fail(
+            run.keys,
+            self.consumer,
+            run.job_id,
+            run.entry_id,
+            run.attempt,
+            error,
+            tb,
+            retry_delay_ms,
+            reason if retry_delay_ms < 0 else "",
+            run.started_ms,
+            self.settings.events_maxlen,
+            skip_owner_check=skip_owner_check,
+        )
+        out = await self._retrying("fail", self.driver.run, call)
+        self.running.pop(run.entry_id, None)
+        duration = round((time.perf_counter() - t0) * 1000, 3) if t0 else None
+        common = dict(
+            queue=run.keys.queue,
+            job_id=run.job_id,
+            name=run.name,
+            attempt=run.attempt,
+            duration_ms=duration,
+            error=error,
+        )
+        self.failed += 1
+        if out.fenced:
+            log_event(
+                "fenced",
+                WARN,
+                **common,
+                detail="lease lost: another worker owns this job now; result refused",
+            )
+        elif out.state == "delayed":
+            log_event("retrying", WARN, **common, retry_in_ms=retry_delay_ms, due_ms=out.due_ms)
+        else:
+            log_event("failed", WARN, **common)
+            log_event("dead", logging.ERROR, **common, reason=reason)
+
+    async def _dead_undecodable(self, keys: QueueKeys, f: wops.Fetched) -> None:
+        """An entry without a usable job record goes to the DLQ as it was; keep going."""
+        reason = f.error or "undecodable entry"
+        if f.raw_job_id:
+            run = Running(keys, f.raw_job_id, f.entry_id, "", 1, _now_ms())
+            await self._fail(run, reason, "", -1, "undecodable", JobOptions())
+            return
+        rows = await self.driver.run(raw("XRANGE", keys.stream, f.entry_id, f.entry_id))
+        fields = rows[0][1] if rows else {}
+        await self._retrying(
+            "dead_entry", self.driver.run, wops.dead_entry(keys, f.entry_id, fields, reason)
+        )
+        await self._retrying("ack_drop", self.driver.run, wops.ack_drop(keys, f.entry_id))
+        log_event("dead", logging.ERROR, queue=keys.queue, entry_id=f.entry_id, reason=reason)
+
+    # ------------------------------------------------------------------ flush
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            batch, self._pending.done = self._pending.done, []
+            if not batch:
+                self._flushed.set()
+                continue
+            by_queue: dict[str, list[tuple[wops.Done, Running, float]]] = {}
+            for item in batch:
+                by_queue.setdefault(item[1].keys.queue, []).append(item)
+            failed_back: list[tuple[wops.Done, Running, float]] = []
+            for queue, items in by_queue.items():
+                call = wops.complete(
+                    self._by_queue[queue],
+                    self.consumer,
+                    [d for d, _, _ in items],
+                    self.settings.events_maxlen,
+                )
+                try:
+                    oks = await self.driver.run(call)
+                except ConnectionFailedError as exc:
+                    log_event("redis_unavailable", WARN, during="complete", error=str(exc))
+                    failed_back += items
+                    continue
+                self._after_complete(items, oks)
+            if failed_back:
+                # Keep them: the entries stay in our PEL, so nothing is lost; retry shortly.
+                self._pending.done = failed_back + self._pending.done
+                await asyncio.sleep(0.2)
+                self._flush_wake.set()
+            self._flushed.set()
+
+    def _after_complete(
+        self, items: list[tuple[wops.Done, Running, float]], oks: list[bool]
+    ) -> None:
+        info = logging.getLogger("streamq").isEnabledFor(logging.INFO)
+        for (d, run, took), ok in zip(items, oks, strict=True):
+            self.running.pop(d.entry_id, None)
+            if ok:
+                self.processed += 1
+                if info:
+                    log_event(
+                        "completed",
+                        queue=run.keys.queue,
+                        job_id=run.job_id,
+                        name=run.name,
+                        attempt=run.attempt,
+                        duration_ms=round(took * 1000, 3),
+                    )
+            else:
+                log_event(
+                    "fenced",
+                    WARN,
+                    queue=run.keys.queue,
+                    job_id=run.job_id,
+                    name=run.name,
+                    attempt=run.attempt,
+                    detail="lease lost: another worker owns this job now; result refused",
+                )
