@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from streamq import connection
+from streamq import connection, scheduler
 from streamq._driver import AsyncDriver, SyncDriver
 from streamq.config import RedisSettings, Settings
 from streamq.errors import ConfigError
@@ -22,6 +22,7 @@ from streamq.protocol import ops
 from streamq.protocol.codec import encode_payload, new_job_id
 from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
 from streamq.protocol.ops import DeadEntry, EnqueueResult, PreparedJob, QueueStatus
+from streamq.scheduler import Schedule
 
 __all__ = ["AsyncProducer", "JobSpec", "Producer"]
 
@@ -108,6 +109,29 @@ class _Base:
             opts,
             _delay_ms(spec.delay),
             _at_ms(spec.at),
+        )
+
+    def _schedule(
+        self,
+        key: str,
+        name: str,
+        data: Any,
+        every: float | timedelta | None,
+        cron: str | None,
+        tz: str,
+        max_retries: int | None,
+        backoff: Backoff | None,
+        timeout: float | None,
+    ) -> Schedule:
+        job = self._prepare(JobSpec(name, data, None, None, None, max_retries, backoff, timeout))
+        return Schedule(
+            key,
+            job.name,
+            job.data,
+            job.options,
+            None if every is None else scheduler.as_ms(every),
+            cron,
+            tz,
         )
 
     def _enqueue_op(self, queue: str, specs: Iterable[JobSpec]) -> ops.Call[list[EnqueueResult]]:
@@ -207,6 +231,36 @@ class Producer(_Base):
     def purge_dead(self, queue: str) -> int:
         """Delete every DLQ entry of ``queue``; returns how many."""
         return self._driver.run(ops.purge_dead(self.keys(queue)))
+
+    def add_schedule(
+        self,
+        queue: str,
+        key: str,
+        name: str,
+        data: Any = None,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        tz: str = "UTC",
+        first_at: datetime | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Create or update the repeating schedule ``key`` (``every`` seconds/timedelta, or a
+        5-field ``cron`` in ``tz``); returns the next tick (ms since epoch). Re-adding an
+        identical schedule keeps its next tick."""
+        sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
+        first = None if first_at is None else int(scheduler.aware(first_at).timestamp() * 1000)
+        return self._driver.run(scheduler.add_schedule(self.keys(queue), sch, first))
+
+    def list_schedules(self, queue: str) -> list[Schedule]:
+        """The repeating schedules of ``queue``, soonest first."""
+        return self._driver.run(scheduler.list_schedules(self.keys(queue)))
+
+    def remove_schedule(self, queue: str, key: str) -> bool:
+        """Delete a schedule; True when it existed."""
+        return self._driver.run(scheduler.remove_schedule(self.keys(queue), key))
 
     def ping(self) -> bool:
         """True when the server answers."""
@@ -308,6 +362,34 @@ class AsyncProducer(_Base):
     async def purge_dead(self, queue: str) -> int:
         """See :meth:`Producer.purge_dead`."""
         return await self._driver.run(ops.purge_dead(self.keys(queue)))
+
+    async def add_schedule(
+        self,
+        queue: str,
+        key: str,
+        name: str,
+        data: Any = None,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        tz: str = "UTC",
+        first_at: datetime | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """See :meth:`Producer.add_schedule`."""
+        sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
+        first = None if first_at is None else int(scheduler.aware(first_at).timestamp() * 1000)
+        return await self._driver.run(scheduler.add_schedule(self.keys(queue), sch, first))
+
+    async def list_schedules(self, queue: str) -> list[Schedule]:
+        """See :meth:`Producer.list_schedules`."""
+        return await self._driver.run(scheduler.list_schedules(self.keys(queue)))
+
+    async def remove_schedule(self, queue: str, key: str) -> bool:
+        """See :meth:`Producer.remove_schedule`."""
+        return await self._driver.run(scheduler.remove_schedule(self.keys(queue), key))
 
     async def ping(self) -> bool:
         """See :meth:`Producer.ping`."""

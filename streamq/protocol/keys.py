@@ -86,6 +86,16 @@ class QueueKeys:
         """Live-worker registry: consumer name -> last heartbeat ms."""
         return f"{self.base}:workers"
 
+    @property
+    def repeat(self) -> str:
+        """Repeating schedules: schedule key -> next tick ms."""
+        return f"{self.base}:repeat"
+
+    @property
+    def repeat_defs(self) -> str:
+        """Repeating schedules: schedule key -> definition (JSON)."""
+        return f"{self.base}:repeat:defs"
+
     def job(self, job_id: str) -> str:
         """The record of one job."""
         return f"{self.base}:job:{job_id}"

@@ -34,6 +34,7 @@ __all__ = [
     "promote_loop",
     "reclaim_loop",
     "renew_loop",
+    "schedule_loop",
     "unregister",
 ]
 
@@ -172,6 +173,26 @@ async def promote_loop(w: Worker) -> None:
         return sleep
 
     await _forever("promote", cap, body)
+
+
+async def schedule_loop(w: Worker) -> None:
+    """Fire due ticks of repeating schedules (exactly once per tick across all workers);
+    sleep until the next tick, capped like promotion so new schedules are seen quickly."""
+    from streamq import scheduler
+
+    cap = max(w.promote_poll_ms / 1000, 0.2)
+
+    async def body() -> float:
+        sleep = cap
+        for keys in w.keys:
+            fired, wait = await w.driver.run(scheduler.fire_due(keys))
+            if fired:
+                log_event("scheduled", queue=keys.queue, ticks=fired)
+            if wait >= 0:
+                sleep = min(sleep, max(wait, 0.001))
+        return sleep
+
+    await _forever("schedule", cap, body)
 
 
 # ---------------------------------------------------------------------- housekeeping

@@ -166,6 +166,7 @@ class Worker:
             maintenance.renew_loop(self),
             maintenance.reclaim_loop(self),
             maintenance.promote_loop(self),
+            maintenance.schedule_loop(self),
             maintenance.housekeeping_loop(self),
         ]
         if burst:

@@ -1,0 +1,13 @@
+--[[ sched_add: create or update a repeating schedule.
+An identical definition keeps its next tick (so calling add at every start is harmless);
+a changed one takes the new first tick.
+KEYS[1] repeat zset  KEYS[2] repeat definitions hash
+ARGV[1] key  ARGV[2] definition JSON  ARGV[3] first tick ms
+Returns {1 created or changed / 0 unchanged, next tick ms}
+]]
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if old == ARGV[2] and score then return {0, tonumber(score)} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return {1, tonumber(ARGV[3])}
