@@ -87,6 +87,11 @@ class QueueKeys:
         return f"{self.base}:workers"
 
     @property
+    def paused(self) -> str:
+        """Present (value "1") while the queue is paused: workers do not fetch from it."""
+        return f"{self.base}:paused"
+
+    @property
     def repeat(self) -> str:
         """Repeating schedules: schedule key -> next tick ms."""
         return f"{self.base}:repeat"
