@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from streamq import connection, scheduler
 from streamq._driver import AsyncDriver, SyncDriver
-from streamq.config import RedisSettings, Settings
+from streamq.config import Settings
 from streamq.errors import ConfigError
 from streamq.job import Backoff, Job, JobOptions
 from streamq.protocol import ops
@@ -144,7 +144,8 @@ class _Base:
 def _settings(url: str | None, settings: Settings | None) -> Settings:
     s = settings or Settings.from_env()
     if url is not None:
-        s = s.with_changes(redis=RedisSettings(url=url))
+        # Keep timeouts and TLS files from the environment; only the address changes.
+        s = s.with_changes(redis=replace(s.redis, url=url))
     return s
 
 

@@ -1,0 +1,474 @@
+"""The ``streamq`` command, run in-process (``streamq.cli.main``) and as a subprocess, against
+real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+import streamq.worker
+from streamq import Producer, RedisSettings, Settings
+from streamq.cli import Progress, main
+from streamq.protocol.keys import QueueKeys
+from streamq.server import EmbeddedServer
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's environment must not steer the command (nor reach port 6379)."""
+    for name in list(os.environ):
+        if name.startswith(("REDIS_", "STREAMQ_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis=RedisSettings(url=redis_url))
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[Producer]:
+    with Producer(settings=settings) as p:
+        yield p
+
+
+@pytest.fixture
+def cli(redis_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``cli("status", "--json")`` -> (exit code, stdout, stderr), connected by --url."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--url", redis_url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def run_burst(settings: Settings, queue: str, app: streamq.worker.App | None = None) -> None:
+    """Run an in-process worker until the queue is drained."""
+    worker = streamq.worker.Worker(app or streamq.worker.App(), [queue], settings=settings)
+    asyncio.run(asyncio.wait_for(worker.run(burst=True), timeout=20))
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def test_status_json_matches_producer_status(cli: Run, producer: Producer, queue_name: str) -> None:
+    producer.enqueue(queue_name, "a", {"n": 1})
+    producer.enqueue(queue_name, "a", {"n": 2})
+    producer.enqueue(queue_name, "a", delay=3600)
+
+    code, out, _ = cli("status", queue_name, "--json")
+
+    assert code == 0
+    (row,) = orjson.loads(out)
+    expected = producer.status(queue_name)
+    for name in expected.__dataclass_fields__:
+        assert row[name] == getattr(expected, name), name
+    assert (row["lag"], row["paused"], row["workers"]) == (2, False, 0)
+    code, out, _ = cli("--json", "status")  # every queue; the flag before the command
+    assert code == 0 and queue_name in [r["queue"] for r in orjson.loads(out)]
+
+
+def test_status_prints_an_aligned_table_without_the_password(
+    cli: Run, producer: Producer, server: EmbeddedServer, queue_name: str
+) -> None:
+    producer.enqueue(queue_name, "a")
+
+    code, out, err = cli("status", queue_name)
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"server redis://127.0.0.1:{server.port}/0")
+    header, row = lines[1], lines[2]
+    assert header.split() == [
+        "QUEUE",
+        "WAITING",
+        "ACTIVE",
+        "DELAYED",
+        "COMPLETED",
+        "FAILED",
+        "DEAD",
+        "LAG",
+        "OLDEST",
+        "WORKERS",
+        "STATE",
+    ]
+    assert row.split()[:3] == [queue_name, "1", "0"]
+    # Right-aligned numbers: each count ends where its header ends.
+    end = header.index("WAITING") + len("WAITING")
+    assert row[:end].endswith(" 1") and row[end] == " "
+    assert server.password is not None
+    assert server.password not in out + err
+
+
+def test_status_runs_as_a_subprocess_with_the_url_from_the_environment(
+    redis_url: str, producer: Producer, queue_name: str
+) -> None:
+    producer.enqueue(queue_name, "a")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamq.cli", "status", queue_name, "--json"],
+        env={**env, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert orjson.loads(proc.stdout)[0]["waiting"] == 1
+
+
+def test_unreachable_redis_exits_3_quickly_without_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    started = time.monotonic()
+    code = main(["status", "--url", f"redis://:hunter2@127.0.0.1:{closed_port()}/0"])
+    took = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert took < 10
+    assert "cannot reach Redis" in err and "hunter2" not in out + err
+
+
+def test_wrong_password_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str], server: EmbeddedServer
+) -> None:
+    code = main(["status", "--url", f"redis://:wrong-secret@127.0.0.1:{server.port}/0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "REDIS_PASSWORD" in err and "wrong-secret" not in err
+
+
+def test_malformed_url_and_settings_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["status", "--url", "redis://:s3cret@host:notaport/0"]) == 2
+    err = capsys.readouterr().err
+    assert "--url is malformed" in err and "s3cret" not in err
+    monkeypatch.setenv("STREAMQ_CONCURRENCY", "many")
+    assert main(["status"]) == 2
+    assert "STREAMQ_CONCURRENCY" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(cli: Run) -> None:
+    assert cli()[0] == 2
+    assert cli("frobnicate")[0] == 2
+    assert cli("jobs", "q", "--state", "sleeping")[0] == 2
+    assert cli("dlq", "retry", "q")[0] == 2  # neither ID nor --all
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def test_enqueue_with_bad_data_json_exits_2_naming_the_flag(cli: Run, queue_name: str) -> None:
+    code, _, err = cli("enqueue", queue_name, "send", "--data", "{not json")
+    assert code == 2
+    assert "--data" in err and "JSON" in err
+    assert cli("status", queue_name, "--json")[1].count('"waiting": 0') == 1
+
+
+def test_enqueue_then_list_and_show_the_job(cli: Run, queue_name: str) -> None:
+    code, out, _ = cli(
+        "enqueue", queue_name, "send", "--data", '{"to": "a"}', "--job-id", "mail-1", "--json"
+    )
+    assert code == 0
+    assert orjson.loads(out) | {"entry_id": None} == {
+        "job_id": "mail-1",
+        "state": "waiting",
+        "created": True,
+        "entry_id": None,
+        "due_at_ms": None,
+    }
+    code, out, _ = cli("enqueue", queue_name, "send", "--job-id", "mail-1")
+    assert code == 0 and "already exists" in out
+    code, out, _ = cli("enqueue", queue_name, "later", "--delay", "3600")
+    assert code == 0 and "delayed until" in out
+
+    code, out, _ = cli("jobs", queue_name, "--state", "waiting")
+    assert code == 0
+    assert out.split("\n")[0].split() == ["ID", "NAME", "ATTEMPTS", "ENTRY", "ENQUEUED"]
+    assert out.split("\n")[1].split()[:2] == ["mail-1", "send"]
+    code, out, _ = cli("jobs", queue_name, "--state", "delayed", "--json")
+    (row,) = orjson.loads(out)
+    assert row["state"] == "delayed" and row["job"]["name"] == "later"
+    code, out, _ = cli("job", queue_name, "mail-1", "--json")
+    assert code == 0 and orjson.loads(out)["data"] == {"to": "a"}
+    code, _, err = cli("jobs", queue_name, "--state", "completed")
+    assert code == 1 and "no completed jobs" in err
+
+
+def test_unknown_job_exits_1(cli: Run, queue_name: str) -> None:
+    code, out, err = cli("job", queue_name, "no-such-job")
+    assert code == 1
+    assert out == "" and "no job 'no-such-job'" in err
+
+
+def test_job_shows_error_and_traceback_of_a_failed_job(
+    cli: Run, producer: Producer, settings: Settings, queue_name: str
+) -> None:
+    app = streamq.worker.App()
+
+    @app.handler("explode")
+    def explode(job: Any) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    producer.enqueue(queue_name, "explode", job_id="boom", max_retries=0)
+    run_burst(settings, queue_name, app)
+
+    code, out, _ = cli("job", queue_name, "boom")
+
+    assert code == 0
+    assert "failed (failed)" in out
+    assert "RuntimeError: the disk is on fire" in out
+    assert "traceback:" in out and 'raise RuntimeError("the disk is on fire")' in out
+
+
+# ---------------------------------------------------------------------------- DLQ
+
+
+def test_dlq_retry_all_moves_every_entry_back_with_progress(
+    cli: Run, producer: Producer, settings: Settings, queue_name: str
+) -> None:
+    for i in range(5):
+        producer.enqueue(queue_name, "no-such-handler", {"i": i})
+    run_burst(settings, queue_name)
+    code, out, _ = cli("dlq", "list", queue_name, "--json")
+    entries = orjson.loads(out)
+    assert code == 0 and len(entries) == 5
+    assert {e["reason"] for e in entries} == {"no-handler"}
+
+    code, out, err = cli("dlq", "retry", queue_name, "--all")
+
+    assert code == 0
+    assert "replayed 5 dead-letter entries" in out
+    # Progress goes to stderr: a line per batch (at most one a second), then the total.
+    assert err.splitlines() == ["replaying: 5/5", "replaying: 5/5 done"]
+    status = producer.status(queue_name)
+    assert (status.dead, status.waiting) == (0, 5)
+    code, _, err = cli("dlq", "list", queue_name)
+    assert code == 1 and "is empty" in err
+
+
+def test_dlq_show_retry_one_and_purge(
+    cli: Run, producer: Producer, settings: Settings, queue_name: str
+) -> None:
+    for job_id in ("d1", "d2", "d3"):
+        producer.enqueue(queue_name, "no-such-handler", job_id=job_id)
+    run_burst(settings, queue_name)
+
+    code, out, _ = cli("dlq", "show", queue_name, "d2", "--json")
+    assert code == 0
+    shown = orjson.loads(out)
+    assert shown["job_id"] == "d2" and "no handler" in shown["error"]
+    code, out, _ = cli("dlq", "show", queue_name, shown["dead_id"])
+    assert code == 0 and "no-handler" in out
+    assert cli("dlq", "show", queue_name, "nope")[0] == 1
+
+    code, out, _ = cli("dlq", "retry", queue_name, shown["dead_id"])
+    assert code == 0 and "replayed job d2" in out
+    assert cli("dlq", "retry", queue_name, "d2")[0] == 1  # already replayed
+
+    code, _, err = cli("dlq", "purge", queue_name)  # stdin is not a terminal: refuse
+    assert code == 2 and "--yes" in err
+    assert producer.status(queue_name).dead == 2
+    code, out, _ = cli("dlq", "purge", queue_name, "--yes", "--json")
+    assert code == 0 and orjson.loads(out) == {"queue": queue_name, "purged": 2}
+    assert producer.status(queue_name).dead == 0
+
+
+# ---------------------------------------------------------------------------- pause, schedules
+
+
+def test_pause_sets_the_key_and_resume_clears_it(
+    cli: Run, redis_client: redis.Redis, queue_name: str
+) -> None:
+    key = QueueKeys(queue_name).paused
+    code, out, _ = cli("pause", queue_name)
+    assert code == 0 and "paused" in out
+    assert redis_client.exists(key) == 1
+    code, out, _ = cli("status", queue_name, "--json")
+    assert orjson.loads(out)[0]["paused"] is True
+    code, out, _ = cli("resume", queue_name, "--json")
+    assert code == 0 and orjson.loads(out)["changed"] is True
+    assert redis_client.exists(key) == 0
+    code, out, _ = cli("resume", queue_name)
+    assert code == 0 and "already running" in out
+
+
+def test_schedules_list_and_remove(cli: Run, producer: Producer, queue_name: str) -> None:
+    producer.add_schedule(queue_name, "nightly", "report", {"kind": "daily"}, cron="0 3 * * *")
+    producer.add_schedule(queue_name, "hourly", "refresh", every=3600)
+
+    code, out, _ = cli("schedules", "list", queue_name, "--json")
+    assert code == 0
+    got = {s["key"]: s for s in orjson.loads(out)}
+    assert got["nightly"]["cron"] == "0 3 * * *" and got["nightly"]["data"] == {"kind": "daily"}
+    assert got["hourly"]["every_ms"] == 3_600_000
+    code, out, _ = cli("schedules", "list", queue_name)
+    assert "every 1h00m" in out and "cron 0 3 * * * (UTC)" in out
+
+    assert cli("schedules", "remove", queue_name, "hourly")[0] == 0
+    assert cli("schedules", "remove", queue_name, "hourly")[0] == 1
+    assert [s.key for s in producer.list_schedules(queue_name)] == ["nightly"]
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+WORKER_APP = """
+import asyncio, os
+from streamq.worker import App
+
+app = App()
+
+@app.handler("hold")
+async def hold(job):
+    while not os.path.exists(job.data["release"]):
+        await asyncio.sleep(0.02)
+    return "released"
+"""
+
+
+def test_workers_shows_a_running_workers_heartbeat_and_its_active_job(
+    cli: Run, producer: Producer, redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    (tmp_path / "holdapp.py").write_text(textwrap.dedent(WORKER_APP))
+    release = tmp_path / "release"
+    producer.enqueue(queue_name, "hold", {"release": str(release)}, job_id="held")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
+    env |= {"REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path), "STREAMQ_LOG_LEVEL": "error"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamq.cli", "worker", "holdapp:app", "--queue", queue_name],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def busy_worker() -> dict[str, Any] | None:
+            code, out, _ = cli("workers", queue_name, "--json")
+            rows = orjson.loads(out) if code == 0 else []
+            return next((w for w in rows if w["state"] == "alive" and w["running"] == 1), None)
+
+        worker = wait_for(busy_worker, 15, "the worker's heartbeat with one running job")
+        assert (worker["pid"], worker["concurrency"], worker["host"]) == (
+            proc.pid,
+            5,
+            socket.gethostname(),
+        )
+        assert worker["seen_age_ms"] < 10_000
+        code, out, _ = cli("workers", queue_name)
+        assert code == 0 and worker["name"] in out and "alive" in out
+
+        code, out, _ = cli("jobs", queue_name, "--state", "active", "--json")
+        (active,) = orjson.loads(out)
+        assert (active["job_id"], active["consumer"]) == ("held", worker["name"])
+        code, out, _ = cli("status", queue_name, "--json")
+        assert orjson.loads(out)[0]["workers"] == 1
+    finally:
+        release.touch()
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    assert proc.returncode == 0, err.decode()
+    assert producer.get_job(queue_name, "held") is not None
+
+
+# ---------------------------------------------------------------------------- delegates
+
+
+def test_server_and_worker_subcommands_delegate_to_their_entry_points(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["server", "--help"]) == 0
+    assert "--data-dir" in capsys.readouterr().out
+    assert main(["worker", "--help"]) == 0
+    assert "MODULE:ATTRIBUTE" in capsys.readouterr().out
+    assert main(["worker", "no_such_module_xyz:app", "--queue", "q"]) == 2
+    assert "cannot import" in capsys.readouterr().err
+
+
+@pytest.fixture
+def isolated_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory and import path where ``bench`` is whatever the test puts there."""
+    root = Path(__file__).resolve().parents[1]  # holds the real bench/ package
+    kept = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != root]
+    monkeypatch.setattr(sys, "path", kept)
+    monkeypatch.chdir(tmp_path)
+    for name in [m for m in sys.modules if m == "bench" or m.startswith("bench.")]:
+        monkeypatch.delitem(sys.modules, name)
+    return tmp_path
+
+
+def test_bench_delegates_to_python_m_bench(
+    isolated_bench: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = isolated_bench / "bench"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import sys\nprint('bench', sys.argv[1:])\nsys.exit(7)\n")
+    try:
+        assert main(["bench", "--jobs", "10"]) == 7
+    finally:
+        for name in [m for m in sys.modules if m == "bench" or m.startswith("bench.")]:
+            monkeypatch.delitem(sys.modules, name)
+    assert "bench ['--jobs', '10']" in capsys.readouterr().out
+
+
+def test_bench_without_the_package_says_so(
+    isolated_bench: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench"]) == 2
+    assert "`bench` package" in capsys.readouterr().err
+
+
+def test_progress_rewrites_one_line_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = Terminal()
+    progress = Progress("replaying", 400, err)
+    progress(200)
+    progress(400)
+    progress.finish(400)
+    assert err.getvalue() == "\rreplaying: 200/400\rreplaying: 400/400\rreplaying: 400/400 done\n"
