@@ -15,7 +15,8 @@ RUN pip install '.[web]'
 # The example app (examples.distribution.app:app) is imported from the working directory.
 COPY examples ./examples
 
-RUN useradd --system --uid 10001 --home-dir /app streamq
+RUN useradd --system --uid 10001 --home-dir /app streamq \
+    && mkdir -p /data && chown streamq /data   # a fresh named volume copies this owner
 USER streamq
 
 CMD ["python", "-m", "streamq.worker", "--help"]

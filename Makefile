@@ -19,7 +19,7 @@ install: $(STAMP)  ## create .venv and install streamq with every extra the test
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check streamq tests bench
+	$(BIN)/ruff format --check streamq tests bench examples
 
 typecheck: $(STAMP)  ## mypy --strict on streamq/
 	$(BIN)/mypy
@@ -31,6 +31,9 @@ test: $(STAMP)  ## lint, typecheck and the whole test suite against real servers
 
 bench-check: $(STAMP)  ## short benchmark: fails below 10 jobs/s or on a lost/duplicated job
 	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench --check; fi
+
+demo: $(STAMP)  ## distribution demo: Redis, web app, worker, a job mix (DEMO_ARGS="--duration 30")
+	$(BIN)/python -m examples.distribution.demo $(DEMO_ARGS)
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,15 @@
+"""The distribution example: streamq as the job queue of a social-media distribution backend.
+
+* :mod:`~examples.distribution.service` — ``QueueService`` / ``AsyncQueueService``, the
+  backend's facade over three queues and four job types;
+* :mod:`~examples.distribution.types` — typed, validated job data;
+* :mod:`~examples.distribution.app` — the worker's handlers
+  (``python -m streamq.worker examples.distribution.app:app``);
+* :mod:`~examples.distribution.platforms` — a simulated platform that fails, stalls and
+  rate-limits on purpose; :mod:`~examples.distribution.db` — results in SQLite;
+* :mod:`~examples.distribution.web` — the generic web app plus the admin dispatch route
+  (``uvicorn examples.distribution.web:app``);
+* :mod:`~examples.distribution.demo` — ``make demo``.
+
+Nothing is imported here, so importing one module does not drag in the web stack.
+"""

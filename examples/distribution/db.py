@@ -1,0 +1,139 @@
+"""Where the distribution handlers record what happened: one SQLite file (stdlib sqlite3).
+
+The path comes from ``DISTRIBUTION_DB``; without it, ``results.sqlite3`` under
+``DISTRIBUTION_DATA_DIR`` (default ``./.data/distribution``). Every attempt of every job
+writes one row, keyed by (job id, attempt): a job that runs twice after a worker crash
+(at-least-once delivery) overwrites its row instead of adding a duplicate.
+
+Each call opens its own short-lived connection, so handlers running in the worker's thread
+pool never share one; WAL mode lets the demo read while the worker writes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["ResultRow", "ResultsDB", "default_db_path"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_results (
+    job_id        TEXT    NOT NULL,
+    attempt       INTEGER NOT NULL,
+    job_name      TEXT    NOT NULL,
+    queue         TEXT    NOT NULL,
+    status        TEXT    NOT NULL CHECK (status IN ('ok', 'error')),
+    schedule_id   TEXT,
+    post_id       TEXT,
+    target_id     TEXT,
+    connection_id TEXT,
+    platform      TEXT,
+    external_id   TEXT,
+    detail        TEXT,
+    recorded_at   TEXT    NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS job_results_post ON job_results (post_id);
+"""
+
+_COLUMNS = (
+    "job_id",
+    "attempt",
+    "job_name",
+    "queue",
+    "status",
+    "schedule_id",
+    "post_id",
+    "target_id",
+    "connection_id",
+    "platform",
+    "external_id",
+    "detail",
+    "recorded_at",
+)
+
+
+def default_db_path(env: Mapping[str, str] | None = None) -> Path:
+    """``DISTRIBUTION_DB``, else ``$DISTRIBUTION_DATA_DIR/results.sqlite3`` (default
+    ``./.data/distribution``)."""
+    env = os.environ if env is None else env
+    explicit = (env.get("DISTRIBUTION_DB") or "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    data_dir = (env.get("DISTRIBUTION_DATA_DIR") or "").strip() or ".data/distribution"
+    return Path(data_dir).expanduser() / "results.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One recorded attempt."""
+
+    job_id: str
+    attempt: int
+    job_name: str
+    queue: str
+    status: str
+    schedule_id: str | None = None
+    post_id: str | None = None
+    target_id: str | None = None
+    connection_id: str | None = None
+    platform: str | None = None
+    external_id: str | None = None
+    detail: str | None = None
+    recorded_at: str = ""
+
+
+class ResultsDB:
+    """The results table in one SQLite file (created with its directory on first use)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self._ready = False
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=30)) as conn:
+            if not self._ready:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                self._ready = True
+            with conn:  # one transaction, committed on success
+                yield conn
+
+    def record(self, row: ResultRow) -> None:
+        """Insert (or replace: same job id and attempt) one attempt's outcome."""
+        values = [getattr(row, c) for c in _COLUMNS]
+        if not row.recorded_at:
+            values[-1] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self._connect() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO job_results ({', '.join(_COLUMNS)}) "
+                f"VALUES ({placeholders})",
+                values,
+            )
+
+    def rows(self, *, job_id: str | None = None, post_id: str | None = None) -> list[ResultRow]:
+        """Recorded attempts, oldest first, optionally for one job or one post."""
+        where, args = [], []
+        if job_id is not None:
+            where.append("job_id = ?")
+            args.append(job_id)
+        if post_id is not None:
+            where.append("post_id = ?")
+            args.append(post_id)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM job_results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY recorded_at, job_id, attempt"
+        if not self.path.exists():
+            return []
+        with self._connect() as conn:
+            return [ResultRow(*r) for r in conn.execute(sql, args).fetchall()]

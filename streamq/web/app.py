@@ -1,0 +1,150 @@
+"""The web app: ``create_app()`` builds a Starlette application.
+
+Routes:
+
+* ``GET /api/queue/health`` (bearer token) — ``{"status": "healthy", "queues": {alias:
+  {waiting, active, completed, failed, delayed}}, "timestamp": ISO-8601}``; 500
+  ``{"status": "unhealthy", "error": ...}`` when Redis cannot be read (the message never
+  contains credentials).
+
+Everything lives on ``app.state`` (``producer``, ``queues``, ``api_token``...), nothing in
+module globals, so several apps can live in one process; the lifespan closes the producer.
+Applications add their own routes with ``routes=`` and protect them with
+:func:`streamq.web.auth.require_token` (see ``examples/distribution/web.py``).
+
+Run it with ``uvicorn streamq.web.app:create_app --factory`` (settings from the
+environment: ``REDIS_URL``/``REDIS_*``, ``STREAMQ_API_TOKEN``, ``STREAMQ_HEALTH_QUEUES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from streamq.config import Settings
+from streamq.errors import StreamQError
+from streamq.producer import AsyncProducer
+from streamq.web.auth import require_token
+from streamq.web.config import WebSettings, normalise_queues
+
+__all__ = ["create_app", "safe_error"]
+
+log = logging.getLogger("streamq.web")
+
+#: Seconds the health check waits for Redis before answering "unhealthy".
+HEALTH_TIMEOUT_S = 5.0
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    r = settings.redis
+    values = [r.password, r.url, r.to_url()]
+    if r.password:
+        values.append(quote(r.password, safe=""))
+    return [v for v in values if v]
+
+
+def safe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """A message for an HTTP answer: streamq's own messages (which name no secret), else
+    just the exception type; any of ``secrets`` that slipped in anyway is masked."""
+    if isinstance(exc, StreamQError):
+        message = str(exc) or type(exc).__name__
+    elif isinstance(exc, TimeoutError):
+        message = "Redis did not answer in time"
+    else:
+        message = f"unexpected error ({type(exc).__name__})"
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+async def health(request: Request) -> Response:
+    """``GET /api/queue/health``: counts of every configured queue, or 500 unhealthy."""
+    state = request.app.state
+    producer: AsyncProducer = state.producer
+    queues: Mapping[str, str] = state.queues
+    try:
+        statuses = await asyncio.wait_for(
+            asyncio.gather(*(producer.status(q) for q in queues.values())),
+            timeout=state.health_timeout,
+        )
+    except Exception as exc:  # any failure to read Redis is "unhealthy", never a crash
+        error = safe_error(exc, state.secrets)
+        log.warning("health check failed: %s", error)
+        return JSONResponse(
+            {"status": "unhealthy", "error": error, "timestamp": _now_iso()}, status_code=500
+        )
+    body: dict[str, Any] = {
+        "status": "healthy",
+        "queues": {alias: s.counts() for alias, s in zip(queues, statuses, strict=True)},
+        "timestamp": _now_iso(),
+    }
+    return JSONResponse(body)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    producer: AsyncProducer | None = None,
+    queues: Mapping[str, str] | Sequence[str] | None = None,
+    api_token: str | None = None,
+    allow_no_token: bool | None = None,
+    routes: Sequence[BaseRoute] = (),
+    health_timeout: float = HEALTH_TIMEOUT_S,
+) -> Starlette:
+    """Build the app.
+
+    ``settings``: engine settings (default: the environment). ``producer``: an
+    :class:`~streamq.AsyncProducer` to use; the app takes it over and its lifespan closes it
+    (default: one made from ``settings``). ``queues``: what the health check reports, as
+    ``{alias: queue}`` or a list of queue names (default ``STREAMQ_HEALTH_QUEUES``, else the
+    three distribution queues). ``api_token`` (default ``STREAMQ_API_TOKEN``) protects every
+    API route; without one this raises :class:`~streamq.errors.ConfigError` unless
+    ``allow_no_token`` (default ``STREAMQ_WEB_ALLOW_NO_TOKEN``) is true. ``routes`` are
+    appended (protect them with :func:`~streamq.web.auth.require_token`).
+    """
+    web = WebSettings.from_env()
+    engine = settings or (producer.settings if producer is not None else web.engine)
+    token = api_token if api_token is not None else web.api_token
+    if token is not None and not token.strip():
+        token = None
+    allow = web.allow_no_token if allow_no_token is None else allow_no_token
+    WebSettings(token, allow).check()
+    queue_map = normalise_queues(queues if queues is not None else web.queues)
+
+    the_producer = producer if producer is not None else AsyncProducer(settings=engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if token is None:
+            log.warning("serving the API WITHOUT authentication (no STREAMQ_API_TOKEN)")
+        try:
+            yield
+        finally:
+            await app.state.producer.close()
+
+    app = Starlette(
+        routes=[Route("/api/queue/health", require_token(health), methods=["GET"]), *routes],
+        lifespan=lifespan,
+    )
+    app.state.producer = the_producer
+    app.state.settings = engine
+    app.state.queues = queue_map
+    app.state.api_token = token
+    app.state.allow_no_token = allow
+    app.state.health_timeout = health_timeout
+    app.state.secrets = _secrets_of(engine)
+    return app

@@ -1,0 +1,567 @@
+"""The distribution example: typed job data, the QueueService facade, the simulated
+platform, the SQLite results, the admin dispatch route, and the spec's integration test
+(a job added through the API is run by a real worker process and recorded in SQLite).
+
+Every test that touches Redis uses a key prefix unique to the test (``queue_name``), so the
+fixed distribution queue names never collide between tests sharing the session server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from examples.distribution import app as handlers
+from examples.distribution.db import ResultRow, ResultsDB, default_db_path
+from examples.distribution.platforms import PlatformError, RateLimitedError, SimulatedPlatform
+from examples.distribution.service import (
+    DISPATCH_QUEUE,
+    JOB_DISPATCH,
+    JOB_RETRY,
+    JOB_SCHEDULED_PUBLISH,
+    JOB_TOKEN_REFRESH,
+    SCHEDULED_QUEUE,
+    TOKEN_REFRESH_QUEUE,
+    AsyncQueueService,
+    QueueService,
+    backoff_from_env,
+    publish_job_id,
+    worker_settings,
+)
+from examples.distribution.types import (
+    DispatchData,
+    JobDataError,
+    RetryData,
+    ScheduledPublishData,
+    TokenRefreshData,
+)
+from examples.distribution.web import DISPATCH_PATH, create_distribution_app
+from streamq import (
+    AsyncProducer,
+    Backoff,
+    ConfigError,
+    InvalidStateError,
+    Job,
+    JobNotFoundError,
+    JobOptions,
+    JobState,
+    Producer,
+    RedisSettings,
+    Settings,
+)
+from streamq.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "dist-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+UNREACHABLE = Settings(redis=RedisSettings(url="redis://127.0.0.1:1/0", connect_timeout=0.5))
+
+
+@pytest.fixture
+def settings(redis_url: str, queue_name: str) -> Settings:
+    """Engine settings on the session server with a key prefix unique to this test."""
+    return Settings(redis=RedisSettings(url=redis_url), prefix=queue_name)
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[QueueService]:
+    with QueueService(settings=settings, backoff=Backoff.exponential()) as svc:
+        yield svc
+
+
+def job_of(name: str, data: Any, *, attempt: int = 1, queue: str = DISPATCH_QUEUE) -> Job:
+    """A job as a worker hands it to a handler."""
+    return Job(queue, f"job-{name}-{attempt}", name, data, JobState.ACTIVE, attempt)
+
+
+def dispatch_data(target: str = "linkedin-1", **extra: Any) -> dict[str, Any]:
+    return {"scheduleId": "sched-1", "postId": "post-1", "targetId": target, **extra}
+
+
+# --------------------------------------------------------------------------- typed data
+
+
+def test_dispatch_data_round_trips_its_camel_case_wire_form() -> None:
+    raw = dispatch_data(requestAiAssets=True, customMessage="hello")
+    data = DispatchData.from_dict(raw)
+    assert data == DispatchData("sched-1", "post-1", "linkedin-1", True, "hello")
+    assert data.to_dict() == raw
+    assert DispatchData.from_dict(dispatch_data()).to_dict() == dispatch_data()
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"postId": "p", "targetId": "t"}, "scheduleId"),
+        ({"scheduleId": "s", "targetId": "t"}, "postId"),
+        ({"scheduleId": "s", "postId": None, "targetId": "t"}, "postId"),
+        ({"scheduleId": "s", "postId": 42, "targetId": "t"}, "postId"),
+        ({"scheduleId": "s", "postId": "p", "targetId": "has space"}, "targetId"),
+        ({"scheduleId": "s", "postId": "p", "targetId": ""}, "targetId"),
+        ({**dispatch_data(), "requestAiAssets": "yes"}, "requestAiAssets"),
+        ({**dispatch_data(), "customMessage": 7}, "customMessage"),
+        ({**dispatch_data(), "customMessage": "x" * 10_001}, "customMessage"),
+        ({**dispatch_data(), "postID": "typo"}, "postID"),
+        (["not", "an", "object"], "data"),
+    ],
+)
+def test_dispatch_data_refuses_bad_input_naming_the_field(raw: Any, field: str) -> None:
+    with pytest.raises(JobDataError) as info:
+        DispatchData.from_dict(raw)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_scheduled_publish_data_needs_an_aware_time_and_keeps_it_in_utc() -> None:
+    data = ScheduledPublishData.from_dict(
+        {"scheduleId": "s1", "scheduledFor": "2030-01-01T10:00:00+01:00"}
+    )
+    assert data.scheduled_for == datetime(2030, 1, 1, 9, tzinfo=UTC)
+    assert data.to_dict() == {"scheduleId": "s1", "scheduledFor": "2030-01-01T09:00:00.000Z"}
+    for bad in ("2030-01-01T10:00:00", "tomorrow", 1234):
+        with pytest.raises(JobDataError) as info:
+            ScheduledPublishData.from_dict({"scheduleId": "s1", "scheduledFor": bad})
+        assert info.value.field == "scheduledFor"
+
+
+def test_retry_and_token_refresh_data_validate_their_fields() -> None:
+    retry = RetryData.from_dict({**dispatch_data(), "failedJobId": "j1", "reason": "outage"})
+    assert retry.dispatch() == DispatchData("sched-1", "post-1", "linkedin-1")
+    assert retry.to_dict()["failedJobId"] == "j1"
+    with pytest.raises(JobDataError, match="failedJobId"):
+        RetryData.from_dict({**dispatch_data(), "failedJobId": "bad id"})
+    assert TokenRefreshData.from_dict({"connectionId": "c-1"}).to_dict() == {"connectionId": "c-1"}
+    with pytest.raises(JobDataError, match="connectionId"):
+        TokenRefreshData.from_dict({})
+
+
+# --------------------------------------------------------------------------- backoff
+
+
+def test_backoff_defaults_to_5_25_125_seconds_and_env_overrides_it() -> None:
+    default = backoff_from_env({})
+    assert [default.delay_for(n) for n in (1, 2, 3)] == [5000, 25000, 125000]
+    quick = backoff_from_env({"DISTRIBUTION_BACKOFF_MS": "100", "DISTRIBUTION_BACKOFF_FACTOR": "2"})
+    assert [quick.delay_for(n) for n in (1, 2, 3)] == [100, 200, 400]
+    for env, name in (
+        ({"DISTRIBUTION_BACKOFF_MS": "soon"}, "DISTRIBUTION_BACKOFF_MS"),
+        ({"DISTRIBUTION_BACKOFF_MS": "-1"}, "DISTRIBUTION_BACKOFF_MS"),
+        ({"DISTRIBUTION_BACKOFF_FACTOR": "0.5"}, "DISTRIBUTION_BACKOFF_FACTOR"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            backoff_from_env(env)
+
+
+def test_worker_settings_pin_retention_to_100_completed_and_500_failed() -> None:
+    s = worker_settings(Settings(keep_completed=7, keep_failed=8))
+    assert (s.keep_completed, s.keep_failed) == (100, 500)
+
+
+# --------------------------------------------------------------------------- the facade
+
+
+def test_dispatch_job_carries_3_retries_and_exponential_backoff(service: QueueService) -> None:
+    result = service.add_dispatch_job(dispatch_data(customMessage="hi"))
+    assert result.created and result.state is JobState.WAITING
+    job = service.producer.get_job(DISPATCH_QUEUE, result.job_id)
+    assert job is not None
+    assert job.name == JOB_DISPATCH
+    assert job.data == dispatch_data(customMessage="hi")
+    assert job.options == JobOptions(3, Backoff.exponential(5000, 5.0))
+    assert service.get_queue_status("dispatch").counts()["waiting"] == 1
+
+
+def test_a_bad_payload_writes_nothing(service: QueueService) -> None:
+    with pytest.raises(JobDataError, match="targetId"):
+        service.add_dispatch_jobs([dispatch_data(), dispatch_data(target="bad target")])
+    assert service.get_queue_status(DISPATCH_QUEUE).waiting == 0
+
+
+def test_retry_job_goes_to_the_dispatch_queue(service: QueueService) -> None:
+    result = service.add_retry_job({**dispatch_data(), "reason": "outage"})
+    job = service.producer.get_job(DISPATCH_QUEUE, result.job_id)
+    assert job is not None and job.name == JOB_RETRY
+    assert job.options.max_retries == 3
+
+
+def test_scheduled_publish_fires_at_its_time_with_an_id_derived_from_the_schedule(
+    service: QueueService,
+) -> None:
+    when = datetime.now(UTC) + timedelta(hours=1)
+    result = service.add_scheduled_publish_job({"scheduleId": "s-1", "scheduledFor": when})
+    assert result.job_id == publish_job_id("s-1") == "publish.1:s-1"
+    assert result.state is JobState.DELAYED
+    assert result.due_at_ms == int(when.timestamp() * 1000)
+    again = service.add_scheduled_publish_job({"scheduleId": "s-1", "scheduledFor": when})
+    assert (again.job_id, again.created) == (result.job_id, False)
+    job = service.get_scheduled_publish("s-1")
+    assert job is not None and job.name == JOB_SCHEDULED_PUBLISH
+    assert service.get_queue_status("scheduled").delayed == 1
+
+
+def test_scheduled_for_argument_overrides_the_payload_time(service: QueueService) -> None:
+    later = datetime.now(UTC) + timedelta(hours=2)
+    data = {"scheduleId": "s-2", "scheduledFor": datetime.now(UTC) + timedelta(hours=1)}
+    result = service.add_scheduled_publish_job(data, later)
+    assert result.due_at_ms == int(later.timestamp() * 1000)
+    job = service.get_scheduled_publish("s-2")
+    assert job is not None
+    assert ScheduledPublishData.from_dict(job.data).scheduled_for == later.replace(
+        microsecond=later.microsecond // 1000 * 1000
+    )
+
+
+def test_scheduled_publish_can_be_moved_cancelled_and_added_again(service: QueueService) -> None:
+    now = datetime.now(UTC)
+    service.add_scheduled_publish_job(
+        {"scheduleId": "s-3", "scheduledFor": now + timedelta(hours=1)}
+    )
+    moved = service.reschedule_publish("s-3", now + timedelta(hours=3))
+    job = service.get_scheduled_publish("s-3")
+    assert job is not None and job.due_at_ms == int(moved.timestamp() * 1000)
+    assert abs(moved - (now + timedelta(hours=3))) < timedelta(milliseconds=2)
+
+    assert service.cancel_scheduled_publish("s-3") is True
+    assert service.cancel_scheduled_publish("s-3") is False  # nothing left to cancel
+    cancelled = service.producer.get_job(SCHEDULED_QUEUE, "publish.1:s-3")
+    assert cancelled is not None and cancelled.state is JobState.CANCELLED
+    with pytest.raises(JobNotFoundError):
+        service.reschedule_publish("s-3", now + timedelta(hours=4))
+
+    again = service.add_scheduled_publish_job(
+        {"scheduleId": "s-3", "scheduledFor": now + timedelta(hours=5)}
+    )
+    assert (again.job_id, again.created, again.state) == ("publish.2:s-3", True, JobState.DELAYED)
+    latest = service.get_scheduled_publish("s-3")
+    assert latest is not None and latest.id == "publish.2:s-3"
+
+
+def test_unknown_schedules_cannot_be_moved_or_cancelled(service: QueueService) -> None:
+    assert service.cancel_scheduled_publish("never-added") is False
+    assert service.get_scheduled_publish("never-added") is None
+    with pytest.raises(JobNotFoundError, match="never-added"):
+        service.reschedule_publish("never-added", datetime.now(UTC) + timedelta(hours=1))
+    with pytest.raises(JobDataError, match="newTime"):
+        service.reschedule_publish("never-added", datetime(2030, 1, 1))  # naive
+
+
+def test_a_publish_that_already_fired_cannot_be_moved(service: QueueService) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    result = service.add_scheduled_publish_job({"scheduleId": "s-4", "scheduledFor": past})
+    assert result.state is JobState.WAITING  # due already: ready at once
+    with pytest.raises(InvalidStateError):
+        service.reschedule_publish("s-4", datetime.now(UTC) + timedelta(hours=1))
+
+
+def test_token_refresh_repeats_every_24_hours_per_connection_with_5_attempts(
+    service: QueueService,
+) -> None:
+    tick = service.add_token_refresh_job("conn-1")
+    assert timedelta(hours=23, minutes=59) < tick - datetime.now(UTC) <= timedelta(hours=24)
+    assert service.add_token_refresh_job("conn-1") == tick  # same definition: same tick
+    service.add_token_refresh_job("conn-2", timedelta(hours=12))
+    schedules = {s.key: s for s in service.token_refresh_schedules()}
+    assert set(schedules) == {"conn-1", "conn-2"}
+    one = schedules["conn-1"]
+    assert one.name == JOB_TOKEN_REFRESH
+    assert one.every_ms == 24 * 3600 * 1000
+    assert one.data_value == {"connectionId": "conn-1"}
+    assert JobOptions.decode(one.options).max_retries == 4
+    assert service.remove_token_refresh_job("conn-1") is True
+    assert service.remove_token_refresh_job("conn-1") is False
+    with pytest.raises(JobDataError, match="connectionId"):
+        service.add_token_refresh_job("bad id")
+
+
+def test_queue_status_accepts_aliases_and_names_only(service: QueueService) -> None:
+    assert service.get_queue_status("tokenRefresh").queue == TOKEN_REFRESH_QUEUE
+    assert service.get_queue_status(TOKEN_REFRESH_QUEUE).queue == TOKEN_REFRESH_QUEUE
+    assert set(service.get_all_status()) == {"dispatch", "scheduled", "tokenRefresh"}
+    with pytest.raises(ValueError, match="unknown distribution queue"):
+        service.get_queue_status("emails")
+
+
+def test_async_service_has_the_same_methods_as_the_sync_one() -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(fn)
+            for name, fn in vars(cls).items()
+            if not name.startswith("_") and callable(fn)
+        }
+
+    sync, async_ = public(QueueService), public(AsyncQueueService)
+    assert sync.keys() == async_.keys()
+    for name, sig in sync.items():
+        other = async_[name]
+        assert list(sig.parameters) == list(other.parameters), name
+        assert inspect.iscoroutinefunction(getattr(AsyncQueueService, name)), name
+
+
+def test_async_service_schedules_and_cancels(settings: Settings) -> None:
+    async def scenario() -> tuple[str, bool, dict[str, int]]:
+        async with AsyncQueueService(settings=settings) as svc:
+            when = datetime.now(UTC) + timedelta(minutes=5)
+            added = await svc.add_scheduled_publish_job({"scheduleId": "a-1", "scheduledFor": when})
+            cancelled = await svc.cancel_scheduled_publish("a-1")
+            status = await svc.get_queue_status("scheduled")
+            return added.job_id, cancelled, status.counts()
+
+    job_id, cancelled, counts = asyncio.run(scenario())
+    assert job_id == "publish.1:a-1" and cancelled
+    assert counts["delayed"] == 0
+
+
+def test_a_service_closes_only_the_producer_it_made(settings: Settings) -> None:
+    with Producer(settings=settings) as producer:
+        QueueService(producer).close()
+        assert producer.ping()  # still usable: the caller owns it
+
+
+# --------------------------------------------------------------------------- platform, db
+
+
+def test_simulated_platform_fails_stalls_and_rate_limits_on_purpose() -> None:
+    p = SimulatedPlatform(flaky_failures=2, slow_ms=50, latency_ms=0)
+    assert p.publish("linkedin-1", "post").platform == "linkedin"
+    with pytest.raises(PlatformError, match="tiktok"):
+        p.publish("fail-tiktok-1", "post", attempt=9)
+    for attempt in (1, 2):
+        with pytest.raises(PlatformError):
+            p.publish("flaky-x-1", "post", attempt=attempt)
+    assert p.publish("flaky-x-1", "post", attempt=3).platform == "x"
+    with pytest.raises(PlatformError):
+        p.publish("flaky3-x-1", "post", attempt=3)
+    with pytest.raises(RateLimitedError):
+        p.publish("ratelimit-threads-1", "post", attempt=1)
+    assert p.publish("ratelimit-threads-1", "post", attempt=2).platform == "threads"
+    started = time.monotonic()
+    assert p.publish("slow-youtube-1", "post").platform == "youtube"
+    assert time.monotonic() - started >= 0.05
+    with pytest.raises(PlatformError):
+        p.refresh_token("fail-conn-1")
+
+
+def test_results_db_keeps_one_row_per_job_attempt(tmp_path: Path) -> None:
+    db = ResultsDB(tmp_path / "sub" / "r.sqlite3")
+    assert db.rows() == []
+    db.record(ResultRow("j1", 1, "dispatch", DISPATCH_QUEUE, "error", post_id="p", detail="x"))
+    db.record(ResultRow("j1", 1, "dispatch", DISPATCH_QUEUE, "ok", post_id="p"))  # re-run
+    db.record(ResultRow("j2", 1, "dispatch", DISPATCH_QUEUE, "ok", post_id="q"))
+    assert [(r.job_id, r.status) for r in db.rows(post_id="p")] == [("j1", "ok")]
+    assert len(db.rows()) == 2
+    assert default_db_path({"DISTRIBUTION_DB": "/x/y.db"}) == Path("/x/y.db")
+    assert default_db_path({"DISTRIBUTION_DATA_DIR": "/d"}) == Path("/d/results.sqlite3")
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+@pytest.fixture
+def results_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ResultsDB:
+    path = tmp_path / "results.sqlite3"
+    monkeypatch.setenv("DISTRIBUTION_DB", str(path))
+    monkeypatch.setenv("DISTRIBUTION_LATENCY_MS", "0")
+    return ResultsDB(path)
+
+
+def test_dispatch_handler_records_success_and_failure(results_db: ResultsDB) -> None:
+    out = handlers.dispatch(job_of(JOB_DISPATCH, dispatch_data("linkedin-9")))
+    assert out["platform"] == "linkedin" and out["externalId"].startswith("linkedin-")
+    with pytest.raises(PlatformError):
+        handlers.dispatch(job_of(JOB_DISPATCH, dispatch_data("fail-x-9"), attempt=2))
+    rows = {(r.target_id, r.attempt): r for r in results_db.rows()}
+    assert rows[("linkedin-9", 1)].status == "ok"
+    assert rows[("linkedin-9", 1)].external_id == out["externalId"]
+    assert rows[("fail-x-9", 2)].status == "error"
+    assert "PlatformError" in (rows[("fail-x-9", 2)].detail or "")
+
+
+def test_retry_and_token_refresh_handlers_record_their_rows(results_db: ResultsDB) -> None:
+    out = handlers.retry(job_of(JOB_RETRY, {**dispatch_data("facebook-1"), "failedJobId": "j0"}))
+    assert out["retryOf"] == "j0"
+    refreshed = handlers.token_refresh(
+        job_of(JOB_TOKEN_REFRESH, {"connectionId": "linkedin-c1"}, queue=TOKEN_REFRESH_QUEUE)
+    )
+    assert refreshed["platform"] == "linkedin"
+    with pytest.raises(JobDataError):
+        handlers.token_refresh(job_of(JOB_TOKEN_REFRESH, {}, queue=TOKEN_REFRESH_QUEUE))
+    kinds = sorted((r.job_name, r.status) for r in results_db.rows())
+    assert kinds == [(JOB_RETRY, "ok"), (JOB_TOKEN_REFRESH, "ok")]
+
+
+def test_scheduled_publish_runs_when_due_in_a_worker(
+    settings: Settings, service: QueueService, results_db: ResultsDB
+) -> None:
+    when = datetime.now(UTC) + timedelta(milliseconds=300)
+    added = service.add_scheduled_publish_job({"scheduleId": "w-1", "scheduledFor": when})
+    worker = Worker(handlers.app, [SCHEDULED_QUEUE], settings=settings, promote_poll_ms=50)
+    asyncio.run(asyncio.wait_for(worker.run(burst=True), timeout=30))
+    job = service.producer.get_job(SCHEDULED_QUEUE, added.job_id)
+    assert job is not None and job.state is JobState.COMPLETED
+    assert job.started_at_ms is not None and job.started_at_ms >= added.due_at_ms
+    (row,) = results_db.rows()
+    assert (row.job_id, row.schedule_id, row.status) == (added.job_id, "w-1", "ok")
+
+
+# --------------------------------------------------------------------------- the admin route
+
+
+def dist_app(settings: Settings, **kwargs: Any) -> Any:
+    return create_distribution_app(
+        settings, producer=AsyncProducer(settings=settings), api_token=TOKEN, **kwargs
+    )
+
+
+def test_dispatch_route_requires_the_token() -> None:
+    with TestClient(dist_app(UNREACHABLE)) as client:
+        body = {"postId": "p", "connectionIds": ["c"]}
+        assert client.post(DISPATCH_PATH, json=body).status_code == 401
+        bad = {"Authorization": "Bearer nope"}
+        assert client.post(DISPATCH_PATH, json=body, headers=bad).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, None),
+        (b'["postId"]', 400, None),
+        (b'{"connectionIds": ["c"]}', 422, "postId"),
+        (b'{"postId": "p"}', 422, "connectionIds"),
+        (b'{"postId": "p", "connectionIds": []}', 422, "connectionIds"),
+        (b'{"postId": "p", "connectionIds": "c1"}', 422, "connectionIds"),
+        (b'{"postId": "p", "connectionIds": ["ok", "bad id"]}', 422, "connectionIds[1]"),
+        (b'{"postId": "p", "connectionIds": ["c", "c"]}', 422, "connectionIds"),
+        (b'{"postId": "p", "connectionIds": ["c"], "requestAiAssets": 1}', 422, "requestAiAssets"),
+        (b'{"postId": "p", "connectionIds": ["c"], "priority": 1}', 422, "priority"),
+    ],
+)
+def test_dispatch_route_rejects_bad_bodies_with_a_message(
+    body: bytes, status: int, field: str | None
+) -> None:
+    with TestClient(dist_app(UNREACHABLE)) as client:
+        r = client.post(DISPATCH_PATH, content=body, headers=AUTH)
+    assert r.status_code == status
+    assert r.json()["error"]
+    assert r.json().get("field") == field
+
+
+def test_dispatch_route_answers_503_when_redis_is_unreachable() -> None:
+    with TestClient(dist_app(UNREACHABLE)) as client:
+        r = client.post(DISPATCH_PATH, json={"postId": "p", "connectionIds": ["c"]}, headers=AUTH)
+    assert r.status_code == 503
+    assert "cannot reach Redis" in r.json()["error"]
+
+
+def test_dispatch_route_queues_one_job_per_connection(settings: Settings) -> None:
+    body = {"postId": "post-7", "connectionIds": ["li-1", "x-2"], "requestAiAssets": True}
+    with TestClient(dist_app(settings)) as client:
+        r = client.post(DISPATCH_PATH, json=body, headers=AUTH)
+    assert r.status_code == 202
+    reply = r.json()
+    assert reply["queue"] == DISPATCH_QUEUE and len(reply["jobIds"]) == 2
+    assert reply["scheduleId"].startswith("adhoc-")
+    with Producer(settings=settings) as producer:
+        jobs = [producer.get_job(DISPATCH_QUEUE, i) for i in reply["jobIds"]]
+    assert [j.data["targetId"] for j in jobs if j] == ["li-1", "x-2"]
+    assert all(j and j.data["requestAiAssets"] is True for j in jobs)
+
+
+def test_module_level_app_is_built_on_first_access(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    import examples.distribution.web as web
+
+    monkeypatch.setenv("STREAMQ_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delitem(web.__dict__, "app", raising=False)
+    built = web.app
+    assert built is web.app
+    assert {r.path for r in built.routes} >= {DISPATCH_PATH, "/api/queue/health"}  # type: ignore[attr-defined]
+    monkeypatch.delitem(web.__dict__, "app")
+    with pytest.raises(AttributeError):
+        _ = web.nothing_here
+
+
+# --------------------------------------------------------------------------- the spec's test
+
+
+def _worker_env(redis_url: str, prefix: str, db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
+    env.update(
+        REDIS_URL=redis_url,
+        STREAMQ_PREFIX=prefix,
+        DISTRIBUTION_DB=str(db),
+        DISTRIBUTION_LATENCY_MS="0",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def test_job_added_through_the_api_is_run_by_a_worker_process_and_recorded_in_sqlite(
+    settings: Settings, redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "results.sqlite3"
+    body = {"postId": "post-42", "connectionIds": ["linkedin-42", "flaky1-x-42", "fail-tt-42"]}
+    app = dist_app(settings, backoff=Backoff.fixed(50))
+    with TestClient(app) as client:
+        r = client.post(DISPATCH_PATH, json=body, headers=AUTH)
+    assert r.status_code == 202, r.text
+    ids = dict(zip(body["connectionIds"], r.json()["jobIds"], strict=True))
+
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamq.worker",
+            "examples.distribution.app:app",
+            "--queue",
+            DISPATCH_QUEUE,
+        ],
+        cwd=ROOT,
+        env=_worker_env(redis_url, queue_name, db_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with Producer(settings=settings) as producer:
+            done = {t: producer.wait(DISPATCH_QUEUE, i, timeout=30) for t, i in ids.items()}
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "worker.log").read_text()
+
+    assert done["linkedin-42"].state is JobState.COMPLETED
+    assert done["flaky1-x-42"].state is JobState.COMPLETED
+    assert done["flaky1-x-42"].attempt == 2
+    assert done["fail-tt-42"].state is JobState.FAILED
+    assert done["fail-tt-42"].attempt == 4  # 3 retries, then the DLQ
+
+    rows = ResultsDB(db_path).rows(post_id="post-42")
+    by_job: dict[str, list[ResultRow]] = {}
+    for row in rows:
+        by_job.setdefault(row.job_id, []).append(row)
+    (ok,) = by_job[ids["linkedin-42"]]
+    assert (ok.status, ok.target_id, ok.external_id) == (
+        "ok",
+        "linkedin-42",
+        done["linkedin-42"].result["externalId"],
+    )
+    assert [r.status for r in by_job[ids["flaky1-x-42"]]] == ["error", "ok"]
+    assert [r.status for r in by_job[ids["fail-tt-42"]]] == ["error"] * 4
+    with Producer(settings=settings) as producer:
+        dead = producer.dead_letters(DISPATCH_QUEUE)
+    assert [d.job_id for d in dead] == [ids["fail-tt-42"]]
