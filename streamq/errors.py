@@ -12,7 +12,8 @@
     ├── JobNotFoundError         no job record with that id
     ├── InvalidStateError        the job is not in a state that allows the operation
     ├── WaitTimeoutError         a job did not finish within the wait timeout
-    └── ScriptError              a Lua script answered with an unexpected error code
+    ├── ScriptError              a Lua script answered with an unexpected error code
+    └── PermanentJobError        raised by a handler: fail now, no retries (dead-lettered)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidStateError",
     "JobNotFoundError",
     "PayloadError",
+    "PermanentJobError",
     "QueueFullError",
     "ScriptError",
     "ServerError",
@@ -78,3 +80,8 @@ class WaitTimeoutError(StreamQError):
 
 class ScriptError(StreamQError):
     """A Lua script returned an error code the client does not know."""
+
+
+class PermanentJobError(StreamQError):
+    """Raise from a handler when retrying cannot help (e.g. invalid job data): the job goes
+    straight to the dead-letter stream with reason ``permanent``."""

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 from streamq.errors import ConfigError
 
-__all__ = ["GROUP", "QueueKeys", "validate_queue_name"]
+__all__ = ["BUCKETS_MS", "GROUP", "QueueKeys", "validate_job_id", "validate_queue_name"]
 
 #: The one consumer group every worker of a queue joins.
 GROUP = "streamq"
+
+#: Upper bounds (ms) of the duration and lateness histogram buckets in ``sq:{Q}:hist``;
+#: one more bucket, ``inf``, takes the rest. Counts are per bucket, not cumulative.
+BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
@@ -65,6 +69,21 @@ class QueueKeys:
     def failed(self) -> str:
         """Dead job ids by time of death (retention index)."""
         return f"{self.base}:failed"
+
+    @property
+    def cancelled(self) -> str:
+        """Cancelled job ids by time of cancellation (retention index)."""
+        return f"{self.base}:cancelled"
+
+    @property
+    def throughput(self) -> str:
+        """Per-minute counters (Redis clock): ``<minute>`` completed, ``<minute>:f`` failed."""
+        return f"{self.base}:tput"
+
+    @property
+    def histograms(self) -> str:
+        """Duration (``dur:<le>``) and delayed-lateness (``late:<le>``) bucket counts."""
+        return f"{self.base}:hist"
 
     @property
     def dead(self) -> str:

@@ -1,12 +1,18 @@
-"""The operators' web app (Starlette): ``create_app()``, bearer-token auth for API routes,
-and its settings. Needs the ``web`` extra (``pip install 'streamq[web]'``)."""
+"""The operators' web app (Starlette): ``create_app()`` with the dashboard at ``/``, its JSON
+API under ``/api``, Prometheus ``/metrics``, bearer-token auth and its settings. Needs the
+``web`` extra (``pip install 'streamq[web]'``)."""
 
-from streamq.web.app import create_app, safe_error
+from streamq.web.app import create_app
 from streamq.web.auth import authorized, require_token, unauthorized
 from streamq.web.config import DEFAULT_HEALTH_QUEUES, WebSettings, parse_queue_map
+from streamq.web.errors import safe_error
+from streamq.web.fleet import WebAdmin
+from streamq.web.metrics import FleetCollector
 
 __all__ = [
     "DEFAULT_HEALTH_QUEUES",
+    "FleetCollector",
+    "WebAdmin",
     "WebSettings",
     "authorized",
     "create_app",

@@ -2,15 +2,22 @@
 
 Routes:
 
+* ``GET /`` — the dashboard (:mod:`streamq.web.dashboard`): a static shell whose script
+  calls the JSON API with the bearer token; ``/static/...`` its script and style.
 * ``GET /api/queue/health`` (bearer token) — ``{"status": "healthy", "queues": {alias:
   {waiting, active, completed, failed, delayed}}, "timestamp": ISO-8601}``; 500
   ``{"status": "unhealthy", "error": ...}`` when Redis cannot be read (the message never
   contains credentials).
+* ``/api/queues...``, ``/api/workers`` (bearer token) — the dashboard's JSON API
+  (:mod:`streamq.web.api`): status, jobs, DLQ retry/delete, pause/resume, workers.
+* ``GET /metrics`` (bearer token) — Prometheus text format (:mod:`streamq.web.metrics`).
 
-Everything lives on ``app.state`` (``producer``, ``queues``, ``api_token``...), nothing in
-module globals, so several apps can live in one process; the lifespan closes the producer.
-Applications add their own routes with ``routes=`` and protect them with
-:func:`streamq.web.auth.require_token` (see ``examples/distribution/web.py``).
+Every answer carries a strict Content-Security-Policy and ``X-Frame-Options: DENY``.
+
+Everything lives on ``app.state`` (``producer``, ``admin``, ``queues``, ``api_token``...),
+nothing in module globals, so several apps can live in one process; the lifespan closes the
+producer and the admin. Applications add their own routes with ``routes=`` and protect them
+with :func:`streamq.web.auth.require_token` (see ``examples/distribution/web.py``).
 
 Run it with ``uvicorn streamq.web.app:create_app --factory`` (settings from the
 environment: ``REDIS_URL``/``REDIS_*``, ``STREAMQ_API_TOKEN``, ``STREAMQ_HEALTH_QUEUES``).
@@ -24,18 +31,22 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from streamq.config import Settings
-from streamq.errors import StreamQError
 from streamq.producer import AsyncProducer
+from streamq.web.api import API_ROUTES
 from streamq.web.auth import require_token
 from streamq.web.config import WebSettings, normalise_queues
+from streamq.web.dashboard import SecurityHeaders, dashboard_routes
+from streamq.web.errors import safe_error, secrets_of
+from streamq.web.fleet import WebAdmin
+from streamq.web.metrics import METRICS_ROUTES
 
 __all__ = ["create_app", "safe_error"]
 
@@ -47,28 +58,6 @@ HEALTH_TIMEOUT_S = 5.0
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _secrets_of(settings: Settings) -> list[str]:
-    r = settings.redis
-    values = [r.password, r.url, r.to_url()]
-    if r.password:
-        values.append(quote(r.password, safe=""))
-    return [v for v in values if v]
-
-
-def safe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
-    """A message for an HTTP answer: streamq's own messages (which name no secret), else
-    just the exception type; any of ``secrets`` that slipped in anyway is masked."""
-    if isinstance(exc, StreamQError):
-        message = str(exc) or type(exc).__name__
-    elif isinstance(exc, TimeoutError):
-        message = "Redis did not answer in time"
-    else:
-        message = f"unexpected error ({type(exc).__name__})"
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
 
 
 async def health(request: Request) -> Response:
@@ -112,9 +101,10 @@ def create_app(
     (default: one made from ``settings``). ``queues``: what the health check reports, as
     ``{alias: queue}`` or a list of queue names (default ``STREAMQ_HEALTH_QUEUES``, else the
     three distribution queues). ``api_token`` (default ``STREAMQ_API_TOKEN``) protects every
-    API route; without one this raises :class:`~streamq.errors.ConfigError` unless
-    ``allow_no_token`` (default ``STREAMQ_WEB_ALLOW_NO_TOKEN``) is true. ``routes`` are
-    appended (protect them with :func:`~streamq.web.auth.require_token`).
+    API route and ``/metrics``; without one this raises
+    :class:`~streamq.errors.ConfigError` unless ``allow_no_token`` (default
+    ``STREAMQ_WEB_ALLOW_NO_TOKEN``) is true. ``routes`` are appended (protect them with
+    :func:`~streamq.web.auth.require_token`).
     """
     web = WebSettings.from_env()
     engine = settings or (producer.settings if producer is not None else web.engine)
@@ -134,17 +124,28 @@ def create_app(
         try:
             yield
         finally:
-            await app.state.producer.close()
+            try:
+                await app.state.producer.close()
+            finally:
+                await app.state.admin.close()
 
     app = Starlette(
-        routes=[Route("/api/queue/health", require_token(health), methods=["GET"]), *routes],
+        routes=[
+            Route("/api/queue/health", require_token(health), methods=["GET"]),
+            *API_ROUTES,
+            *METRICS_ROUTES,
+            *dashboard_routes(),
+            *routes,
+        ],
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
     app.state.producer = the_producer
+    app.state.admin = WebAdmin(settings=engine)
     app.state.settings = engine
     app.state.queues = queue_map
     app.state.api_token = token
     app.state.allow_no_token = allow
     app.state.health_timeout = health_timeout
-    app.state.secrets = _secrets_of(engine)
+    app.state.secrets = secrets_of(engine)
     return app

@@ -27,5 +27,5 @@ if len > active then
 end
 local s = redis.call('HMGET', KEYS[6], 'completed', 'dead', 'retried')
 return {len - active, active, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]),
-  redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[5]), tonumber(s[1] or '0'),
-  tonumber(s[2] or '0'), tonumber(s[3] or '0'), oldest}
+  redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[5]), tonumber(s[1]) or 0,
+  tonumber(s[2]) or 0, tonumber(s[3]) or 0, oldest}

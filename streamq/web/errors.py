@@ -1,0 +1,35 @@
+"""Error messages safe to put in an HTTP answer: streamq's own messages (which name no
+secret), else just the exception type, with any credential that slipped in masked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from streamq.config import Settings
+from streamq.errors import StreamQError
+
+__all__ = ["safe_error", "secrets_of"]
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The strings an answer must never contain: the password and the URLs carrying it."""
+    r = settings.redis
+    values = [r.password, r.url, r.to_url()]
+    if r.password:
+        values.append(quote(r.password, safe=""))
+    return [v for v in values if v]
+
+
+def safe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """A message for an HTTP answer: streamq's own messages (which name no secret), else
+    just the exception type; any of ``secrets`` that slipped in anyway is masked."""
+    if isinstance(exc, StreamQError):
+        message = str(exc) or type(exc).__name__
+    elif isinstance(exc, TimeoutError):
+        message = "Redis did not answer in time"
+    else:
+        message = f"unexpected error ({type(exc).__name__})"
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message

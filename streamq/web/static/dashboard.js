@@ -1,0 +1,554 @@
+// streamq dashboard: plain JavaScript, no build step, no third-party code.
+//
+// The page at "/" is a static shell. This script reads the API token from the URL fragment
+// (#token=..., never sent to the server) or the login field, keeps it in sessionStorage and
+// calls the JSON API with "Authorization: Bearer". Data is put into the page with
+// textContent / DOM nodes only, never as HTML, so a job payload cannot inject markup.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "streamq.token";
+  const REFRESH_MS = 5000;
+  const COUNTS = ["waiting", "active", "delayed", "completed", "failed", "dead"];
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  const view = {
+    queue: null, // selected queue name
+    state: "waiting", // selected tab
+    open: new Set(), // expanded job ids / dead ids in the list
+    clockOffset: 0, // Redis clock minus local clock, ms
+    timer: null,
+    busy: false, // a refresh is running
+    again: false, // another refresh was asked for meanwhile
+  };
+
+  // ------------------------------------------------------------------ helpers
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = String(value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const child of children) {
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined) return "–";
+    const a = Math.abs(ms);
+    const sign = ms < 0 ? "-" : "";
+    if (a < 1000) return sign + Math.round(a) + " ms";
+    if (a < 60000) return sign + (a / 1000).toFixed(a < 10000 ? 1 : 0) + " s";
+    if (a < 3600000) return sign + Math.floor(a / 60000) + " min " + Math.round((a % 60000) / 1000) + " s";
+    if (a < 86400000) return sign + Math.floor(a / 3600000) + " h " + Math.round((a % 3600000) / 60000) + " min";
+    return sign + (a / 86400000).toFixed(1) + " d";
+  }
+
+  const redisNow = () => Date.now() + view.clockOffset;
+  const ago = (ms) => (ms ? duration(redisNow() - ms) + " ago" : "–");
+  const inTime = (ms) => (ms ? "in " + duration(ms - redisNow()) : "–");
+  const stamp = (ms) => (ms ? new Date(ms).toLocaleString() : "–");
+  const pretty = (value) => JSON.stringify(value, null, 2);
+  const enc = encodeURIComponent;
+
+  function badge(text, kind) {
+    return el("span", { class: "badge " + (kind || ""), text });
+  }
+
+  function message(text, kind) {
+    const box = $("message");
+    box.textContent = text;
+    box.className = "message " + (kind || "");
+    box.hidden = !text;
+  }
+
+  // ------------------------------------------------------------------ token and API
+
+  function takeTokenFromFragment() {
+    const params = new URLSearchParams(window.location.hash.slice(1));
+    const token = params.get("token");
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+  }
+
+  class Unauthorized extends Error {}
+
+  async function api(method, path) {
+    const headers = { Accept: "application/json" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = "Bearer " + token;
+    const response = await fetch("api/" + path, {
+      method,
+      headers,
+      credentials: "omit",
+      cache: "no-store",
+      redirect: "error",
+    });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (response.status === 401) throw new Unauthorized("the API refused the token");
+    if (!response.ok) {
+      throw new Error((body && body.error) || "HTTP " + response.status);
+    }
+    return body;
+  }
+
+  function showLogin(error) {
+    stopTimer();
+    $("app").hidden = true;
+    $("logout").hidden = true;
+    $("refresh").hidden = true;
+    $("auto-wrap").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = error || "";
+    $("login-error").hidden = !error;
+    $("status").textContent = "not signed in";
+    $("token").focus();
+  }
+
+  function showApp() {
+    $("login").hidden = true;
+    $("app").hidden = false;
+    $("logout").hidden = false;
+    $("refresh").hidden = false;
+    $("auto-wrap").hidden = false;
+  }
+
+  // ------------------------------------------------------------------ queues
+
+  function sparkline(minutes) {
+    const w = 180;
+    const h = 28;
+    const max = Math.max(1, ...minutes.map((m) => m.completed + m.failed));
+    const bw = w / minutes.length;
+    const chart = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "spark", role: "img" });
+    const total = minutes.reduce((s, m) => s + m.completed, 0);
+    chart.append(svg("title", {}, `${total} completed in the last hour`));
+    minutes.forEach((m, i) => {
+      const ch = (m.completed / max) * (h - 2);
+      const fh = (m.failed / max) * (h - 2);
+      if (ch > 0) chart.append(svg("rect", { x: i * bw, y: h - ch, width: bw * 0.8, height: ch, class: "ok" }));
+      if (fh > 0) chart.append(svg("rect", { x: i * bw, y: h - ch - fh, width: bw * 0.8, height: fh, class: "bad" }));
+    });
+    return el("span", { class: "sparkwrap" }, chart, el("span", { class: "sparktotal", text: total + " / h" }));
+  }
+
+  function renderQueues(data, throughput) {
+    const body = $("queues").tBodies[0];
+    body.replaceChildren();
+    $("no-queues").hidden = data.queues.length > 0;
+    for (const q of data.queues) {
+      const row = el(
+        "tr",
+        {
+          dataset: { queue: q.queue },
+          class: q.queue === view.queue ? "selected" : "",
+          tabindex: 0,
+          onclick: () => selectQueue(q.queue),
+          onkeydown: (e) => {
+            if (e.key === "Enter") selectQueue(q.queue);
+          },
+        },
+        el("th", { scope: "row" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: q.queue }),
+          q.paused ? badge("paused", "bad") : null),
+        COUNTS.map((name) =>
+          el("td", { class: "num" + (name === "dead" && q.dead ? " alert" : ""), dataset: { count: name }, text: q[name] })),
+        el("td", { class: "num", dataset: { count: "lag" }, text: q.lag }),
+        el("td", { class: "num", text: q.oldest_waiting_age_ms === null ? "–" : duration(q.oldest_waiting_age_ms) }),
+        el("td", { class: "num" + (q.workers === 0 && q.waiting > 0 ? " alert" : ""), dataset: { count: "workers" }, text: q.workers }),
+        el("td", {}, throughput[q.queue] ? sparkline(throughput[q.queue]) : "–"),
+      );
+      body.append(row);
+    }
+  }
+
+  function renderChart(minutes) {
+    const chart = $("chart");
+    chart.replaceChildren();
+    const W = 1200;
+    const H = 170;
+    const left = 40;
+    const bottom = 20;
+    const top = 8;
+    const plotH = H - bottom - top;
+    const max = Math.max(1, ...minutes.map((m) => m.completed + m.failed));
+    const bw = (W - left) / minutes.length;
+    chart.append(
+      svg("line", { x1: left, y1: top + plotH, x2: W, y2: top + plotH, class: "axis" }),
+      svg("line", { x1: left, y1: top, x2: W, y2: top, class: "grid" }),
+      svg("text", { x: left - 4, y: top + 4, class: "label end" }, max),
+      svg("text", { x: left - 4, y: top + plotH, class: "label end" }, 0),
+      svg("text", { x: left, y: H - 4, class: "label" }, "-60 min"),
+      svg("text", { x: left + (W - left) / 2, y: H - 4, class: "label middle" }, "-30 min"),
+      svg("text", { x: W, y: H - 4, class: "label end" }, "now"),
+    );
+    minutes.forEach((m, i) => {
+      const x = left + i * bw + bw * 0.1;
+      const ch = (m.completed / max) * plotH;
+      const fh = (m.failed / max) * plotH;
+      const when = new Date(m.minute * 60000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      const group = svg("g", { class: "bar" }, svg("title", {}, `${when}: ${m.completed} completed, ${m.failed} failed`));
+      group.append(svg("rect", { x: left + i * bw, y: top, width: bw, height: plotH, class: "hit" }));
+      if (ch > 0) group.append(svg("rect", { x, y: top + plotH - ch, width: bw * 0.8, height: ch, class: "ok" }));
+      if (fh > 0) group.append(svg("rect", { x, y: top + plotH - ch - fh, width: bw * 0.8, height: fh, class: "bad" }));
+      chart.append(group);
+    });
+  }
+
+  // ------------------------------------------------------------------ job lists
+
+  function leaseCell(job, leaseMs) {
+    if (job.idle_ms === undefined || job.idle_ms === null) return el("td", { text: "–" });
+    const kind = job.lease === "ok" ? "ok" : job.lease === "late" ? "warn" : "bad";
+    const fraction = Math.min(1, job.idle_ms / leaseMs);
+    const meter = el("meter", { min: 0, max: 1, low: 0.34, high: 0.5, optimum: 0, value: fraction.toFixed(3) });
+    const left = job.lease_left_ms > 0 ? "expires " + inTime(redisNow() + job.lease_left_ms) : "expired " + duration(-job.lease_left_ms) + " ago";
+    return el(
+      "td",
+      { class: "lease" },
+      meter,
+      " idle " + duration(job.idle_ms) + " / lease " + duration(leaseMs) + " · " + left + " ",
+      badge(job.lease, kind),
+    );
+  }
+
+  function whenCell(job, state) {
+    if (state === "delayed") return "due " + inTime(job.due_at_ms || job.score_ms);
+    if (state === "completed" || state === "failed") return "finished " + ago(job.finished_at_ms || job.score_ms);
+    if (state === "waiting") return "created " + ago(job.created_at_ms);
+    return "started " + ago(job.started_at_ms);
+  }
+
+  async function jobDetail(queue, id, cell) {
+    cell.replaceChildren(el("span", { class: "hint", text: "loading…" }));
+    try {
+      const job = await api("GET", `queues/${enc(queue)}/jobs/${enc(id)}`);
+      cell.replaceChildren(
+        el("dl", { class: "facts" },
+          el("dt", { text: "state" }), el("dd", { text: job.state + (job.dead_reason ? " (" + job.dead_reason + ")" : "") }),
+          el("dt", { text: "attempt" }), el("dd", { text: `${job.attempt} (max retries ${job.options.max_retries})` }),
+          el("dt", { text: "created" }), el("dd", { text: stamp(job.created_at_ms) }),
+          el("dt", { text: "started" }), el("dd", { text: stamp(job.started_at_ms) }),
+          el("dt", { text: "finished" }), el("dd", { text: stamp(job.finished_at_ms) }),
+          el("dt", { text: "worker" }), el("dd", { text: job.worker || "–" }),
+        ),
+        el("h4", { text: "payload" }), el("pre", { class: "payload", text: pretty(job.data) }),
+        job.result !== null ? [el("h4", { text: "result" }), el("pre", { text: pretty(job.result) })] : null,
+        job.error ? [el("h4", { text: job.state === "failed" ? "error" : "error of an earlier attempt" }), el("pre", { class: "error", text: job.error })] : null,
+        job.traceback ? [el("h4", { text: job.state === "failed" ? "traceback" : "traceback of an earlier attempt" }), el("pre", { class: "traceback", text: job.traceback })] : null,
+      );
+    } catch (e) {
+      if (e instanceof Unauthorized) return showLogin(e.message);
+      cell.replaceChildren(el("span", { class: "error", text: e.message }));
+    }
+  }
+
+  function renderJobs(data) {
+    const state = data.state;
+    const rows = [];
+    for (const job of data.jobs) {
+      const open = view.open.has(job.id);
+      const detail = el("td", { colspan: 6, class: "detail" });
+      const detailRow = el("tr", { class: "detailrow", hidden: !open }, detail);
+      const toggle = () => {
+        if (view.open.has(job.id)) {
+          view.open.delete(job.id);
+          detailRow.hidden = true;
+        } else {
+          view.open.add(job.id);
+          detailRow.hidden = false;
+          jobDetail(view.queue, job.id, detail);
+        }
+      };
+      rows.push(
+        el("tr", { class: "job", dataset: { jobId: job.id }, onclick: toggle },
+          el("td", {}, el("code", { text: job.id })),
+          el("td", { text: job.name || "(record gone)" }),
+          el("td", { class: "num", text: job.attempt === undefined ? "–" : job.attempt }),
+          state === "active" ? leaseCell(job, data.lease_ms) : el("td", { text: whenCell(job, state) }),
+          state === "active"
+            ? el("td", { text: job.consumer || "" })
+            : el("td", {
+              class: "errcell" + (state === "failed" ? "" : " earlier"),
+              title: state === "failed" ? null : "error of an earlier attempt",
+              text: job.error || "",
+            }),
+          el("td", {}, el("code", { class: "preview", text: job.data_preview || "" })),
+        ),
+        detailRow,
+      );
+      if (open) jobDetail(view.queue, job.id, detail);
+    }
+    const head = el("tr", {},
+      ["job id", "name", "attempt", state === "active" ? "lease (idle vs lease)" : "when", state === "active" ? "worker" : "last error", "payload"]
+        .map((t) => el("th", { scope: "col", text: t })));
+    $("list").replaceChildren(
+      data.jobs.length
+        ? el("table", { class: "grid jobs", dataset: { state } }, el("thead", {}, head), el("tbody", {}, rows))
+        : el("p", { class: "hint", text: `No ${state} job.` }),
+    );
+  }
+
+  async function dlqAction(method, path, done) {
+    try {
+      const result = await api(method, path);
+      message(done(result), "ok");
+    } catch (e) {
+      if (e instanceof Unauthorized) return showLogin(e.message);
+      message(e.message, "bad");
+    }
+    await refresh();
+  }
+
+  function renderDead(data) {
+    const q = view.queue;
+    const rows = [];
+    for (const d of data.entries) {
+      const open = view.open.has(d.dead_id);
+      const detailRow = el("tr", { class: "detailrow", hidden: !open },
+        el("td", { colspan: 7, class: "detail" },
+          el("h4", { text: "payload" }), el("pre", { class: "payload", text: pretty(d.data) }),
+          el("h4", { text: "error" }), el("pre", { class: "error", text: d.error || "–" }),
+          d.traceback ? [el("h4", { text: "traceback" }), el("pre", { class: "traceback", text: d.traceback })] : null,
+        ));
+      const retry = el("button", {
+        type: "button", class: "retry", text: "Retry",
+        onclick: (e) => {
+          e.stopPropagation();
+          e.target.disabled = true;
+          dlqAction("POST", `queues/${enc(q)}/dlq/${enc(d.dead_id)}/retry`, () => `Job ${d.job_id} is back in ${q}.`);
+        },
+      });
+      const remove = el("button", {
+        type: "button", class: "delete danger", text: "Delete",
+        onclick: (e) => {
+          e.stopPropagation();
+          if (!window.confirm(`Delete dead-letter entry ${d.dead_id} (job ${d.job_id}) for good?`)) return;
+          e.target.disabled = true;
+          dlqAction("DELETE", `queues/${enc(q)}/dlq/${enc(d.dead_id)}`, () => `Deleted dead-letter entry ${d.dead_id}.`);
+        },
+      });
+      rows.push(
+        el("tr", {
+          class: "job", dataset: { deadId: d.dead_id, jobId: d.job_id },
+          onclick: () => {
+            if (view.open.has(d.dead_id)) view.open.delete(d.dead_id);
+            else view.open.add(d.dead_id);
+            detailRow.hidden = !view.open.has(d.dead_id);
+          },
+        },
+          el("td", {}, el("code", { text: d.job_id })),
+          el("td", { text: d.name }),
+          el("td", { class: "num", text: d.attempts }),
+          el("td", {}, badge(d.reason || "failed", "bad")),
+          el("td", { class: "errcell", text: (d.error || "").split("\n")[0] }),
+          el("td", { text: ago(d.failed_at_ms) }),
+          el("td", { class: "actions" }, retry, remove),
+        ),
+        detailRow,
+      );
+    }
+    const retryAll = el("button", {
+      type: "button", id: "retry-all", text: `Retry all (${data.total})`, disabled: data.total === 0,
+      onclick: () => {
+        if (!window.confirm(`Move all ${data.total} dead-letter entries of ${q} back to the queue?`)) return;
+        dlqAction("POST", `queues/${enc(q)}/dlq/retry-all`, (r) => `${r.retried} job(s) are back in ${q}.`);
+      },
+    });
+    const head = el("tr", {}, ["job id", "name", "attempts", "reason", "error", "failed", ""].map((t) => el("th", { scope: "col", text: t })));
+    $("list").replaceChildren(
+      el("div", { class: "row" }, el("span", { class: "hint", text: `${data.total} entr${data.total === 1 ? "y" : "ies"} in the dead-letter queue` }), el("span", { class: "spacer" }), retryAll),
+      data.entries.length
+        ? el("table", { class: "grid jobs dlq" }, el("thead", {}, head), el("tbody", {}, rows))
+        : el("p", { class: "hint", text: "The dead-letter queue is empty." }),
+    );
+  }
+
+  // ------------------------------------------------------------------ workers
+
+  function renderWorkers(data) {
+    const box = $("workers");
+    if (!data.workers.length) {
+      box.replaceChildren(el("p", { class: "hint", text: "No worker has registered yet." }));
+      return;
+    }
+    const kind = { alive: "ok", stale: "warn", gone: "bad" };
+    const rows = [];
+    for (const w of data.workers) {
+      rows.push(
+        el("tr", { class: "worker", dataset: { worker: w.name, queue: w.queue } },
+          el("td", {}, el("code", { text: w.name })),
+          el("td", { text: w.queue }),
+          el("td", {}, badge(w.state, kind[w.state])),
+          el("td", { text: w.host ? `${w.host} (pid ${w.pid})` : "–" }),
+          el("td", { class: "num", text: w.running === null ? "–" : `${w.running} / ${w.concurrency}` }),
+          el("td", { class: "num", text: w.processed === null ? "–" : w.processed }),
+          el("td", { class: "num", text: w.failed === null ? "–" : w.failed }),
+          el("td", { class: "num", text: w.seen_age_ms === null ? "–" : duration(w.seen_age_ms) }),
+          el("td", { class: "num", text: duration(w.idle_ms) }),
+          el("td", { class: "num", text: w.pending }),
+        ),
+      );
+      if (w.jobs.length) {
+        const jobs = w.jobs.map((j) =>
+          el("tr", { dataset: { jobId: j.id } },
+            el("td", {}, el("code", { text: j.id })),
+            el("td", { text: j.name || "–" }),
+            el("td", { class: "num", text: j.deliveries }),
+            el("td", { text: "started " + ago(j.started_at_ms) }),
+            leaseCell(j, data.lease_ms),
+          ));
+        rows.push(el("tr", { class: "running" },
+          el("td", { colspan: 10 },
+            el("table", { class: "grid inner" },
+              el("thead", {}, el("tr", {}, ["running job", "name", "deliveries", "started", "lease"].map((t) => el("th", { scope: "col", text: t })))),
+              el("tbody", {}, jobs)))));
+      }
+    }
+    const head = el("tr", {}, ["worker", "queue", "state", "host", "running", "processed", "failed", "heartbeat", "idle", "pending"]
+      .map((t) => el("th", { scope: "col", text: t })));
+    box.replaceChildren(el("table", { class: "grid", id: "workers-table" }, el("thead", {}, head), el("tbody", {}, rows)));
+  }
+
+  // ------------------------------------------------------------------ refresh
+
+  function renderTabs(queueInfo) {
+    for (const button of $("tabs").querySelectorAll("button")) {
+      const state = button.dataset.state;
+      button.classList.toggle("current", state === view.state);
+      button.setAttribute("aria-pressed", String(state === view.state));
+      const n = queueInfo ? queueInfo[state] : null;
+      button.textContent = (state === "dead" ? "dead-letter queue" : state) + (n === null || n === undefined ? "" : ` (${n})`);
+    }
+  }
+
+  async function refresh() {
+    if (view.busy) {
+      view.again = true;
+      return;
+    }
+    view.busy = true;
+    view.again = false;
+    try {
+      const data = await api("GET", "queues");
+      view.clockOffset = data.server_time_ms - Date.now();
+      const names = data.queues.map((q) => q.queue);
+      if (!names.includes(view.queue)) view.queue = names[0] || null;
+      const tputs = await Promise.all(names.map((q) => api("GET", `queues/${enc(q)}/throughput`)));
+      const throughput = Object.fromEntries(tputs.map((t) => [t.queue, t.minutes]));
+      renderQueues(data, throughput);
+      const info = data.queues.find((q) => q.queue === view.queue);
+      $("detail").hidden = !info;
+      if (info) {
+        $("detail-title").textContent = info.queue;
+        $("detail-paused").hidden = !info.paused;
+        $("pause").disabled = info.paused;
+        $("resume").disabled = !info.paused;
+        renderTabs(info);
+        renderChart(throughput[info.queue] || []);
+        if (view.state === "dead") renderDead(await api("GET", `queues/${enc(info.queue)}/dlq?limit=100`));
+        else renderJobs(await api("GET", `queues/${enc(info.queue)}/jobs?state=${view.state}&limit=50`));
+      }
+      renderWorkers(await api("GET", "workers"));
+      showApp();
+      $("status").textContent = "updated " + new Date().toLocaleTimeString();
+      $("status").className = "status";
+    } catch (e) {
+      if (e instanceof Unauthorized) {
+        const had = sessionStorage.getItem(TOKEN_KEY);
+        sessionStorage.removeItem(TOKEN_KEY);
+        showLogin(had ? "The API refused this token." : "");
+      } else {
+        $("status").textContent = "error: " + e.message;
+        $("status").className = "status bad";
+      }
+    } finally {
+      view.busy = false;
+    }
+    if (view.again) await refresh();
+  }
+
+  function selectQueue(name) {
+    if (name !== view.queue) view.open.clear();
+    view.queue = name;
+    refresh();
+  }
+
+  function stopTimer() {
+    if (view.timer !== null) clearInterval(view.timer);
+    view.timer = null;
+  }
+
+  function startTimer() {
+    stopTimer();
+    if ($("auto").checked && !$("app").hidden) view.timer = setInterval(refresh, REFRESH_MS);
+  }
+
+  async function queueAction(action) {
+    const q = view.queue;
+    if (!q) return;
+    try {
+      await api("POST", `queues/${enc(q)}/${action}`);
+      message(action === "pause" ? `${q} is paused: workers stop fetching from it.` : `${q} is resumed.`, "ok");
+    } catch (e) {
+      if (e instanceof Unauthorized) return showLogin(e.message);
+      message(e.message, "bad");
+    }
+    await refresh();
+  }
+
+  function start() {
+    takeTokenFromFragment();
+    $("login-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const token = $("token").value.trim();
+      $("token").value = "";
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      refresh().then(startTimer);
+    });
+    $("logout").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin("");
+    });
+    $("refresh").addEventListener("click", refresh);
+    $("auto").addEventListener("change", startTimer);
+    $("pause").addEventListener("click", () => queueAction("pause"));
+    $("resume").addEventListener("click", () => queueAction("resume"));
+    for (const button of $("tabs").querySelectorAll("button")) {
+      button.addEventListener("click", () => {
+        view.state = button.dataset.state;
+        view.open.clear();
+        refresh();
+      });
+    }
+    // Without a token, try anyway: an app run with STREAMQ_WEB_ALLOW_NO_TOKEN answers.
+    refresh().then(startTimer);
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
