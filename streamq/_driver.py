@@ -41,7 +41,12 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
         msg = str(exc)
         if msg.startswith(("NOAUTH", "WRONGPASS")) or "NOAUTH" in msg[:40]:
             return AuthenticationFailedError(AUTH_HINT)
-        if msg.startswith("OOM") or "OOM command not allowed" in msg:
+        # redis-py strips the "OOM" code from the message and raises OutOfMemoryError.
+        if (
+            isinstance(exc, rexc.OutOfMemoryError)
+            or msg.startswith("OOM")
+            or "command not allowed when used memory" in msg
+        ):
             return QueueFullError(
                 "Redis is full (maxmemory reached under noeviction): the job was not "
                 "enqueued; drain the queues or raise maxmemory"

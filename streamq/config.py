@@ -8,6 +8,7 @@ value raises :class:`~streamq.errors.ConfigError` naming the variable; secrets a
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -32,10 +35,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+def _float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float = 0.0,
+    maximum: float | None = None,
+) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -43,8 +55,10 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
         value = float(raw.strip())
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -68,6 +82,25 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return value
+
+
+def _host(env: Mapping[str, str], name: str) -> str:
+    host = (env.get(name) or "").strip() or "127.0.0.1"
+    if any(c.isspace() or c in "/@" for c in host):
+        # Typically a URL pasted into the host variable; show none of it (it may hold a
+        # password).
+        raise ConfigError(f"{name} must be a host name or IP address (use REDIS_URL for URLs)")
+    return host
+
+
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    path = raw.strip()
+    if not os.path.isfile(path):
+        raise ConfigError(f"{name} must name a readable file, got {path!r} (no such file)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -102,24 +135,55 @@ class RedisSettings:
                     f"REDIS_URL must start with redis://, rediss:// or unix://, "
                     f"got scheme {parts.scheme!r}"
                 )
+            try:
+                parts.port  # noqa: B018 (validates the port)
+            except ValueError:
+                raise ConfigError("REDIS_URL has an invalid port") from None
         return cls(
             url=url,
-            host=env.get("REDIS_HOST") or "127.0.0.1",
-            port=_int(env, "REDIS_PORT", 6379, minimum=1),
+            host=_host(env, "REDIS_HOST"),
+            port=_int(env, "REDIS_PORT", 6379, minimum=1, maximum=65535),
             db=_int(env, "REDIS_DB", 0),
             username=env.get("REDIS_USERNAME") or None,
             password=env.get("REDIS_PASSWORD") or None,
             tls=_bool(env, "REDIS_TLS", False),
-            tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
-            tls_cert_file=env.get("REDIS_TLS_CERT_FILE") or None,
-            tls_key_file=env.get("REDIS_TLS_KEY_FILE") or None,
+            tls_ca_file=_file(env, "REDIS_TLS_CA_FILE"),
+            tls_cert_file=_file(env, "REDIS_TLS_CERT_FILE"),
+            tls_key_file=_file(env, "REDIS_TLS_KEY_FILE"),
             socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 10.0, minimum=0.1),
             connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1),
         )
 
+    def __post_init__(self) -> None:
+        files = [
+            var
+            for var, value in (
+                ("REDIS_TLS_CA_FILE", self.tls_ca_file),
+                ("REDIS_TLS_CERT_FILE", self.tls_cert_file),
+                ("REDIS_TLS_KEY_FILE", self.tls_key_file),
+            )
+            if value
+        ]
+        if files and not self.use_tls:
+            # redis-py would fail late, with a TypeError on the first command.
+            raise ConfigError(
+                f"{', '.join(files)} set but TLS is off: set REDIS_TLS=true "
+                "or use a rediss:// REDIS_URL"
+            )
+
+    @property
+    def use_tls(self) -> bool:
+        """True when connections use TLS: ``tls`` is set or the URL is ``rediss://``."""
+        return self.tls or (self.url is not None and urlsplit(self.url).scheme == "rediss")
+
     def to_url(self) -> str:
-        """The connection URL (contains the password: never log it)."""
+        """The connection URL (contains the password: never log it).
+
+        ``tls=True`` (``REDIS_TLS``) upgrades a ``redis://`` URL to ``rediss://``: asking for
+        TLS never silently connects in clear text."""
         if self.url:
+            if self.tls and urlsplit(self.url).scheme == "redis":
+                return "rediss" + self.url[len("redis") :]
             return self.url
         scheme = "rediss" if self.tls else "redis"
         auth = ""
@@ -136,6 +200,8 @@ class RedisSettings:
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
         }
+        if not self.use_tls:
+            return kwargs
         if self.tls_ca_file:
             kwargs["ssl_ca_certs"] = self.tls_ca_file
         if self.tls_cert_file:
@@ -147,9 +213,22 @@ class RedisSettings:
     def describe(self) -> str:
         """Where this points, for logs: host, port and db, never credentials."""
         if self.url:
-            parts = urlsplit(self.url)
+            parts = urlsplit(self.to_url())
+            if parts.scheme == "unix":
+                return f"unix://{parts.path}"
             return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+    def __repr__(self) -> str:
+        # Hand-written: the generated one would show a password embedded in ``url``.
+        url = None if self.url is None else self.describe()
+        return (
+            f"RedisSettings(url={url!r}, host={self.host!r}, port={self.port}, db={self.db}, "
+            f"username={self.username!r}, password={'***' if self.password else None}, "
+            f"tls={self.use_tls}, tls_ca_file={self.tls_ca_file!r}, "
+            f"tls_cert_file={self.tls_cert_file!r}, tls_key_file={self.tls_key_file!r}, "
+            f"socket_timeout={self.socket_timeout}, connect_timeout={self.connect_timeout})"
+        )
 
 
 @dataclass(frozen=True)
@@ -195,7 +274,7 @@ class Settings:
             ),
             backoff_delay_ms=_int(env, "STREAMQ_BACKOFF_DELAY", 5000),
             backoff_factor=_float(env, "STREAMQ_BACKOFF_FACTOR", 5.0, minimum=1.0),
-            backoff_jitter=_float(env, "STREAMQ_BACKOFF_JITTER", 0.0),
+            backoff_jitter=_float(env, "STREAMQ_BACKOFF_JITTER", 0.0, maximum=1.0),
             job_timeout_ms=_int(env, "STREAMQ_JOB_TIMEOUT", 0),
             lease_ms=_int(env, "STREAMQ_LEASE", 30_000, minimum=100),
             max_stalls=_int(env, "STREAMQ_MAX_STALLS", 1),

@@ -1,21 +1,66 @@
-"""Building redis-py clients from settings (sync and asyncio), with a bounded retry budget."""
+"""Building redis-py clients from settings (sync and asyncio), with a bounded retry budget.
+
+Connection errors are retried; authentication errors are not (redis-py files them under
+``ConnectionError``, but no retry can fix a wrong password, and its nested connect/command
+retries would multiply the wait before the error is reported).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from streamq.config import RedisSettings
 
 __all__ = ["async_client", "sync_client"]
 
+T = TypeVar("T")
 
-def _kwargs(settings: RedisSettings, retry_attempts: int) -> dict[str, Any]:
+
+class _Retry(Retry):
+    """redis-py's ``Retry``, except that an authentication error ends the retries."""
+
+    def call_with_retry(
+        self, do: Callable[[], T], fail: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> T:
+        def fail_fast(error: Exception, *rest: Any) -> Any:
+            out = fail(error, *rest)  # let redis-py clean up the connection first
+            if isinstance(error, AuthenticationError):
+                raise error
+            return out
+
+        return super().call_with_retry(do, fail_fast, *args, **kwargs)
+
+
+class _AsyncRetry(AsyncRetry):
+    """The asyncio twin of :class:`_Retry`."""
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        async def fail_fast(error: Exception, *rest: Any) -> Any:
+            out = await fail(error, *rest)
+            if isinstance(error, AuthenticationError):
+                raise error
+            return out
+
+        return await super().call_with_retry(do, fail_fast, *args, **kwargs)
+
+
+def _kwargs(settings: RedisSettings) -> dict[str, Any]:
     kw = settings.client_kwargs()
     kw["retry_on_error"] = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
     kw["health_check_interval"] = 30
@@ -24,18 +69,15 @@ def _kwargs(settings: RedisSettings, retry_attempts: int) -> dict[str, Any]:
 
 def sync_client(settings: RedisSettings, *, retry_attempts: int = 3) -> redis.Redis:
     """A pooled sync client; connection errors are retried ``retry_attempts`` times with
-    exponential backoff (50 ms doubling, capped at 1 s), then raised."""
-    from redis.retry import Retry
-
-    kw = _kwargs(settings, retry_attempts)
-    kw["retry"] = Retry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
+    exponential backoff (50 ms doubling, capped at 1 s), then raised. Authentication
+    errors are raised at once."""
+    kw = _kwargs(settings)
+    kw["retry"] = _Retry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
     return redis.Redis.from_url(settings.to_url(), **kw)
 
 
 def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> aredis.Redis:
     """The asyncio twin of :func:`sync_client`."""
-    from redis.asyncio.retry import Retry
-
-    kw = _kwargs(settings, retry_attempts)
-    kw["retry"] = Retry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
+    kw = _kwargs(settings)
+    kw["retry"] = _AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
     return aredis.Redis.from_url(settings.to_url(), **kw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,7 +12,18 @@ import orjson
 
 from streamq.errors import ConfigError
 
-__all__ = ["Backoff", "Job", "JobOptions", "JobState"]
+__all__ = ["MAX_BACKOFF_MS", "Backoff", "Job", "JobOptions", "JobState"]
+
+#: The longest wait before a retry (30 days), whatever the backoff policy computes.
+MAX_BACKOFF_MS = 30 * 24 * 3600 * 1000
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 class JobState(StrEnum):
@@ -47,11 +59,11 @@ class Backoff:
     def __post_init__(self) -> None:
         if self.type not in ("exponential", "fixed"):
             raise ConfigError(f"backoff type must be 'exponential' or 'fixed', got {self.type!r}")
-        if self.delay_ms < 0:
-            raise ConfigError(f"backoff delay_ms must be >= 0, got {self.delay_ms}")
-        if self.factor < 1:
-            raise ConfigError(f"backoff factor must be >= 1, got {self.factor}")
-        if not 0 <= self.jitter <= 1:
+        if not _is_int(self.delay_ms) or self.delay_ms < 0:
+            raise ConfigError(f"backoff delay_ms must be an int >= 0, got {self.delay_ms!r}")
+        if not _is_number(self.factor) or not math.isfinite(self.factor) or self.factor < 1:
+            raise ConfigError(f"backoff factor must be a finite number >= 1, got {self.factor}")
+        if not _is_number(self.jitter) or not 0 <= self.jitter <= 1:
             raise ConfigError(f"backoff jitter must be within [0, 1], got {self.jitter}")
 
     @classmethod
@@ -70,10 +82,13 @@ class Backoff:
         """Milliseconds to wait before retry number ``retry`` (1 for the first retry)."""
         base = float(self.delay_ms)
         if self.type == "exponential":
-            base *= self.factor ** max(retry - 1, 0)
+            try:
+                base *= self.factor ** max(retry - 1, 0)
+            except OverflowError:
+                base = math.inf
         if self.jitter:
             base *= 1.0 - self.jitter * (rng or random).random()
-        return int(base)
+        return int(min(base, MAX_BACKOFF_MS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +100,10 @@ class JobOptions:
     timeout_ms: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.timeout_ms < 0:
-            raise ConfigError(f"timeout_ms must be >= 0, got {self.timeout_ms}")
+        if not _is_int(self.max_retries) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
+        if not _is_int(self.timeout_ms) or self.timeout_ms < 0:
+            raise ConfigError(f"timeout_ms must be an int >= 0, got {self.timeout_ms!r}")
 
     def encode(self) -> bytes:
         """Compact wire form stored on the stream entry and the job record."""
@@ -103,11 +118,13 @@ class JobOptions:
         v = orjson.loads(raw)
         if not isinstance(v, list) or len(v) != 6:
             raise ValueError("job options must be a 6-item list")
-        kind = {"e": "exponential", "f": "fixed"}.get(v[1])
+        kind = {"e": "exponential", "f": "fixed"}.get(v[1]) if isinstance(v[1], str) else None
         if kind is None:
             raise ValueError(f"unknown backoff type {v[1]!r}")
+        if not all(_is_number(x) for x in (v[0], v[2], v[3], v[4], v[5])):
+            raise ValueError(f"job options of the wrong types: {v!r}")
         try:
-            return cls(int(v[0]), Backoff(kind, int(v[2]), float(v[3]), float(v[4])), int(v[5]))
+            return cls(v[0], Backoff(kind, v[2], float(v[3]), float(v[4])), v[5])
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 

@@ -6,6 +6,7 @@ runs it; a test checks the two classes expose the same signatures.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -48,8 +49,8 @@ def _delay_ms(delay: Delay | None) -> int:
     if delay is None:
         return 0
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if seconds < 0:
-        raise ConfigError(f"delay must be >= 0 seconds, got {seconds}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"delay must be a finite number >= 0 seconds, got {seconds}")
     return int(seconds * 1000)
 
 
@@ -60,7 +61,34 @@ def _at_ms(at: At | None) -> int:
         if at.tzinfo is None:
             raise ConfigError("at must be a timezone-aware datetime (or epoch seconds)")
         return int(at.timestamp() * 1000)
-    return int(float(at) * 1000)
+    seconds = float(at)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"at must be a finite epoch time >= 0 seconds, got {seconds}")
+    return int(seconds * 1000)
+
+
+def _retries(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"max_retries must be an int >= 0, got {value!r}")
+    return value
+
+
+def _backoff(value: Any) -> Backoff:
+    if not isinstance(value, Backoff):
+        raise ConfigError(f"backoff must be a streamq.Backoff, got {type(value).__name__}")
+    return value
+
+
+def _timeout_ms(seconds: Any) -> int:
+    # Validate before converting: int(nan * 1000) is a ValueError, int(inf) an OverflowError.
+    if (
+        not isinstance(seconds, int | float)
+        or isinstance(seconds, bool)
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise ConfigError(f"timeout must be a finite number of seconds >= 0, got {seconds!r}")
+    return int(seconds * 1000)
 
 
 class _Base:
@@ -80,6 +108,8 @@ class _Base:
             settings.job_timeout_ms,
         )
         self._default_options_raw = self._default_options.encode()
+        # A blocking read must return well before the socket timeout fires.
+        self._max_block_ms = max(1, min(5000, int(settings.redis.socket_timeout * 500)))
 
     def keys(self, queue: str) -> QueueKeys:
         """The key schema of ``queue`` (validated once)."""
@@ -89,6 +119,8 @@ class _Base:
         return k
 
     def _prepare(self, spec: JobSpec) -> PreparedJob:
+        if spec.delay is not None and spec.at is not None:
+            raise ConfigError("give a job delay= or at=, not both")
         if not isinstance(spec.name, str) or not spec.name or len(spec.name) > 200:
             raise ConfigError(f"job name must be a non-empty string of <= 200 chars: {spec.name!r}")
         if spec.max_retries is None and spec.backoff is None and spec.timeout is None:
@@ -96,9 +128,9 @@ class _Base:
         else:
             d = self._default_options
             opts = JobOptions(
-                d.max_retries if spec.max_retries is None else spec.max_retries,
-                spec.backoff or d.backoff,
-                d.timeout_ms if spec.timeout is None else int(spec.timeout * 1000),
+                d.max_retries if spec.max_retries is None else _retries(spec.max_retries),
+                d.backoff if spec.backoff is None else _backoff(spec.backoff),
+                d.timeout_ms if spec.timeout is None else _timeout_ms(spec.timeout),
             ).encode()
         return PreparedJob(
             validate_job_id(spec.job_id) if spec.job_id is not None else new_job_id(),
@@ -215,7 +247,9 @@ class Producer(_Base):
     def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
         """Block until the job completes, dies or is cancelled (no polling loop); raises
         WaitTimeoutError after ``timeout`` seconds."""
-        return self._driver.run(ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic))
+        return self._driver.run(
+            ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
+        )
 
     def dead_letters(self, queue: str, count: int = 100, after: str = "-") -> list[DeadEntry]:
         """DLQ entries, oldest first."""
@@ -343,7 +377,7 @@ class AsyncProducer(_Base):
     async def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
         """See :meth:`Producer.wait`."""
         return await self._driver.run(
-            ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic)
+            ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
         )
 
     async def dead_letters(self, queue: str, count: int = 100, after: str = "-") -> list[DeadEntry]:

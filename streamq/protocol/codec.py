@@ -69,7 +69,10 @@ def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
     if isinstance(fields, list | tuple):
         if len(fields) % 2:
             raise ValueError("odd number of fields")
-        fields = dict(zip(fields[0::2], fields[1::2], strict=True))
+        try:
+            fields = dict(zip(fields[0::2], fields[1::2], strict=True))
+        except TypeError as exc:  # an unhashable field name
+            raise ValueError(f"malformed field names: {exc}") from None
     if not isinstance(fields, dict):
         raise ValueError("entry fields are not a mapping")
     try:
@@ -80,8 +83,10 @@ def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
         options = fields[b"o"]
     except KeyError as exc:
         raise ValueError(f"missing field {exc.args[0]!r}") from None
-    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
+    except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
         raise ValueError(f"malformed field: {exc}") from None
+    if not isinstance(data, bytes) or not isinstance(options, bytes):
+        raise ValueError("payload and options must be bytes")
     if not job_id or not name or attempt < 1:
         raise ValueError("empty job id or name, or attempt < 1")
     return Entry(eid, job_id, name, data, attempt, options)

@@ -277,22 +277,43 @@ def move(keys: QueueKeys, job_id: str, delay_ms: int, at_ms: int) -> Call[int]:
 # ---------------------------------------------------------------------------- waiting
 
 
+#: A waiter re-reads the job's state at least this often (seconds), so an end event it
+#: never saw (trimmed from the capped events stream, or the stream deleted) cannot leave it
+#: waiting until the timeout.
+WAIT_RECHECK_S = 5.0
+_FINAL = ("completed", "failed", "cancelled")
+
+
 def wait_for(
-    keys: QueueKeys, job_id: str, timeout_s: float, clock: Callable[[], float]
+    keys: QueueKeys,
+    job_id: str,
+    timeout_s: float,
+    clock: Callable[[], float],
+    max_block_ms: int = 5000,
 ) -> Flow[Job]:
-    """Block until the job reaches an end state, reading the events stream (no polling)."""
+    """Block until the job reaches an end state, reading the events stream (no polling).
+
+    Each ``XREAD BLOCK`` lasts at most ``max_block_ms``: keep it below the client's socket
+    timeout, or a long wait would surface as a connection error."""
     deadline = clock() + timeout_s
-    last, state = yield Call(
-        "peek", [keys.job(job_id), keys.events], [], lambda r: (_s(r[0]), _s(r[1]))
-    )
+    peek = Call("peek", [keys.job(job_id), keys.events], [], lambda r: (_s(r[0]), _s(r[1])))
+    last, state = yield peek
+    checked = clock()
     if not state:
         raise JobNotFoundError(f"no job {job_id!r}")
     target = job_id.encode()
-    while state not in ("completed", "failed", "cancelled"):
-        left = deadline - clock()
+    while state not in _FINAL:
+        now = clock()
+        left = deadline - now
         if left <= 0:
             raise WaitTimeoutError(f"job {job_id!r} did not finish within {timeout_s} s")
-        block = max(1, min(int(left * 1000), 5000))
+        if now - checked >= WAIT_RECHECK_S:
+            last, state = yield peek
+            checked = now
+            if not state:
+                raise JobNotFoundError(f"job {job_id!r} is gone (retention)")
+            continue
+        block = max(1, min(int(left * 1000), int(WAIT_RECHECK_S * 1000), max_block_ms))
         reply = yield Call(
             None, command=("XREAD", "COUNT", 1000, "BLOCK", block, "STREAMS", keys.events, last)
         )

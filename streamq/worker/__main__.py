@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from streamq.config import Settings
 from streamq.errors import StreamQError
 from streamq.worker.app import App
 from streamq.worker.logs import configure_logging, log_event
-from streamq.worker.runner import Worker
+from streamq.worker.runner import JOB_THREAD, Worker
 
 __all__ = ["load_app", "main"]
 
@@ -71,9 +74,7 @@ async def _run(worker: Worker, burst: bool) -> None:
     def on_signal(sig: signal.Signals) -> None:
         signals["n"] += 1
         log_event("signal", signal=sig.name, action="stop" if signals["n"] == 1 else "hurry")
-        if signals["n"] > 1:
-            worker.settings = worker.settings.with_changes(shutdown_grace_ms=0)
-        worker.stop()
+        worker.stop(hurry=signals["n"] > 1)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -97,7 +98,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamQError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _leave_abandoned_threads()
     return 0
+
+
+def _leave_abandoned_threads() -> None:
+    """Exit now if sync handlers still run past the grace period.
+
+    Their jobs were handed back (another worker runs them), but a thread cannot be
+    cancelled, and the interpreter would join it at exit: a hung sync handler would keep
+    the process alive forever, a slow one past any supervisor's patience.
+    """
+    left = [t for t in threading.enumerate() if t.name.startswith(JOB_THREAD) and t.is_alive()]
+    if not left:
+        return
+    log_event(
+        "abandoned_threads",
+        logging.WARNING,
+        count=len(left),
+        detail="sync handlers still running after their jobs were handed back; not waiting",
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

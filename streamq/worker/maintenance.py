@@ -32,7 +32,8 @@ __all__ = [
     "hand_back",
     "housekeeping_loop",
     "promote_loop",
-    "reclaim_loop",
+    "reclaim_pass",
+    "reclaim_period",
     "renew_loop",
     "schedule_loop",
     "unregister",
@@ -90,33 +91,45 @@ async def renew_loop(w: Worker) -> None:
     await _forever("renew", w.settings.lease_ms / 3000, body)
 
 
-async def reclaim_loop(w: Worker) -> None:
-    """XAUTOCLAIM entries idle past the lease (a crashed or frozen worker's jobs), only as
-    many as we have free slots. A job reclaimed more than ``max_stalls`` times is dead."""
-    cursors = {k.queue: "0-0" for k in w.keys}
+def reclaim_period(w: Worker) -> float:
+    """Seconds between two reclaim sweeps: a quarter of the lease (at least 0.1 s)."""
+    return max(w.settings.lease_ms / 4000, 0.1)
 
-    async def body() -> None:
-        for keys in w.keys:
-            while not w.stopping:
-                free = w.concurrency - w._executing
-                if free <= 0:
-                    return None
-                r = await w.driver.run(
-                    wops.reclaim(keys, w.consumer, w.settings.lease_ms, cursors[keys.queue], free)
-                )
-                cursors[keys.queue] = r.cursor
-                for eid in r.deleted:
-                    await _dead_deleted(w, keys, eid)
-                for fetched, deliveries in r.entries:
-                    await _take_over(w, fetched, deliveries)
-                if r.cursor == "0-0" or not r.entries:
-                    break
-        return None
 
-    await _forever("reclaim", max(w.settings.lease_ms / 4000, 0.1), body)
+async def reclaim_pass(w: Worker, cursors: dict[str, str]) -> None:
+    """One XAUTOCLAIM sweep: take over entries idle past the lease (a crashed or frozen
+    worker's jobs), only as many as we have free slots. A job reclaimed more than
+    ``max_stalls`` times is dead.
+
+    The fetch loop runs it between two reads, never beside one: a blocked XREADGROUP has
+    already asked for every free slot, so a sweep running concurrently would fill the same
+    slots and the worker would run more than ``concurrency`` jobs at once.
+    """
+    for keys in w.keys:
+        while not w.stopping:
+            free = w.concurrency - w._executing
+            if free <= 0:
+                return
+            r = await w.driver.run(
+                wops.reclaim(keys, w.consumer, w.settings.lease_ms, cursors[keys.queue], free)
+            )
+            cursors[keys.queue] = r.cursor
+            for eid in r.deleted:
+                await _dead_deleted(w, keys, eid)
+            for fetched, deliveries in r.entries:
+                await _take_over(w, fetched, deliveries)
+            if r.cursor == "0-0" or not r.entries:
+                break
 
 
 async def _take_over(w: Worker, fetched: wops.Fetched, deliveries: int) -> None:
+    if fetched.entry_id in w.running:
+        # Our own entry, still running here: its renewals lapsed (event loop blocked, an
+        # outage or a Redis restart longer than the lease) and XAUTOCLAIM handed it back to
+        # us. The claim renewed it; starting it again would run the job twice in this
+        # process, and counting it as a stall could kill a job that is alive.
+        log_event("lease_recovered", WARN, queue=fetched.queue, entry_id=fetched.entry_id)
+        return
     stalls = max(deliveries - 1, 0)
     e = fetched.entry
     keys = w._by_queue[fetched.queue]

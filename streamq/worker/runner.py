@@ -40,11 +40,30 @@ from streamq.worker.logs import log_event
 __all__ = ["Worker"]
 
 WARN = logging.WARNING
+#: Name prefix of the threads that run sync handlers.
+JOB_THREAD = "streamq-job"
 
 
 def _now_ms() -> int:
     # Local clock: only for started/duration figures shown to people, never for due times.
     return int(time.time() * 1000)
+
+
+async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they are done, cancelling again while they are not.
+
+    One ``cancel()`` is not always enough: on Python 3.11, ``asyncio.wait_for`` (which
+    redis-py uses to send every command) swallows a cancellation that arrives just as the
+    inner operation completes, and the task carries on as if nothing happened.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for t in tasks:
+        if not t.cancelled():
+            t.exception()  # retrieve it: a loop that died is reported by its own logs
 
 
 @dataclass(slots=True)
@@ -103,18 +122,23 @@ class Worker:
         self._pending = _Pending()
         self._flush_wake = asyncio.Event()
         self._flushed = asyncio.Event()
+        self._flush_busy = False  # a completion batch is being sent
         self._stopping = asyncio.Event()
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="streamq-job"
-        )
+        self._hurry = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=JOB_THREAD)
         self._tasks: list[asyncio.Task[Any]] = []
         self.processed = 0
         self.failed = 0
 
     # ------------------------------------------------------------------ lifecycle
 
-    def stop(self) -> None:
-        """Ask the worker to stop: no new fetches, running jobs get the grace period."""
+    def stop(self, *, hurry: bool = False) -> None:
+        """Ask the worker to stop: no new fetches, running jobs get the grace period.
+
+        ``hurry=True`` (a second signal) ends the grace period now: whatever still runs is
+        handed back at once."""
+        if hurry:
+            self._hurry.set()
         self._stopping.set()
         self._slot.set()
 
@@ -159,12 +183,14 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         """Run until stopped (or, with ``burst``, until there is nothing left to do)."""
-        await self._retrying("startup", self.startup)
+        if not await self._start():
+            await self.client.aclose()
+            log_event("worker_stopped", consumer=self.consumer, processed=0, failed=0)
+            return
         loops = [
             self._fetch_loop(),
             self._flush_loop(),
             maintenance.renew_loop(self),
-            maintenance.reclaim_loop(self),
             maintenance.promote_loop(self),
             maintenance.schedule_loop(self),
             maintenance.housekeeping_loop(self),
@@ -179,23 +205,19 @@ class Worker:
 
     async def _shutdown(self) -> None:
         fetch, flush, renew, *rest = self._tasks
-        for t in [fetch, *rest]:
-            t.cancel()
-        await asyncio.gather(fetch, *rest, return_exceptions=True)
+        await _cancel_and_wait([fetch, *rest])
         grace = self.settings.shutdown_grace_ms / 1000
         active = [r.task for r in self.running.values() if r.task and not r.task.done()]
         if active:
             log_event("draining", running=len(active), grace_s=grace)
-            _, still = await asyncio.wait(active, timeout=grace)
+            still = await self._grace(active, grace)
             for t in still:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
         await self._drain_completions()
         handed = await self._retrying("hand_back", maintenance.hand_back, self)
-        renew.cancel()
-        flush.cancel()
-        await asyncio.gather(renew, flush, return_exceptions=True)
+        await _cancel_and_wait([renew, flush])
         await maintenance.unregister(self)
         self._pool.shutdown(wait=False, cancel_futures=True)
         await self.client.aclose()
@@ -207,15 +229,64 @@ class Worker:
             handed_back=handed,
         )
 
+    async def _grace(
+        self, active: list[asyncio.Task[None]], grace: float
+    ) -> set[asyncio.Task[None]]:
+        """Wait for ``active`` to finish, at most ``grace`` seconds or until told to hurry;
+        return the tasks still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pending: set[asyncio.Task[None]] = set(active)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while pending and not self._hurry.is_set():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait(
+                    {*pending, hurry}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending -= done
+        finally:
+            hurry.cancel()
+        return pending
+
     async def _drain_completions(self) -> None:
+        # Wait for queued completions AND for a batch already in flight: cancelling the
+        # flush loop mid-call would drop the reply (no log, no count) or, worse, let the
+        # hand-back race the completion script and re-queue a job that just finished.
         deadline = time.monotonic() + 10
-        while self._pending.done and time.monotonic() < deadline:
+        while (self._pending.done or self._flush_busy) and time.monotonic() < deadline:
             self._flushed.clear()
             self._flush_wake.set()
             try:
                 await asyncio.wait_for(self._flushed.wait(), timeout=1.0)
             except TimeoutError:
                 continue
+
+    async def _start(self) -> bool:
+        """:meth:`startup`, retried through a Redis outage until it works (True) or the
+        worker is told to stop (False): a SIGTERM must not wait for Redis to come back."""
+        delay = 0.05
+        while not self.stopping:
+            try:
+                await self.startup()
+                return True
+            except ConnectionFailedError as exc:
+                log_event(
+                    "redis_unavailable",
+                    WARN,
+                    during="startup",
+                    error=str(exc),
+                    retry_in_s=round(delay, 3),
+                )
+                stop = asyncio.ensure_future(self._stopping.wait())
+                try:
+                    await asyncio.wait({stop}, timeout=delay)  # a stop cuts the wait short
+                finally:
+                    stop.cancel()
+                delay = min(delay * 2, 1.0)
+        return False
 
     async def _retrying(self, what: str, fn: Any, *args: Any) -> Any:
         """Run ``fn`` until it gets through a Redis outage (backoff 50 ms .. 1 s)."""
@@ -237,7 +308,13 @@ class Worker:
     # ------------------------------------------------------------------ fetch
 
     async def _fetch_loop(self) -> None:
+        """Read new entries (XREADGROUP, COUNT = free slots) and, every reclaim period,
+        sweep for stalled ones: both in this one loop, so they never promise the same free
+        slots twice (see :func:`maintenance.reclaim_pass`)."""
         delay = 0.05
+        cursors = {k.queue: "0-0" for k in self.keys}
+        period = maintenance.reclaim_period(self)
+        next_reclaim = 0.0  # at once: a fresh worker first picks up a dead one's jobs
         while not self.stopping:
             free = self.concurrency - self._executing
             if free <= 0:
@@ -245,9 +322,13 @@ class Worker:
                 await self._slot.wait()
                 continue
             try:
-                got = await self.driver.run(
-                    wops.fetch(self.keys, self.consumer, free, self.block_ms)
-                )
+                wait = next_reclaim - time.monotonic()
+                if wait <= 0:
+                    next_reclaim = time.monotonic() + period
+                    await maintenance.reclaim_pass(self, cursors)
+                    continue
+                block = max(1, min(self.block_ms, int(wait * 1000) + 1))
+                got = await self.driver.run(wops.fetch(self.keys, self.consumer, free, block))
                 delay = 0.05
             except ConnectionFailedError as exc:
                 log_event(
@@ -408,12 +489,22 @@ class Worker:
             log_event("dead", logging.ERROR, **common, reason=reason)
 
     async def _dead_undecodable(self, keys: QueueKeys, f: wops.Fetched) -> None:
-        """An entry without a usable job record goes to the DLQ as it was; keep going."""
+        """An entry the worker cannot decode goes to the DLQ with the reason; keep going.
+
+        When it names a job whose record points at this very entry, that job is marked
+        dead. Otherwise (no id, or the id of a record that does not own this entry: a
+        foreign or forged entry) it is moved to the DLQ as it was, and no job record is
+        touched: a stray entry must not overwrite, say, a completed job's record.
+        """
         reason = f.error or "undecodable entry"
         if f.raw_job_id:
-            run = Running(keys, f.raw_job_id, f.entry_id, "", 1, _now_ms())
-            await self._fail(run, reason, "", -1, "undecodable", JobOptions())
-            return
+            owner = await self._retrying(
+                "dead_entry", self.driver.run, raw("HGET", keys.job(f.raw_job_id), "x")
+            )
+            if owner is not None and owner.decode(errors="replace") == f.entry_id:
+                run = Running(keys, f.raw_job_id, f.entry_id, "", 1, _now_ms())
+                await self._fail(run, reason, "", -1, "undecodable", JobOptions())
+                return
         rows = await self.driver.run(raw("XRANGE", keys.stream, f.entry_id, f.entry_id))
         fields = rows[0][1] if rows else {}
         await self._retrying(
@@ -432,30 +523,37 @@ class Worker:
             if not batch:
                 self._flushed.set()
                 continue
-            by_queue: dict[str, list[tuple[wops.Done, Running, float]]] = {}
-            for item in batch:
-                by_queue.setdefault(item[1].keys.queue, []).append(item)
-            failed_back: list[tuple[wops.Done, Running, float]] = []
-            for queue, items in by_queue.items():
-                call = wops.complete(
-                    self._by_queue[queue],
-                    self.consumer,
-                    [d for d, _, _ in items],
-                    self.settings.events_maxlen,
-                )
-                try:
-                    oks = await self.driver.run(call)
-                except ConnectionFailedError as exc:
-                    log_event("redis_unavailable", WARN, during="complete", error=str(exc))
-                    failed_back += items
-                    continue
-                self._after_complete(items, oks)
-            if failed_back:
-                # Keep them: the entries stay in our PEL, so nothing is lost; retry shortly.
-                self._pending.done = failed_back + self._pending.done
-                await asyncio.sleep(0.2)
-                self._flush_wake.set()
+            self._flush_busy = True
+            try:
+                await self._flush_batch(batch)
+            finally:
+                self._flush_busy = False
             self._flushed.set()
+
+    async def _flush_batch(self, batch: list[tuple[wops.Done, Running, float]]) -> None:
+        by_queue: dict[str, list[tuple[wops.Done, Running, float]]] = {}
+        for item in batch:
+            by_queue.setdefault(item[1].keys.queue, []).append(item)
+        failed_back: list[tuple[wops.Done, Running, float]] = []
+        for queue, items in by_queue.items():
+            call = wops.complete(
+                self._by_queue[queue],
+                self.consumer,
+                [d for d, _, _ in items],
+                self.settings.events_maxlen,
+            )
+            try:
+                oks = await self.driver.run(call)
+            except ConnectionFailedError as exc:
+                log_event("redis_unavailable", WARN, during="complete", error=str(exc))
+                failed_back += items
+                continue
+            self._after_complete(items, oks)
+        if failed_back:
+            # Keep them: the entries stay in our PEL, so nothing is lost; retry shortly.
+            self._pending.done = failed_back + self._pending.done
+            await asyncio.sleep(0.2)
+            self._flush_wake.set()
 
     def _after_complete(
         self, items: list[tuple[wops.Done, Running, float]], oks: list[bool]
