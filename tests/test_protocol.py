@@ -291,7 +291,7 @@ def test_unknown_script_codes_raise_script_error() -> None:
 def test_enqueue_parse_reports_created_and_existing() -> None:
     jobs = [PreparedJob("a", "n", b"1", b"[]"), PreparedJob("b", "n", b"2", b"[]", 5000)]
     call = ops.enqueue(QueueKeys("q"), jobs)
-    assert call.keys[2:] == [QueueKeys("q").job("a"), QueueKeys("q").job("b")]
+    assert call.keys[3:] == [QueueKeys("q").job("a"), QueueKeys("q").job("b")]
     out = call.parse([Code.OK, b"waiting", b"7-0", Code.EXISTS, b"delayed", b""])
     assert (out[0].created, out[0].entry_id, out[0].due_at_ms) == (True, "7-0", None)
     assert (out[1].created, out[1].state, out[1].due_at_ms) == (False, JobState.DELAYED, None)

@@ -124,7 +124,10 @@ def enqueue(keys: QueueKeys, jobs: Sequence[PreparedJob]) -> Call[list[EnqueueRe
         return out
 
     return Call(
-        "enqueue", [keys.stream, keys.delayed, *(keys.job(j.job_id) for j in jobs)], args, parse
+        "enqueue",
+        [keys.stream, keys.delayed, keys.cancelled, *(keys.job(j.job_id) for j in jobs)],
+        args,
+        parse,
     )
 
 
@@ -253,7 +256,7 @@ def cancel(keys: QueueKeys, job_id: str, events_maxlen: int) -> Call[None]:
 
     return Call(
         "cancel",
-        [keys.job(job_id), keys.delayed, keys.stream, keys.events],
+        [keys.job(job_id), keys.delayed, keys.stream, keys.events, keys.cancelled],
         [GROUP, job_id, events_maxlen],
         parse,
     )

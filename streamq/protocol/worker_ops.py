@@ -93,6 +93,7 @@ class Done:
     attempt: int
     result: bytes
     started_ms: int
+    duration_ms: float = 0.0
 
 
 def complete(
@@ -101,10 +102,18 @@ def complete(
     """Record a batch of completions in one script call; False = fenced (lease lost)."""
     args: list[Arg] = [GROUP, consumer, events_maxlen, len(done)]
     for d in done:
-        args += [d.job_id, d.entry_id, d.attempt, d.result, d.started_ms]
+        args += [d.job_id, d.entry_id, d.attempt, d.result, d.started_ms, round(d.duration_ms, 3)]
     return Call(
         "complete",
-        [keys.stream, keys.completed, keys.events, keys.stats, *(keys.job(d.job_id) for d in done)],
+        [
+            keys.stream,
+            keys.completed,
+            keys.events,
+            keys.stats,
+            keys.throughput,
+            keys.histograms,
+            *(keys.job(d.job_id) for d in done),
+        ],
         args,
         lambda r: [int(c) == Code.OK for c in r],
     )
@@ -139,7 +148,7 @@ def fail(
     k = keys
     return Call(
         "fail",
-        [k.stream, k.delayed, k.dead, k.failed, k.events, k.stats, k.job(job_id)],
+        [k.stream, k.delayed, k.dead, k.failed, k.events, k.stats, k.job(job_id), k.throughput],
         [
             GROUP,
             consumer,
@@ -256,7 +265,10 @@ def due(keys: QueueKeys, limit: int) -> Call[DueInfo]:
 def promote(keys: QueueKeys, ids: Sequence[str]) -> Call[int]:
     """Move due ids into the stream (each exactly once, however many promoters race)."""
     return Call(
-        "promote", [keys.delayed, keys.stream, *(keys.job(i) for i in ids)], [GROUP, *ids], int
+        "promote",
+        [keys.delayed, keys.stream, keys.histograms, *(keys.job(i) for i in ids)],
+        [GROUP, *ids],
+        int,
     )
 
 

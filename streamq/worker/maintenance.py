@@ -31,9 +31,11 @@ __all__ = [
     "burst_watch",
     "hand_back",
     "housekeeping_loop",
+    "pause_watch",
     "promote_loop",
     "reclaim_pass",
     "reclaim_period",
+    "refresh_paused",
     "renew_loop",
     "schedule_loop",
     "unregister",
@@ -106,6 +108,8 @@ async def reclaim_pass(w: Worker, cursors: dict[str, str]) -> None:
     slots and the worker would run more than ``concurrency`` jobs at once.
     """
     for keys in w.keys:
+        if keys.queue in w.paused:
+            continue  # a paused queue's stalled jobs wait for the resume like the rest
         while not w.stopping:
             free = w.concurrency - w._executing
             if free <= 0:
@@ -154,11 +158,39 @@ async def _take_over(w: Worker, fetched: wops.Fetched, deliveries: int) -> None:
 
 
 async def _dead_deleted(w: Worker, keys: Any, eid: str) -> None:
-    # Redis >= 7 reports pending entries deleted from the stream by someone else: their
-    # payload is gone, so record the loss in the DLQ instead of letting it vanish.
+    """Redis >= 7 reports pending entries deleted from the stream by someone else. The
+    entry is gone, but the job record still names it (field ``x``): find that job and
+    dead-letter it with the reason, so it never silently vanishes. A rare event, so a SCAN
+    of the queue's job records is acceptable here."""
     reason = f"stream entry {eid} was deleted while pending (XDEL/XTRIM by someone else)"
-    await w.driver.run(wops.dead_entry(keys, eid, {}, reason))
-    log_event("dead", logging.ERROR, queue=keys.queue, entry_id=eid, reason=reason)
+    found = await _job_of_entry(w, keys, eid)
+    if found is None:
+        await w.driver.run(wops.dead_entry(keys, eid, {}, reason))
+        log_event("dead", logging.ERROR, queue=keys.queue, entry_id=eid, reason=reason)
+        return
+    from streamq.worker.runner import Running
+
+    job_id, name, attempts = found
+    run = Running(keys, job_id, eid, name, attempts + 1, int(time.time() * 1000))
+    w.running[eid] = run
+    await w._fail(run, reason, "", -1, "deleted", JobOptions(), skip_owner_check=True)
+
+
+async def _job_of_entry(w: Worker, keys: Any, eid: str) -> tuple[str, str, int] | None:
+    prefix = keys.job("")
+    cursor: int | str = 0
+    target = eid.encode()
+    while True:
+        cursor, names = await w.driver.run(
+            raw("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)
+        )
+        if names:
+            recs = await w.driver.run([raw("HMGET", n, "x", "s", "n", "a") for n in names])
+            for key, (x, state, name, attempts) in zip(names, recs, strict=True):
+                if x == target and state == b"waiting":
+                    return _s(key)[len(prefix) :], _s(name or b""), int(attempts or 0)
+        if int(cursor) == 0:
+            return None
 
 
 # ---------------------------------------------------------------------- promotion
@@ -217,8 +249,12 @@ async def housekeeping_loop(w: Worker) -> None:
     started = int(time.time() * 1000)
     host, pid = socket.gethostname(), os.getpid()
 
+    ticks = 0
+
     async def body() -> None:
-        now = int(time.time() * 1000)
+        nonlocal ticks
+        # The Redis clock, so operators compare heartbeats with one clock, not each host's.
+        now = await w.driver.run(raw("TIME", parse=lambda r: int(r[0]) * 1000 + int(r[1]) // 1000))
         info = orjson.dumps(
             {
                 "host": host,
@@ -227,15 +263,20 @@ async def housekeeping_loop(w: Worker) -> None:
                 "seen_ms": now,
                 "running": len(w.running),
                 "concurrency": w.concurrency,
+                "lease_ms": s.lease_ms,
                 "processed": w.processed,
                 "failed": w.failed,
             }
         )
+        ticks += 1
         for keys in w.keys:
             await w.driver.run(wops.heartbeat(keys, w.consumer, now, info))
+            if ticks % 60 == 1:
+                await _forget_old(w, keys, now)
             for index, keep, age_s in (
                 (keys.completed, s.keep_completed, s.completed_max_age_s),
                 (keys.failed, s.keep_failed, s.failed_max_age_s),
+                (keys.cancelled, s.keep_completed, s.completed_max_age_s),
             ):
                 while True:
                     ids = await w.driver.run(wops.retention(index, keep, age_s * 1000, 500))
@@ -247,6 +288,61 @@ async def housekeeping_loop(w: Worker) -> None:
         return None
 
     await _forever("housekeeping", 1.0, body)
+
+
+#: Heartbeats older than this are dropped from the registry (a worker that crashed).
+STALE_WORKER_MS = 3_600_000
+#: Per-minute throughput counters are kept this long.
+THROUGHPUT_KEEP_MIN = 120
+
+
+async def _forget_old(w: Worker, keys: Any, now_ms: int) -> None:
+    """Once a minute: drop crashed workers' heartbeats and old per-minute counters, so the
+    registry and the throughput hash stay bounded."""
+    beats = await w.driver.run(raw("HGETALL", keys.workers))
+    stale = []
+    for name, blob in (beats or {}).items():
+        try:
+            seen = int(orjson.loads(blob).get("seen_ms", 0))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            seen = 0
+        if now_ms - seen > STALE_WORKER_MS:
+            stale.append(name)
+    if stale:
+        await w.driver.run(raw("HDEL", keys.workers, *stale))
+    fields = await w.driver.run(raw("HKEYS", keys.throughput))
+    oldest = now_ms // 60000 - THROUGHPUT_KEEP_MIN
+    old = [f for f in fields or [] if _minute(f) < oldest]
+    if old:
+        await w.driver.run(raw("HDEL", keys.throughput, *old))
+
+
+def _minute(field: bytes | str) -> int:
+    text = field.decode() if isinstance(field, bytes) else field
+    head = text.split(":", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+async def refresh_paused(w: Worker) -> None:
+    """Read the pause flags of our queues (one pipeline) and log changes."""
+    flags = await w.driver.run([raw("EXISTS", k.paused) for k in w.keys])
+    now = {k.queue for k, f in zip(w.keys, flags, strict=True) if int(f)}
+    for q in now - w.paused:
+        log_event("paused", queue=q, detail="no new jobs fetched until resumed")
+    for q in w.paused - now:
+        log_event("resumed", queue=q)
+    w.paused = now
+    if len(now) < len(w.keys):
+        w._unpaused.set()
+
+
+async def pause_watch(w: Worker) -> None:
+    """Follow pause/resume within half a second (running jobs keep their leases)."""
+
+    async def body() -> None:
+        await refresh_paused(w)
+
+    await _forever("pause", 0.5, body)
 
 
 async def burst_watch(w: Worker) -> None:

@@ -9,6 +9,7 @@ one (they are rare and carry tracebacks).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -26,7 +27,7 @@ from redis.exceptions import ResponseError
 from streamq import connection
 from streamq._driver import AsyncDriver
 from streamq.config import Settings
-from streamq.errors import ConnectionFailedError, PayloadError, ServerError
+from streamq.errors import ConnectionFailedError, PayloadError, PermanentJobError, ServerError
 from streamq.job import Job, JobOptions, JobState
 from streamq.protocol import worker_ops as wops
 from streamq.protocol.codec import encode_payload
@@ -127,6 +128,9 @@ class Worker:
         self._hurry = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=JOB_THREAD)
         self._tasks: list[asyncio.Task[Any]] = []
+        #: Queues paused by an operator (``sq:{Q}:paused``): not fetched nor reclaimed from.
+        self.paused: set[str] = set()
+        self._unpaused = asyncio.Event()
         self.processed = 0
         self.failed = 0
 
@@ -163,6 +167,7 @@ class Worker:
         self.server = check_server(info, save)
         await self.driver.load_all()
         await self.ensure_groups()
+        await maintenance.refresh_paused(self)  # never fetch from a queue paused at start
         log_event(
             "worker_started",
             queues=[k.queue for k in self.keys],
@@ -194,6 +199,7 @@ class Worker:
             maintenance.promote_loop(self),
             maintenance.schedule_loop(self),
             maintenance.housekeeping_loop(self),
+            maintenance.pause_watch(self),
         ]
         if burst:
             loops.append(maintenance.burst_watch(self))
@@ -321,6 +327,13 @@ class Worker:
                 self._slot.clear()
                 await self._slot.wait()
                 continue
+            live = [k for k in self.keys if k.queue not in self.paused]
+            if not live:
+                # Every queue is paused: wait for a resume (seen by the pause watch).
+                self._unpaused.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._unpaused.wait(), timeout=1.0)
+                continue
             try:
                 wait = next_reclaim - time.monotonic()
                 if wait <= 0:
@@ -328,7 +341,7 @@ class Worker:
                     await maintenance.reclaim_pass(self, cursors)
                     continue
                 block = max(1, min(self.block_ms, int(wait * 1000) + 1))
-                got = await self.driver.run(wops.fetch(self.keys, self.consumer, free, block))
+                got = await self.driver.run(wops.fetch(live, self.consumer, free, block))
                 delay = 0.05
             except ConnectionFailedError as exc:
                 log_event(
@@ -424,12 +437,19 @@ class Worker:
         except PayloadError as exc:
             await self._fail(run, str(exc), "", None, "failed", opts, t0)
             return
+        except PermanentJobError as exc:
+            tb = traceback.format_exc()
+            await self._fail(run, f"PermanentJobError: {exc}", tb, -1, "permanent", opts, t0)
+            return
         except Exception as exc:
             tb = traceback.format_exc()
             await self._fail(run, f"{type(exc).__name__}: {exc}", tb, None, "failed", opts, t0)
             return
-        done = wops.Done(run.job_id, run.entry_id, run.attempt, raw_result, run.started_ms)
-        self._pending.done.append((done, run, time.perf_counter() - t0))
+        took = time.perf_counter() - t0
+        done = wops.Done(
+            run.job_id, run.entry_id, run.attempt, raw_result, run.started_ms, took * 1000
+        )
+        self._pending.done.append((done, run, took))
         self._flush_wake.set()
 
     async def _fail(

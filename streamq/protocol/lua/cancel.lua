@@ -1,5 +1,6 @@
 --[[ cancel: cancel a delayed or waiting job. A job a worker has fetched cannot be cancelled.
 KEYS[1] job hash  KEYS[2] delayed zset  KEYS[3] stream  KEYS[4] events
+KEYS[5] cancelled zset (retention index; the id may be enqueued again)
 ARGV[1] group  ARGV[2] job id  ARGV[3] events maxlen
 Returns {code, state}: CODE_OK 'cancelled'; CODE_MISSING; CODE_BAD_STATE with the state.
 ]]
@@ -21,7 +22,9 @@ elseif state == 'waiting' then
 else
   return {CODE_BAD_STATE, state}
 end
-redis.call('HSET', job, 's', 'cancelled', 'f', now_ms())
+local now = now_ms()
+redis.call('HSET', job, 's', 'cancelled', 'f', now)
+redis.call('ZADD', KEYS[5], now, id)
 redis.call('HDEL', job, 'x', 'due')
 redis.call('XADD', events, 'MAXLEN', '~', ARGV[3], '*', id, 'cancelled')
 return {CODE_OK, 'cancelled'}

@@ -1,5 +1,8 @@
---[[ enqueue: add N jobs in one call; a job id that already has a record is not re-added.
-KEYS[1] stream   KEYS[2] delayed zset   KEYS[2+j] job hash of job j (j = 1..N)
+--[[ enqueue: add N jobs in one call; a job id that already has a record is not re-added,
+except a cancelled one: cancelling frees the id (a user cancels a post, then schedules it
+again).
+KEYS[1] stream   KEYS[2] delayed zset   KEYS[3] cancelled zset
+KEYS[3+j] job hash of job j (j = 1..N)
 ARGV[1] group    ARGV[2] N
   then 6 per job: id, name, data (JSON), opts (JSON), delay_ms, at_ms
   (at_ms >= 0: absolute due time in ms since the epoch; else delay_ms > 0: due = TIME + delay)
@@ -17,10 +20,15 @@ local now = now_ms()
 local out = {}
 for j = 1, tonumber(ARGV[2]) do
   local b = 3 + (j - 1) * 6
-  local key = KEYS[2 + j]
+  local key = KEYS[3 + j]
   local id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local delay, at = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local state = redis.call('HGET', key, 's')
+  if state == 'cancelled' then
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[3], id)
+    state = false
+  end
   if state then
     out[#out + 1] = CODE_EXISTS; out[#out + 1] = state; out[#out + 1] = ''
   else

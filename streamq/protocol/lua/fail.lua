@@ -1,6 +1,6 @@
 --[[ fail: an attempt failed; schedule a retry or move the job to the dead-letter stream.
 KEYS[1] stream  KEYS[2] delayed zset  KEYS[3] dead stream  KEYS[4] failed zset
-KEYS[5] events  KEYS[6] stats hash   KEYS[7] job hash
+KEYS[5] events  KEYS[6] stats hash   KEYS[7] job hash  KEYS[8] throughput hash
 ARGV[1] group  ARGV[2] consumer  ARGV[3] events maxlen  ARGV[4] job id  ARGV[5] entry id
 ARGV[6] attempt  ARGV[7] error  ARGV[8] traceback  ARGV[9] retry delay ms (< 0: dead)
 ARGV[10] reason (dead: 'failed', 'stalled', 'no-handler', 'undecodable', 'timeout', ...)
@@ -11,6 +11,7 @@ Returns {code, state, due}: CODE_OK with 'delayed' (retry) or 'failed' (dead); C
 --- @include "lib/time.lua"
 --- @include "lib/owner.lua"
 --- @include "lib/codes.lua"
+--- @include "lib/metrics.lua"
 local stream, delayed, dead, failed, events, stats, job =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local group, consumer, id, eid = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
@@ -23,6 +24,8 @@ if eid ~= '' then
 end
 local now = now_ms()
 local delay = tonumber(ARGV[9])
+redis.call('HINCRBY', stats, 'failed', 1)
+redis.call('HINCRBY', KEYS[8], minute_of(now) .. ':f', 1)
 redis.call('HSET', job, 'a', ARGV[6], 'e', ARGV[7], 'tb', ARGV[8], 'st', ARGV[11], 'w', consumer)
 redis.call('HDEL', job, 'x')
 if delay >= 0 then

@@ -1,18 +1,20 @@
 --[[ promote: move due delayed jobs into the stream. Safe when many promoters race:
 ZREM decides who moves each id, so an id is added to the stream exactly once.
-KEYS[1] delayed zset  KEYS[2] stream  KEYS[2+j] job hash of id j
+KEYS[1] delayed zset  KEYS[2] stream  KEYS[3] histograms hash  KEYS[2+j] job hash of ARGV[j]
 ARGV[1] group  then ids (same order as the job keys)
+Records each job's lateness (promotion time - due time, Redis clock) in the histograms.
 Returns the number of jobs moved.
 ]]
 --- @include "lib/time.lua"
+--- @include "lib/metrics.lua"
 local delayed, stream, group = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 end
 local now = now_ms()
-local moved = 0
+local moved, hist, lsum = 0, {}, 0
 for j = 2, #ARGV do
-  local id, key = ARGV[j], KEYS[1 + j]
+  local id, key = ARGV[j], KEYS[2 + j]
   local score = redis.call('ZSCORE', delayed, id)
   if score and tonumber(score) <= now and redis.call('ZREM', delayed, id) == 1 then
     local rec = redis.call('HMGET', key, 'n', 'd', 'o', 'a')
@@ -22,7 +24,16 @@ for j = 2, #ARGV do
       redis.call('HSET', key, 's', 'waiting', 'x', eid)
       redis.call('HDEL', key, 'due')
       moved = moved + 1
+      local late = now - tonumber(score)
+      local label = 'late:' .. bucket_of(late)
+      hist[label] = (hist[label] or 0) + 1
+      lsum = lsum + late
     end
   end
+end
+if moved > 0 then
+  for label, n in pairs(hist) do redis.call('HINCRBY', KEYS[3], label, n) end
+  redis.call('HINCRBY', KEYS[3], 'late:count', moved)
+  redis.call('HINCRBYFLOAT', KEYS[3], 'late:sum', lsum)
 end
 return moved
