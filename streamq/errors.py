@@ -13,6 +13,7 @@
     ├── InvalidStateError        the job is not in a state that allows the operation
     ├── WaitTimeoutError         a job did not finish within the wait timeout
     ├── ScriptError              a Lua script answered with an unexpected error code
+    ├── DurabilityError          WAITAOF did not confirm the fsync (the job may still exist)
     └── PermanentJobError        raised by a handler: fail now, no retries (dead-lettered)
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "AuthenticationFailedError",
     "ConfigError",
     "ConnectionFailedError",
+    "DurabilityError",
     "InvalidStateError",
     "JobNotFoundError",
     "PayloadError",
@@ -85,3 +87,13 @@ class ScriptError(StreamQError):
 class PermanentJobError(StreamQError):
     """Raise from a handler when retrying cannot help (e.g. invalid job data): the job goes
     straight to the dead-letter stream with reason ``permanent``."""
+
+
+class DurabilityError(StreamQError):
+    """A durable enqueue was written but WAITAOF did not confirm the fsync (locally, or on
+    the requested replicas) within the timeout. The jobs may still be there: ``job_ids``
+    names them, so the caller can check or re-enqueue with the same ids (deduplicated)."""
+
+    def __init__(self, message: str, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids

@@ -94,8 +94,17 @@ def _timeout_ms(seconds: Any) -> int:
 class _Base:
     """What both producers share: settings, keys and job preparation (no I/O)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, durable: bool, durable_replicas: int, durable_timeout: float
+    ) -> None:
         self.settings = settings
+        if durable_replicas < 0 or not durable_timeout > 0:
+            raise ConfigError("durable_replicas must be >= 0 and durable_timeout > 0 seconds")
+        #: Enqueues wait for WAITAOF (local fsync, + ``durable_replicas``) unless told not to.
+        self.durable = durable
+        self.durable_replicas = durable_replicas
+        self.durable_timeout_ms = max(1, int(durable_timeout * 1000))
+        self._durable_checked = False
         self._keys: dict[str, QueueKeys] = {}
         self._default_options = JobOptions(
             settings.max_retries,
@@ -166,11 +175,24 @@ class _Base:
             tz,
         )
 
-    def _enqueue_op(self, queue: str, specs: Iterable[JobSpec]) -> ops.Call[list[EnqueueResult]]:
+    def _enqueue_op(
+        self, queue: str, specs: Iterable[JobSpec], durable: bool | None = None
+    ) -> ops.Call[list[EnqueueResult]] | ops.Flow[list[EnqueueResult]]:
         # Everything is validated and encoded before anything is sent: a bad job in a batch
         # means nothing of the batch is written.
         prepared = [self._prepare(s) for s in specs]
-        return ops.enqueue(self.keys(queue), prepared)
+        call = ops.enqueue(self.keys(queue), prepared)
+        if not (self.durable if durable is None else durable):
+            return call
+        return self._durable_flow(call)
+
+    def _durable_flow(self, call: ops.Call[list[EnqueueResult]]) -> ops.Flow[list[EnqueueResult]]:
+        if not self._durable_checked:
+            yield from ops.check_waitaof()
+            self._durable_checked = True
+        return (
+            yield from ops.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
+        )
 
 
 def _settings(url: str | None, settings: Settings | None) -> Settings:
@@ -196,8 +218,11 @@ class Producer(_Base):
         *,
         settings: Settings | None = None,
         retry_attempts: int = 3,
+        durable: bool = False,
+        durable_replicas: int = 0,
+        durable_timeout: float = 1.0,
     ) -> None:
-        super().__init__(_settings(url, settings))
+        super().__init__(_settings(url, settings), durable, durable_replicas, durable_timeout)
         self._client = connection.sync_client(self.settings.redis, retry_attempts=retry_attempts)
         self._driver = SyncDriver(self._client, self.settings.redis.describe())
 
@@ -213,16 +238,22 @@ class Producer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        durable: bool | None = None,
     ) -> EnqueueResult:
         """Add one job (one round trip). An existing ``job_id`` returns the existing job
         with ``created=False``. ``delay`` (seconds or timedelta) or ``at`` (aware datetime
-        or epoch seconds) make it a delayed job."""
+        or epoch seconds) make it a delayed job. ``durable=True`` (default: the producer's
+        ``durable``) returns only once WAITAOF confirms the fsync, still in one round trip;
+        a server without WAITAOF (< 7.2) or AOF raises ServerError before anything is
+        written."""
         spec = JobSpec(name, data, job_id, delay, at, max_retries, backoff, timeout)
-        return self._driver.run(self._enqueue_op(queue, [spec]))[0]
+        return self._driver.run(self._enqueue_op(queue, [spec], durable))[0]
 
-    def enqueue_many(self, queue: str, jobs: Iterable[JobSpec]) -> list[EnqueueResult]:
+    def enqueue_many(
+        self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
+    ) -> list[EnqueueResult]:
         """Add many jobs in one round trip; all are validated before anything is sent."""
-        return self._driver.run(self._enqueue_op(queue, jobs))
+        return self._driver.run(self._enqueue_op(queue, jobs, durable))
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's record (state, attempts, result, last error, timestamps), or None."""
@@ -326,8 +357,11 @@ class AsyncProducer(_Base):
         *,
         settings: Settings | None = None,
         retry_attempts: int = 3,
+        durable: bool = False,
+        durable_replicas: int = 0,
+        durable_timeout: float = 1.0,
     ) -> None:
-        super().__init__(_settings(url, settings))
+        super().__init__(_settings(url, settings), durable, durable_replicas, durable_timeout)
         self._client = connection.async_client(self.settings.redis, retry_attempts=retry_attempts)
         self._driver = AsyncDriver(self._client, self.settings.redis.describe())
 
@@ -343,14 +377,17 @@ class AsyncProducer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        durable: bool | None = None,
     ) -> EnqueueResult:
         """See :meth:`Producer.enqueue`."""
         spec = JobSpec(name, data, job_id, delay, at, max_retries, backoff, timeout)
-        return (await self._driver.run(self._enqueue_op(queue, [spec])))[0]
+        return (await self._driver.run(self._enqueue_op(queue, [spec], durable)))[0]
 
-    async def enqueue_many(self, queue: str, jobs: Iterable[JobSpec]) -> list[EnqueueResult]:
+    async def enqueue_many(
+        self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
+    ) -> list[EnqueueResult]:
         """See :meth:`Producer.enqueue_many`."""
-        return await self._driver.run(self._enqueue_op(queue, jobs))
+        return await self._driver.run(self._enqueue_op(queue, jobs, durable))
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Producer.get_job`."""

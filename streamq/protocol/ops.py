@@ -14,7 +14,14 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from streamq.errors import InvalidStateError, JobNotFoundError, ScriptError, WaitTimeoutError
+from streamq.errors import (
+    DurabilityError,
+    InvalidStateError,
+    JobNotFoundError,
+    ScriptError,
+    ServerError,
+    WaitTimeoutError,
+)
 from streamq.job import Job, JobOptions, JobState
 from streamq.protocol.codec import decode_json
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -129,6 +136,39 @@ def enqueue(keys: QueueKeys, jobs: Sequence[PreparedJob]) -> Call[list[EnqueueRe
         args,
         parse,
     )
+
+
+def check_waitaof() -> Flow[None]:
+    """Refuse durable enqueues on a server without WAITAOF (Redis < 7.2) or without AOF,
+    before anything is written."""
+    info = yield raw("INFO")
+    version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+    # Valkey reports redis_version 7.2.x for compatibility and has WAITAOF.
+    if version < (7, 2):
+        raise ServerError(
+            "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey >= 8); this server lacks "
+            "it: use durable=False, or the strict profile (appendfsync always) instead"
+        )
+    if str(info.get("aof_enabled", "0")) != "1":
+        raise ServerError(
+            "durable enqueue needs AOF: the server has appendonly off (see redis.conf)"
+        )
+
+
+def durable_enqueue(
+    call: Call[list[EnqueueResult]], replicas: int, timeout_ms: int
+) -> Flow[list[EnqueueResult]]:
+    """The enqueue script and WAITAOF in one pipeline (one round trip): returns once the
+    write is fsynced locally (and on ``replicas`` replicas)."""
+    results, ack = yield [call, raw("WAITAOF", 1, replicas, timeout_ms)]
+    local, remote = int(ack[0]), int(ack[1])
+    if local < 1 or remote < replicas:
+        raise DurabilityError(
+            f"WAITAOF confirmed {local} local and {remote} replica fsyncs within "
+            f"{timeout_ms} ms (wanted 1 and {replicas})",
+            [r.job_id for r in results],
+        )
+    return results  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------- reading
