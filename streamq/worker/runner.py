@@ -204,10 +204,33 @@ class Worker:
         if burst:
             loops.append(maintenance.burst_watch(self))
         self._tasks = [asyncio.create_task(c) for c in loops]
+        crashed: BaseException | None = None
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await self._stopping.wait()
+            # A loop ends only when told to (burst_watch returns after stop()): one that
+            # raises (NOPERM from a too-narrow ACL, a script error...) would otherwise leave
+            # a worker that looks alive but never records a completion again.
+            done, _ = await asyncio.wait(
+                {stopping, *self._tasks}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for t in done:
+                if t is not stopping and not t.cancelled() and t.exception() is not None:
+                    crashed = t.exception()
+                    log_event(
+                        "worker_crashed",
+                        logging.ERROR,
+                        loop=t.get_coro().__qualname__,  # type: ignore[union-attr]
+                        error=f"{type(crashed).__name__}: {crashed}",
+                        detail="stopping: running jobs get the grace period, the rest is "
+                        "handed back",
+                    )
+                    break
         finally:
+            stopping.cancel()
+            self.stop()
             await self._shutdown()
+        if crashed is not None:
+            raise crashed
 
     async def _shutdown(self) -> None:
         fetch, flush, renew, *rest = self._tasks
