@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test bench-check demo clean
+.PHONY: help install lint typecheck test bench-check demo chaos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ bench-check: $(STAMP)  ## short benchmark: fails below 10 jobs/s or on a lost/du
 
 demo: $(STAMP)  ## distribution demo: Redis, web app, worker, a job mix (DEMO_ARGS="--duration 30")
 	$(BIN)/python -m examples.distribution.demo $(DEMO_ARGS)
+
+chaos: $(STAMP)  ## run the chaos suite and regenerate docs/reliability.md from its figures
+	$(BIN)/python -m tests.chaos.report
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -51,6 +51,15 @@ def ensure_group(keys: QueueKeys) -> Call[None]:
     )
 
 
+def group_exists(keys: QueueKeys) -> Call[bool]:
+    """Whether the queue's stream has the consumer group (read-only: allowed when full)."""
+
+    def parse(reply: Any) -> bool:
+        return any(_s(g.get("name", g.get(b"name", b""))) == GROUP for g in reply or [])
+
+    return Call(None, command=("XINFO", "GROUPS", keys.stream), parse=parse)
+
+
 def fetch(
     streams: Sequence[QueueKeys], consumer: str, count: int, block_ms: int
 ) -> Call[list[Fetched]]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streamq.errors import ConnectionFailedError
+from streamq.errors import ConnectionFailedError, QueueFullError
 from streamq.job import JobOptions
 from streamq.protocol import worker_ops as wops
 from streamq.protocol.keys import GROUP
@@ -51,7 +51,9 @@ async def _forever(what: str, period_s: float, body: Callable[[], Awaitable[floa
         try:
             wait = await body()
             delay = 0.05
-        except ConnectionFailedError as exc:
+        except (ConnectionFailedError, QueueFullError) as exc:
+            # A full Redis refuses some writes (heartbeat, counters) for a while: back off
+            # and go on; one refusal must never end a loop for good.
             log_event("redis_unavailable", WARN, during=what, error=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -210,9 +212,8 @@ async def promote_loop(w: Worker) -> None:
                     moved = await w.driver.run(wops.promote(keys, info.ids))
                     if moved:
                         log_event("promoted", logging.DEBUG, queue=keys.queue, count=moved)
-                    if len(info.ids) == 500:
-                        continue
-                elif info.next_due_ms > 0:
+                    continue  # ask again: more may be due, and we learn the next due time
+                if info.next_due_ms > 0:
                     sleep = min(sleep, max((info.next_due_ms - info.now_ms) / 1000, 0.001))
                 break
         return sleep

@@ -27,7 +27,13 @@ from redis.exceptions import ResponseError
 from streamq import connection
 from streamq._driver import AsyncDriver
 from streamq.config import Settings
-from streamq.errors import ConnectionFailedError, PayloadError, PermanentJobError, ServerError
+from streamq.errors import (
+    ConnectionFailedError,
+    PayloadError,
+    PermanentJobError,
+    QueueFullError,
+    ServerError,
+)
 from streamq.job import Job, JobOptions, JobState
 from streamq.protocol import worker_ops as wops
 from streamq.protocol.codec import encode_payload
@@ -41,6 +47,8 @@ from streamq.worker.logs import log_event
 __all__ = ["Worker"]
 
 WARN = logging.WARNING
+#: How long a stopping worker keeps trying to hand its running jobs back through an outage.
+HAND_BACK_TIMEOUT_S = 5.0
 #: Name prefix of the threads that run sync handlers.
 JOB_THREAD = "streamq-job"
 
@@ -185,6 +193,12 @@ class Worker:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            except QueueFullError:
+                # A full Redis refuses XGROUP CREATE even for a group that exists; a worker
+                # is what a full Redis needs most (draining frees memory), so start anyway
+                # when the group is there.
+                if not await self.driver.run(wops.group_exists(k)):
+                    raise
 
     async def run(self, *, burst: bool = False) -> None:
         """Run until stopped (or, with ``burst``, until there is nothing left to do)."""
@@ -245,7 +259,7 @@ class Worker:
             if still:
                 await asyncio.wait(still, timeout=1.0)
         await self._drain_completions()
-        handed = await self._retrying("hand_back", maintenance.hand_back, self)
+        handed = await self._hand_back()
         await _cancel_and_wait([renew, flush])
         await maintenance.unregister(self)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -257,6 +271,26 @@ class Worker:
             failed=self.failed,
             handed_back=handed,
         )
+
+    async def _hand_back(self) -> int:
+        """Hand what still runs back to the queue, retried through a short outage but not
+        for ever: past ``HAND_BACK_TIMEOUT_S`` the entries are left in our PEL and other
+        workers reclaim them after the lease. Nothing is lost either way, and a SIGTERM
+        never waits for Redis to come back."""
+        try:
+            handed: int = await asyncio.wait_for(
+                self._retrying("hand_back", maintenance.hand_back, self), HAND_BACK_TIMEOUT_S
+            )
+        except TimeoutError:
+            log_event(
+                "hand_back_abandoned",
+                WARN,
+                running=len(self.running),
+                detail="Redis unreachable: the entries stay pending and are reclaimed "
+                "after the lease",
+            )
+            return 0
+        return handed
 
     async def _grace(
         self, active: list[asyncio.Task[None]], grace: float
@@ -301,7 +335,7 @@ class Worker:
             try:
                 await self.startup()
                 return True
-            except ConnectionFailedError as exc:
+            except (ConnectionFailedError, QueueFullError) as exc:
                 log_event(
                     "redis_unavailable",
                     WARN,
@@ -323,7 +357,7 @@ class Worker:
         while True:
             try:
                 return await fn(*args)
-            except ConnectionFailedError as exc:
+            except (ConnectionFailedError, QueueFullError) as exc:
                 log_event(
                     "redis_unavailable",
                     WARN,
@@ -366,7 +400,7 @@ class Worker:
                 block = max(1, min(self.block_ms, int(wait * 1000) + 1))
                 got = await self.driver.run(wops.fetch(live, self.consumer, free, block))
                 delay = 0.05
-            except ConnectionFailedError as exc:
+            except (ConnectionFailedError, QueueFullError) as exc:
                 log_event(
                     "redis_unavailable",
                     WARN,
@@ -587,7 +621,7 @@ class Worker:
             )
             try:
                 oks = await self.driver.run(call)
-            except ConnectionFailedError as exc:
+            except (ConnectionFailedError, QueueFullError) as exc:
                 log_event("redis_unavailable", WARN, during="complete", error=str(exc))
                 failed_back += items
                 continue

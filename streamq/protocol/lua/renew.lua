@@ -3,15 +3,17 @@ so the idle time restarts). Entries it no longer owns are not touched: a stalled
 cannot steal back a job another worker now runs.
 KEYS[1] stream
 ARGV[1] group  ARGV[2] consumer  then entry ids
-Returns the entry ids this consumer has lost.
+Returns the entry ids this consumer has lost: pending under another consumer. An entry no
+longer pending at all was finished (by this consumer's completion racing the renewal, or
+by whoever took it over, whose completion fences ours) and is not reported.
 ]]
---- @include "lib/owner.lua"
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local mine, lost = {}, {}
 for j = 3, #ARGV do
-  if owns(stream, group, ARGV[j], consumer) then
+  local p = redis.call('XPENDING', stream, group, ARGV[j], ARGV[j], 1)
+  if p[1] and p[1][2] == consumer then
     mine[#mine + 1] = ARGV[j]
-  else
+  elseif p[1] then
     lost[#lost + 1] = ARGV[j]
   end
 end

@@ -1,0 +1,445 @@
+"""Helpers of the chaos scenarios: the run ledger kept outside Redis, worker fleets in
+subprocesses, and the exact-ledger check every scenario ends with.
+
+The ledger has two halves, neither of them in the Redis under test:
+
+* *accepted*: the ids whose ``enqueue`` returned, appended by the test process (one line
+  each, written only after the call returned) to ``accepted.log``;
+* *runs*: one line per handler run, appended by the worker processes to
+  ``runs-<pid>.log`` (see :mod:`tests.chaos.chaos_app`).
+
+:func:`verify_ledger` then demands that every accepted id is completed, dead or cancelled,
+that the consumer group's PEL is empty, and that a job ran more than once only when the
+process running it died, froze or handed it back mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from streamq.protocol.keys import GROUP, QueueKeys
+from tests.chaos.chaos_app import LEDGER_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.chaos.chaos_app:app"
+
+#: The whole chaos suite must finish within this many seconds on 2 cores; the job counts
+#: and fault counts of the scenarios below are scaled to fit it (``report.py`` checks it).
+SUITE_BUDGET_S = 300.0
+#: No scenario may wait longer than this for its queue to settle.
+SETTLE_TIMEOUT_S = 45.0
+
+FINAL = frozenset({"completed", "failed", "cancelled"})
+#: Worker settings every scenario starts from: keep every record (the ledger reads them).
+BASE_ENV = {
+    "STREAMQ_KEEP_COMPLETED": "1000000000",
+    "STREAMQ_KEEP_FAILED": "1000000000",
+    "STREAMQ_BACKOFF_TYPE": "fixed",
+    "STREAMQ_BACKOFF_DELAY": "100",
+    "STREAMQ_LOG_LEVEL": "info",
+}
+
+
+# ---------------------------------------------------------------------- waiting
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One handler run as the worker recorded it."""
+
+    job_id: str
+    attempt: int
+    wall: float
+    pid: int
+    redis_ms: int | None = None
+
+
+class Ledger:
+    """The accepted ids and the recorded runs of one scenario, in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.accepted: list[str] = []
+        self._runs: list[Run] = []
+        self._offsets: dict[Path, int] = {}
+        self._accepted_fd = os.open(
+            directory / "accepted.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+        )
+
+    def accept(self, ids: Iterable[str]) -> None:
+        """Record ids whose enqueue returned (call only after it returned)."""
+        batch = list(ids)
+        if batch:
+            os.write(self._accepted_fd, ("\n".join(batch) + "\n").encode())
+            self.accepted.extend(batch)
+
+    def close(self) -> None:
+        os.close(self._accepted_fd)
+
+    def runs(self) -> list[Run]:
+        """Every run recorded so far, by every process (files are read incrementally)."""
+        for path in sorted(self.directory.glob("runs-*.log")):
+            pid = int(path.stem.removeprefix("runs-"))
+            offset = self._offsets.get(path, 0)
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            end = chunk.rfind(b"\n") + 1  # a line being written right now waits
+            self._offsets[path] = offset + end
+            for line in chunk[:end].decode().splitlines():
+                parts = line.split()
+                redis_ms = int(parts[3]) if len(parts) > 3 else None
+                self._runs.append(Run(parts[0], int(parts[1]), float(parts[2]), pid, redis_ms))
+        return list(self._runs)
+
+    def counts(self) -> Counter[str]:
+        """How many times each job id ran."""
+        return Counter(r.job_id for r in self.runs())
+
+
+# ---------------------------------------------------------------------- worker processes
+
+
+class WorkerProc:
+    """One worker subprocess; its output (JSON log lines) goes to a file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing runs on the way out) and reap."""
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the exit and return the code; fail (and kill it) past ``timeout``."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"worker {self.pid} did not exit within {timeout} s; output:\n"
+                + self.output()[-3000:]
+            ) from None
+
+    def close(self) -> None:
+        if self.alive:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log lines printed so far (all, or those called ``event``)."""
+        out = []
+        for line in self.output().splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue  # a line being written right now
+            if event is None or obj.get("event") == event:
+                out.append(obj)
+        return out
+
+    def consumer(self, timeout: float = 10.0) -> str:
+        """The consumer name it announced in ``worker_started``."""
+        found = wait_for(lambda: self.events("worker_started"), timeout, "worker_started")
+        return str(found[0]["consumer"])
+
+
+@dataclass
+class Fleet:
+    """Worker subprocesses of one scenario. Tracks which processes were *interrupted*
+    (SIGKILLed, frozen, or died on their own): their runs may legitimately repeat."""
+
+    url: str
+    queue: str
+    ledger: Ledger
+    logs: Path
+    concurrency: int = 8
+    env: dict[str, str] = field(default_factory=dict)
+    module: str = "streamq.worker"
+    procs: list[WorkerProc] = field(default_factory=list)
+    interrupted: set[int] = field(default_factory=set)
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMQ_", "REDIS_"))}
+        env.update(BASE_ENV)
+        env.update(
+            REDIS_URL=self.url,
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+            **{LEDGER_ENV: str(self.ledger.directory)},
+        )
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    def start(
+        self, *, concurrency: int | None = None, burst: bool = False, **extra_env: str
+    ) -> WorkerProc:
+        argv = ["-m", self.module, APP, "--queue", self.queue]
+        argv += ["--concurrency", str(concurrency or self.concurrency)]
+        if burst:
+            argv.append("--burst")
+        log = self.logs / f"worker-{len(self.procs)}.log"
+        wp = WorkerProc(argv, self.child_env(**extra_env), log)
+        self.procs.append(wp)
+        return wp
+
+    @property
+    def live(self) -> list[WorkerProc]:
+        return [w for w in self.procs if w.alive]
+
+    def kill(self, wp: WorkerProc) -> None:
+        self.interrupted.add(wp.pid)
+        wp.kill()
+
+    def kill_random(self, rng: random.Random) -> WorkerProc:
+        victim = rng.choice(self.live)
+        self.kill(victim)
+        return victim
+
+    def note_deaths(self) -> list[WorkerProc]:
+        """Processes that exited on their own since the last call (a job killed them)."""
+        dead = [w for w in self.procs if not w.alive and w.pid not in self.interrupted]
+        for w in dead:
+            self.interrupted.add(w.pid)
+        return dead
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [e for w in self.procs for e in w.events(event)]
+
+    def lease_losses(self) -> Counter[str]:
+        """Jobs whose live worker lost the lease mid-run, proven by its completion (or
+        failure) being refused: it logs ``fenced``. The design allows those one more run
+        each; a slow host (an event loop starved past the lease) makes them."""
+        return Counter(e["job_id"] for e in self.events("fenced") if e.get("job_id"))
+
+    def spurious_lease_losses(self, ledger: Ledger) -> int:
+        """``lease_lost`` warnings for jobs that ran once and were never fenced: the worker
+        raised the alarm about a job it went on to complete itself."""
+        runs = ledger.counts()
+        fenced = self.lease_losses()
+        return sum(
+            1
+            for e in self.events("lease_lost")
+            if runs[e.get("job_id", "")] == 1 and not fenced[e.get("job_id", "")]
+        )
+
+    def close(self) -> None:
+        for w in self.procs:
+            w.close()
+
+
+# ---------------------------------------------------------------------- inspection
+
+
+def keys_of(queue: str) -> QueueKeys:
+    return QueueKeys(queue)
+
+
+def pel_count(client: redis.Redis, queue: str) -> int:
+    """XPENDING summary count of the queue's group (0 when there is no group)."""
+    try:
+        return int(client.xpending(keys_of(queue).stream, GROUP)["pending"])
+    except redis.ResponseError:
+        return 0
+
+
+def states(client: redis.Redis, queue: str, ids: Sequence[str]) -> dict[str, str | None]:
+    """The ``s`` field of each job record (None: no record)."""
+    k = keys_of(queue)
+    out: dict[str, str | None] = {}
+    for i in range(0, len(ids), 2000):
+        chunk = ids[i : i + 2000]
+        pipe = client.pipeline(transaction=False)
+        for jid in chunk:
+            pipe.hget(k.job(jid), "s")
+        for jid, s in zip(chunk, pipe.execute(), strict=True):
+            out[jid] = s.decode() if s is not None else None
+    return out
+
+
+def settle(
+    client: redis.Redis, queue: str, ids: Sequence[str], timeout: float = SETTLE_TIMEOUT_S
+) -> dict[str, str | None]:
+    """Wait until every id is in a final state and the PEL is empty; return the states.
+
+    On the deadline the states are returned as they are (the ledger check then reports
+    the missing ones): a scenario records its figures before it asserts."""
+    unique = list(dict.fromkeys(ids))
+    deadline = time.monotonic() + timeout
+    pending = unique
+    final: dict[str, str | None] = {}
+    while True:
+        now = states(client, queue, pending)
+        final.update(now)
+        pending = [j for j, s in now.items() if s not in FINAL]
+        if (not pending and pel_count(client, queue) == 0) or time.monotonic() >= deadline:
+            return {j: final[j] for j in unique}
+        time.sleep(0.1)
+
+
+@dataclass
+class LedgerCheck:
+    """The exact ledger of one scenario."""
+
+    accepted: int
+    completed: int
+    dead: int
+    cancelled: int
+    lost: list[str]
+    pel: int
+    duplicated: int  # (job, attempt) pairs that ran more than once
+    extra_runs: int  # runs beyond the first of those pairs
+    unexplained: list[str]  # ids that ran more than once without an interruption
+    never_ran: list[str]  # completed, yet the worker-side ledger has no run of them
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "jobs": self.accepted,
+            "completed": self.completed,
+            "dead": self.dead,
+            "cancelled": self.cancelled,
+            "lost": len(self.lost),
+            "pel_after": self.pel,
+            "duplicated": self.duplicated,
+            "duplicate_runs": self.extra_runs,
+            "unexplained_duplicates": len(self.unexplained),
+        }
+
+    def assert_exact(self) -> None:
+        assert not self.lost, f"{len(self.lost)} accepted jobs lost, e.g. {self.lost[:5]}"
+        assert self.pel == 0, f"the PEL still holds {self.pel} entries"
+        assert not self.never_ran, f"completed without a recorded run: {self.never_ran[:5]}"
+        assert not self.unexplained, (
+            f"{len(self.unexplained)} jobs ran twice with no worker interrupted mid-run, "
+            f"e.g. {self.unexplained[:5]}"
+        )
+
+
+def verify_ledger(
+    client: redis.Redis,
+    queue: str,
+    ledger: Ledger,
+    *,
+    interrupted_pids: Iterable[int] = (),
+    interrupted_jobs: Counter[str] | None = None,
+    final_states: dict[str, str | None] | None = None,
+    extra_ids: Iterable[str] = (),
+) -> LedgerCheck:
+    """Check the exact ledger: every accepted id final, PEL empty, repeats explained.
+
+    A repeated run of (job, attempt) is explained by a run of it in an interrupted
+    process (killed, frozen or died mid-run) or by an interruption recorded for the job
+    (``interrupted_jobs``: hand-backs, lease losses), one repeat per interruption.
+    ``extra_ids`` are checked like accepted ones (jobs enqueued by the engine itself, such
+    as schedule ticks)."""
+    ids = list(dict.fromkeys([*ledger.accepted, *extra_ids]))
+    st = final_states if final_states is not None else states(client, queue, ids)
+    tally = Counter(st.get(j) for j in ids)
+    lost = [j for j in ids if st.get(j) not in FINAL]
+    runs = ledger.runs()
+    bad_pids = set(interrupted_pids)
+    allowances = interrupted_jobs or Counter()
+    by_attempt: dict[tuple[str, int], list[Run]] = defaultdict(list)
+    for r in runs:
+        by_attempt[(r.job_id, r.attempt)].append(r)
+    duplicated = extra = 0
+    unexplained: list[str] = []
+    for (jid, _), rs in by_attempt.items():
+        repeats = len(rs) - 1
+        if repeats <= 0:
+            continue
+        duplicated += 1
+        extra += repeats
+        explained = sum(1 for r in rs if r.pid in bad_pids) + allowances[jid]
+        if repeats > explained:
+            unexplained.append(jid)
+    ran = {r.job_id for r in runs}
+    never_ran = [j for j in ids if st.get(j) == "completed" and j not in ran]
+    return LedgerCheck(
+        accepted=len(ids),
+        completed=tally["completed"],
+        dead=tally["failed"],
+        cancelled=tally["cancelled"],
+        lost=lost,
+        pel=pel_count(client, queue),
+        duplicated=duplicated,
+        extra_runs=extra,
+        unexplained=unexplained,
+        never_ran=never_ran,
+    )
+
+
+def stats_completed(client: redis.Redis, queue: str) -> int:
+    """The queue's lifetime completion counter."""
+    raw = client.hget(keys_of(queue).stats, "completed")
+    return int(raw) if raw is not None else 0
+
+
+def first_run_after(ledger: Ledger, pid: int, wall: float) -> float | None:
+    """Wall time of the first run recorded by ``pid`` at or after ``wall``."""
+    times = [r.wall for r in ledger.runs() if r.pid == pid and r.wall >= wall]
+    return min(times) if times else None
+
+
+def rounded(values: Iterable[float], ndigits: int = 3) -> list[float]:
+    return [round(v, ndigits) for v in values]
