@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import hiredis
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -76,8 +78,27 @@ def sync_client(settings: RedisSettings, *, retry_attempts: int = 3) -> redis.Re
     return redis.Redis.from_url(settings.to_url(), **kw)
 
 
+class _HiredisPackConnection(aredis.Connection):
+    """redis-py's asyncio TCP connection, packing commands with hiredis as its sync client
+    does (the asyncio one packs in pure Python: ~16 % of a busy worker's CPU)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        # Like redis-py: a command name given as "CONFIG GET" is sent as two arguments.
+        if (isinstance(first, str) and " " in first) or (
+            isinstance(first, bytes) and b" " in first
+        ):
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # a type hiredis does not take: redis-py's packer decides
+            return super().pack_command(*args)
+
+
 def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> aredis.Redis:
     """The asyncio twin of :func:`sync_client`."""
     kw = _kwargs(settings)
+    if urlsplit(settings.to_url()).scheme == "redis":
+        kw["connection_class"] = _HiredisPackConnection
     kw["retry"] = _AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
     return aredis.Redis.from_url(settings.to_url(), **kw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, field
@@ -152,3 +153,10 @@ class Job:
     entry_id: str | None = None
     lease_idle_ms: int | None = None
     deliveries: int | None = None
+
+
+@functools.lru_cache(maxsize=512)
+def decode_options(raw: bytes) -> JobOptions:
+    """:meth:`JobOptions.decode`, cached: most jobs of a queue carry identical option bytes,
+    and the result is immutable (the worker decodes it once per job otherwise)."""
+    return JobOptions.decode(raw)

@@ -34,7 +34,7 @@ from streamq.errors import (
     QueueFullError,
     ServerError,
 )
-from streamq.job import Job, JobOptions, JobState
+from streamq.job import Job, JobOptions, JobState, decode_options
 from streamq.protocol import worker_ops as wops
 from streamq.protocol.codec import encode_payload
 from streamq.protocol.keys import QueueKeys, validate_queue_name
@@ -450,7 +450,7 @@ class Worker:
         )
         reg = self.app.handlers.get(run.name)
         try:
-            opts = JobOptions.decode(raw_opts)
+            opts = decode_options(raw_opts)
             data = orjson.loads(raw_data)
         except (ValueError, orjson.JSONDecodeError) as exc:
             await self._fail(

@@ -1,0 +1,131 @@
+"""The closing table: each headline figure against the project's target, for information
+(targets never change the exit code), plus summary.json and the two SVG plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import svg
+from bench.common import Context, fmt, pct, say, show, write_json
+
+Row = tuple[str, str, str, str]
+
+
+def _row(figure: str, measured: str, target: str, ok: bool | None) -> Row:
+    return (figure, measured, target, "-" if ok is None else ("yes" if ok else "NO"))
+
+
+def _e2e(r: dict[str, Any]) -> list[Row]:
+    one = r["runs"][0]
+    rate, bare = one["per_s"], r["ceiling_consume_per_s"]
+    single = one["processes"] == 1
+    rows = [
+        _row(
+            f"e2e no-op, {one['processes']} process(es) x {one['concurrency']}",
+            f"{fmt(rate)} jobs/s",
+            ">= 20,000 jobs/s (1 process)",
+            rate >= 20_000 if single else None,
+        )
+    ]
+    if bare:
+        rows.append(
+            _row("e2e vs bare consume ceiling", pct(rate / bare), ">= 40%", rate / bare >= 0.4)
+        )
+    return rows
+
+
+def _enqueue(q: dict[str, Any]) -> list[Row]:
+    pairs = [
+        ("sync enqueue one-by-one vs bare XADD", "ratio_sync_enqueue_to_xadd", 0.9),
+        ("async enqueue one-by-one vs bare XADD", "ratio_async_enqueue_to_xadd", 0.9),
+        ("async enqueue one-by-one vs bare async XADD", "ratio_async_enqueue_to_async_xadd", 0.9),
+        ("sync enqueue_many x500 vs pipelined XADD", "ratio_sync_many_to_pipelined", 0.5),
+        ("async enqueue_many x500 vs pipelined XADD", "ratio_async_many_to_pipelined", 0.5),
+    ]
+    return [_row(f, pct(q[k]), f">= {goal:.0%}", q[k] >= goal) for f, k, goal in pairs]
+
+
+def _latency(r: dict[str, Any]) -> list[Row]:
+    at100 = next(x for x in r["runs"] if x["rate"] == 100)
+    return [
+        _row(
+            f"pickup {p} at 100 jobs/s",
+            f"{fmt(at100[p + '_ms'], 2)} ms",
+            f"<= {goal} ms",
+            at100[p + "_ms"] <= goal,
+        )
+        for p, goal in (("p50", 1), ("p99", 3))
+    ]
+
+
+def _resources(res: dict[str, Any]) -> list[Row]:
+    cpu, life = res["redis_cpu_us_per_job"], res["redis_cpu_us_per_job_with_enqueue"]
+    mem = res["memory"]["engine_bytes_per_job"]
+    return [
+        _row("Redis CPU per job, run + retention", f"{fmt(cpu)} us", "<= 20 us", cpu <= 20),
+        _row(
+            "Redis CPU per job, enqueue + run + retention",
+            f"{fmt(life)} us",
+            "<= 20 us",
+            life <= 20,
+        ),
+        _row("memory per waiting job beyond payload", f"{fmt(mem)} B", "<= 300 B", mem <= 300),
+    ]
+
+
+def targets(r: dict[str, Any]) -> list[Row]:
+    """One row per headline figure of the scenarios that ran."""
+    rows: list[Row] = []
+    if "e2e" in r:
+        rows += _e2e(r["e2e"])
+    if "enqueue" in r:
+        rows += _enqueue(r["enqueue"])
+    if "latency" in r:
+        rows += _latency(r["latency"])
+    if "delayed" in r:
+        p99 = r["delayed"]["p99_ms"]
+        rows.append(_row("delayed-job lateness p99", f"{fmt(p99, 2)} ms", "<= 50 ms", p99 <= 50))
+    if "resources" in r:
+        rows += _resources(r["resources"])
+    if "persistence" in r:
+        p = r["persistence"]["ratio_default_to_none"]
+        rows.append(_row("e2e with AOF everysec vs AOF off", pct(p), "(no target)", None))
+    return rows
+
+
+def summarize(ctx: Context, meta: dict[str, Any]) -> None:
+    """Print the headline table, write summary.json and the SVG plots."""
+    rows = targets(ctx.results)
+    if rows:
+        show(
+            "summary against the targets (information only: never the exit code)",
+            ["figure", "measured", "target", "met"],
+            rows,
+        )
+    written = []
+    if "e2e" in ctx.results:
+        runs = ctx.results["e2e"]["runs"]
+        written.append(
+            svg.scaling(
+                ctx.out_dir / "scaling.svg",
+                [(m["processes"], m["per_s"]) for m in runs],
+                ctx.results["e2e"]["ceiling_consume_per_s"],
+                f"streamq no-op throughput vs worker processes (x{ctx.concurrency} each)",
+            )
+        )
+    series = [
+        (f"pickup at {run['rate']}/s", run["samples_s"])
+        for run in ctx.results.get("latency", {}).get("runs", [])
+    ]
+    if "delayed" in ctx.results:
+        series.append(("delayed-job lateness", ctx.results["delayed"]["samples_s"]))
+    if series:
+        written.append(svg.cdf(ctx.out_dir / "latency-cdf.svg", series, "latency CDF"))
+    keys = ("figure", "measured", "target", "met")
+    write_json(
+        ctx.out_dir,
+        "summary",
+        {"meta": meta, "targets": [dict(zip(keys, row, strict=True)) for row in rows]},
+    )
+    for path in written:
+        say(f"wrote {path}")
