@@ -14,12 +14,29 @@ local stream, completed, events, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer = ARGV[1], ARGV[2]
 local now = now_ms()
 local out, ev, done, hist, dsum = {}, {}, 0, {}, 0
-local eids, scored = {}, {}
+local owned = {}
 for j = 1, tonumber(ARGV[4]) do
-  local b = 5 + (j - 1) * 6
-  local id, eid = ARGV[b], ARGV[b + 1]
+  local eid = ARGV[5 + (j - 1) * 6 + 1]
   if owns(stream, group, eid, consumer) then
-    eids[#eids + 1] = eid
+    owned[#owned + 1] = eid
+    out[j] = CODE_OK
+  else
+    out[j] = CODE_FENCED
+  end
+end
+-- XACK + XDEL first, one per slice of the batch rather than one per job (the per-command
+-- cost dominated the server's time per job). Order matters on a full Redis: these free
+-- memory and are allowed under OOM, and once a script has written, Redis lets it finish,
+-- so workers can still drain a full server.
+for _, c in ipairs(chunks(owned, 1000)) do
+  redis.call('XACK', stream, group, unpack(c))
+  redis.call('XDEL', stream, unpack(c))
+end
+local scored = {}
+for j = 1, tonumber(ARGV[4]) do
+  if out[j] == CODE_OK then
+    local b = 5 + (j - 1) * 6
+    local id = ARGV[b]
     scored[#scored + 1] = now; scored[#scored + 1] = id
     -- x = '' rather than HDEL: one command per job instead of two.
     redis.call('HSET', KEYS[6 + j], 's', 'completed', 'a', ARGV[b + 2], 'r', ARGV[b + 3],
@@ -30,16 +47,7 @@ for j = 1, tonumber(ARGV[4]) do
     local label = 'dur:' .. bucket_of(dur)
     hist[label] = (hist[label] or 0) + 1
     dsum = dsum + dur
-    out[j] = CODE_OK
-  else
-    out[j] = CODE_FENCED
   end
-end
--- One XACK, XDEL, ZADD and event entry per slice of the batch instead of one per job: the
--- per-command cost dominated the server's time per job.
-for _, c in ipairs(chunks(eids, 1000)) do
-  redis.call('XACK', stream, group, unpack(c))
-  redis.call('XDEL', stream, unpack(c))
 end
 for _, c in ipairs(chunks(scored, 2000)) do redis.call('ZADD', completed, unpack(c)) end
 if done > 0 then
