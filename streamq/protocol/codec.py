@@ -16,14 +16,20 @@ __all__ = ["Entry", "decode_entry", "encode_payload", "new_job_id"]
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+#: Every 10-bit value as two Crockford characters: half the loop iterations per id.
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+
+
 def new_job_id() -> str:
     """A 26-character ULID-style id: 48-bit ms time + 80 random bits, sortable by creation."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    out = []
-    for _ in range(26):
-        out.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    pairs = _PAIRS
+    return "".join(
+        [
+            pairs[(value >> shift) & 1023]
+            for shift in (120, 110, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 0)
+        ]
+    )
 
 
 def encode_payload(data: Any, max_bytes: int, *, what: str = "payload") -> bytes:
