@@ -87,6 +87,30 @@ def _is_noscript(exc: BaseException) -> bool:
     )
 
 
+def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, list[Any]]:
+    """How both drivers run a list of calls as one pipeline, written once: yields
+    ``("pipe", calls)`` and ``("load", script name)`` steps and receives their replies.
+    Scripts the server forgot (NOSCRIPT after a restart or SCRIPT FLUSH) are loaded and
+    only the calls that failed are sent again."""
+    replies: list[Any] = yield ("pipe", calls)
+    missing = {
+        c.script for c, r in zip(calls, replies, strict=True) if c.script and _is_noscript(r)
+    }
+    if missing:
+        for name in sorted(missing):
+            yield ("load", name)
+        redo = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        again = yield ("pipe", [calls[i] for i in redo])
+        for i, r in zip(redo, again, strict=True):
+            replies[i] = r
+    out = []
+    for c, r in zip(calls, replies, strict=True):
+        if isinstance(r, Exception):
+            raise r
+        out.append(c.parse(r))
+    return out
+
+
 def _exec_args(lib: ScriptLibrary, call: Call[Any]) -> tuple[Any, ...]:
     if call.script is None:
         assert call.command is not None
@@ -129,26 +153,18 @@ class SyncDriver:
         return call.parse(reply)
 
     def _many(self, calls: list[Call[Any]]) -> list[Any]:
-        replies = self._pipeline(calls)
-        missing = {
-            c.script
-            for c, r in zip(calls, replies, strict=True)
-            if c.script is not None and _is_noscript(r)
-        }
-        if missing:
-            for name in missing:
-                assert name is not None
-                self._load(name)
-            redo = [i for i, r in enumerate(replies) if _is_noscript(r)]
-            again = self._pipeline([calls[i] for i in redo])
-            for i, r in zip(redo, again, strict=True):
-                replies[i] = r
-        out = []
-        for c, r in zip(calls, replies, strict=True):
-            if isinstance(r, Exception):
-                raise r
-            out.append(c.parse(r))
-        return out
+        plan = _pipeline_plan(calls)
+        reply: Any = None
+        try:
+            while True:
+                kind, arg = plan.send(reply)
+                if kind == "pipe":
+                    reply = self._pipeline(arg)
+                else:
+                    self._load(arg)
+                    reply = None
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
@@ -236,26 +252,18 @@ class AsyncDriver:
         return list(await pipe.execute(raise_on_error=False))
 
     async def _many(self, calls: list[Call[Any]]) -> list[Any]:
-        replies = await self._pipeline(calls)
-        missing = {
-            c.script
-            for c, r in zip(calls, replies, strict=True)
-            if c.script is not None and _is_noscript(r)
-        }
-        if missing:
-            for name in missing:
-                assert name is not None
-                await self._load(name)
-            redo = [i for i, r in enumerate(replies) if _is_noscript(r)]
-            again = await self._pipeline([calls[i] for i in redo])
-            for i, r in zip(redo, again, strict=True):
-                replies[i] = r
-        out = []
-        for c, r in zip(calls, replies, strict=True):
-            if isinstance(r, Exception):
-                raise r
-            out.append(c.parse(r))
-        return out
+        plan = _pipeline_plan(calls)
+        reply: Any = None
+        try:
+            while True:
+                kind, arg = plan.send(reply)
+                if kind == "pipe":
+                    reply = await self._pipeline(arg)
+                else:
+                    await self._load(arg)
+                    reply = None
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     async def _step(self, step: Step) -> Any:
         return await (self._many(step) if isinstance(step, list) else self._one(step))
