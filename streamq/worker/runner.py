@@ -161,17 +161,16 @@ class Worker:
 
     async def startup(self) -> None:
         """Check the server, load scripts and create the consumer groups."""
-        info = await self.driver.run(
-            raw(
-                "INFO",
-            )
-        )
+        info = await self.driver.run(raw("INFO"))
         save: str | None
         try:
-            cfg = await self.client.config_get("save")
-            save = str(cfg.get("save", ""))
+            # Through the driver, so an outage here is retried like the rest of startup.
+            cfg = await self.driver.run(raw("CONFIG", "GET", "save"))
+            pairs = dict(zip(cfg[0::2], cfg[1::2], strict=False)) if isinstance(cfg, list) else cfg
+            value = pairs.get(b"save", pairs.get("save", b""))
+            save = value.decode() if isinstance(value, bytes) else str(value)
         except ResponseError:
-            save = None  # CONFIG not allowed for this user: skip that check
+            save = None  # CONFIG not allowed for this user (least-privilege ACL): skip
         self.server = check_server(info, save)
         await self.driver.load_all()
         await self.ensure_groups()
