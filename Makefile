@@ -30,7 +30,7 @@ test: $(STAMP)  ## lint, typecheck and the whole test suite against real servers
 	$(MAKE) bench-check
 
 bench-check: $(STAMP)  ## short benchmark: fails below 10 jobs/s or on a lost/duplicated job
-	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench --check; fi
+	$(BIN)/python -m bench --check
 
 demo: $(STAMP)  ## distribution demo: Redis, web app, worker, a job mix (DEMO_ARGS="--duration 30")
 	$(BIN)/python -m examples.distribution.demo $(DEMO_ARGS)
