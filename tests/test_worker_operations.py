@@ -198,3 +198,26 @@ def test_a_pending_entry_deleted_by_someone_else_dead_letters_its_job(
         assert eid in dead[0].error and dead[0].data == {"x": 1}
         assert client.xpending(keys.stream, "streamq")["pending"] == 0
     client.close()
+
+
+def test_a_retried_completion_is_recognised_not_fenced(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    """A completion whose reply was lost (Redis restarted between running the script and
+    answering) is sent again: the script sees its own record and answers OK, writing
+    nothing twice; another consumer's retry of it is still fenced."""
+    from streamq._driver import SyncDriver
+    from streamq.protocol import worker_ops as wops
+
+    keys = QueueKeys(queue_name)
+    with streamq.Producer(redis_url) as p:
+        job = p.enqueue(queue_name, "ok")
+    redis_client.xreadgroup("streamq", "me", {keys.stream: ">"}, count=1)
+    eid = job_hash(redis_client, queue_name, job.job_id)["x"]
+    driver = SyncDriver(redis_client, "test")
+    done = wops.Done(job.job_id, eid, 1, b'"r"', 0, 1.0)
+    assert driver.run(wops.complete(keys, "me", [done], 100)) == [True]
+    assert driver.run(wops.complete(keys, "me", [done], 100)) == [True]
+    assert driver.run(wops.complete(keys, "someone-else", [done], 100)) == [False]
+    assert int(redis_client.hget(keys.stats, "completed") or 0) == 1
+    assert redis_client.zcard(keys.completed) == 1

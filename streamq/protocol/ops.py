@@ -44,6 +44,7 @@ class Code(IntEnum):
     """Result codes of the Lua scripts (``lua/lib/codes.lua``)."""
 
     OK = 1
+    DONE = 2
     EXISTS = 0
     FENCED = -1
     MISSING = -2

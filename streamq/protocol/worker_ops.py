@@ -108,7 +108,8 @@ class Done:
 def complete(
     keys: QueueKeys, consumer: str, done: Sequence[Done], events_maxlen: int
 ) -> Call[list[bool]]:
-    """Record a batch of completions in one script call; False = fenced (lease lost)."""
+    """Record a batch of completions in one script call; False = fenced (lease lost).
+    Idempotent for the caller: sending the same batch again reports True without writing."""
     args: list[Arg] = [GROUP, consumer, events_maxlen, len(done)]
     for d in done:
         args += [d.job_id, d.entry_id, d.attempt, d.result, d.started_ms, round(d.duration_ms, 3)]
@@ -124,7 +125,8 @@ def complete(
             *(keys.job(d.job_id) for d in done),
         ],
         args,
-        lambda r: [int(c) == Code.OK for c in r],
+        # DONE: a retried call found its own earlier completion (the reply had been lost).
+        lambda r: [int(c) in (Code.OK, Code.DONE) for c in r],
     )
 
 

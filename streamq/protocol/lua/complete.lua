@@ -3,7 +3,8 @@ KEYS[1] stream  KEYS[2] completed zset  KEYS[3] events stream  KEYS[4] stats has
 KEYS[5] throughput hash  KEYS[6] histograms hash  KEYS[6+j] job hash of job j
 ARGV[1] group  ARGV[2] consumer  ARGV[3] events maxlen  ARGV[4] N
   then 6 per job: job id, entry id, attempt, result (JSON), started_ms, duration ms
-Returns a list of N codes: CODE_OK, or CODE_FENCED when this consumer no longer owns the entry.
+Returns a list of N codes: CODE_OK; CODE_DONE when this consumer had already recorded it (a
+retried call); CODE_FENCED when this consumer no longer owns the entry.
 ]]
 --- @include "lib/time.lua"
 --- @include "lib/owner.lua"
@@ -21,7 +22,14 @@ for j = 1, tonumber(ARGV[4]) do
     owned[#owned + 1] = eid
     out[j] = CODE_OK
   else
-    out[j] = CODE_FENCED
+    -- A retry of a completion whose reply was lost (Redis restarted in between): the
+    -- record already says this consumer completed it, so report success, write nothing.
+    local rec = redis.call('HMGET', KEYS[6 + j], 's', 'w', 'a')
+    if rec[1] == 'completed' and rec[2] == consumer and rec[3] == ARGV[5 + (j - 1) * 6 + 2] then
+      out[j] = CODE_DONE
+    else
+      out[j] = CODE_FENCED
+    end
   end
 end
 -- XACK + XDEL first, one per slice of the batch rather than one per job (the per-command

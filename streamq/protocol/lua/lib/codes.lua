@@ -4,3 +4,4 @@ local CODE_EXISTS = 0
 local CODE_FENCED = -1
 local CODE_MISSING = -2
 local CODE_BAD_STATE = -3
+local CODE_DONE = 2
