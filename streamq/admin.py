@@ -423,13 +423,6 @@ def list_workers_all(prefix: str) -> Flow[list[WorkerInfo]]:
 # ---------------------------------------------------------------------------- drivers
 
 
-def _settings(url: str | None, settings: Settings | None) -> Settings:
-    s = settings or Settings.from_env()
-    if url is not None:
-        s = s.with_changes(redis=replace(s.redis, url=url))
-    return s
-
-
 class _Base:
     """What both admins share: settings and validated keys (no I/O)."""
 
@@ -463,7 +456,7 @@ class Admin(_Base):
         settings: Settings | None = None,
         retry_attempts: int = 3,
     ) -> None:
-        super().__init__(_settings(url, settings))
+        super().__init__(Settings.resolve(url, settings))
         self._client = connection.sync_client(self.settings.redis, retry_attempts=retry_attempts)
         self._driver = SyncDriver(self._client, self.where)
 
@@ -569,7 +562,7 @@ class AsyncAdmin(_Base):
         settings: Settings | None = None,
         retry_attempts: int = 3,
     ) -> None:
-        super().__init__(_settings(url, settings))
+        super().__init__(Settings.resolve(url, settings))
         self._client = connection.async_client(self.settings.redis, retry_attempts=retry_attempts)
         self._driver = AsyncDriver(self._client, self.where)
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from streamq.errors import ConfigError
 
-__all__ = ["RedisSettings", "Settings"]
+__all__ = ["RedisSettings", "Settings", "check_prefix"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -101,6 +101,14 @@ def _file(env: Mapping[str, str], name: str) -> str | None:
     if not os.path.isfile(path):
         raise ConfigError(f"{name} must name a readable file, got {path!r} (no such file)")
     return path
+
+
+def check_prefix(prefix: str, name: str) -> str:
+    """Return ``prefix`` if it can stem keys (``prefix:{queue}:...``), else raise ConfigError
+    naming ``name`` (the variable or flag it came from)."""
+    if not prefix or any(c in prefix for c in "{}: \t\n"):
+        raise ConfigError(f"{name} must be non-empty, without braces, colons or spaces: {prefix!r}")
+    return prefix
 
 
 @dataclass(frozen=True)
@@ -259,11 +267,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``STREAMQ_*`` variable (and the ``REDIS_*`` ones)."""
         env = os.environ if env is None else env
-        prefix = env.get("STREAMQ_PREFIX") or "sq"
-        if any(c in prefix for c in "{}: \t\n"):
-            raise ConfigError(
-                f"STREAMQ_PREFIX must not contain braces, colons or spaces: {prefix!r}"
-            )
+        prefix = check_prefix(env.get("STREAMQ_PREFIX") or "sq", "STREAMQ_PREFIX")
         return cls(
             redis=RedisSettings.from_env(env),
             prefix=prefix,
@@ -289,6 +293,15 @@ class Settings:
                 env, "STREAMQ_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ),
         )
+
+    @classmethod
+    def resolve(cls, url: str | None = None, settings: Settings | None = None) -> Settings:
+        """``settings`` (default: the environment), pointed at ``url`` when given. Only the
+        address changes: timeouts and TLS files still come from the settings."""
+        s = settings or cls.from_env()
+        if url is not None:
+            s = s.with_changes(redis=replace(s.redis, url=url))
+        return s
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields replaced."""

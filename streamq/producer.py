@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -195,14 +195,6 @@ class _Base:
         )
 
 
-def _settings(url: str | None, settings: Settings | None) -> Settings:
-    s = settings or Settings.from_env()
-    if url is not None:
-        # Keep timeouts and TLS files from the environment; only the address changes.
-        s = s.with_changes(redis=replace(s.redis, url=url))
-    return s
-
-
 class Producer(_Base):
     """Enqueue and inspect jobs (sync, pooled connections). Use as a context manager or
     call :meth:`close`.
@@ -222,7 +214,9 @@ class Producer(_Base):
         durable_replicas: int = 0,
         durable_timeout: float = 1.0,
     ) -> None:
-        super().__init__(_settings(url, settings), durable, durable_replicas, durable_timeout)
+        super().__init__(
+            Settings.resolve(url, settings), durable, durable_replicas, durable_timeout
+        )
         self._client = connection.sync_client(self.settings.redis, retry_attempts=retry_attempts)
         self._driver = SyncDriver(self._client, self.settings.redis.describe())
 
@@ -361,7 +355,9 @@ class AsyncProducer(_Base):
         durable_replicas: int = 0,
         durable_timeout: float = 1.0,
     ) -> None:
-        super().__init__(_settings(url, settings), durable, durable_replicas, durable_timeout)
+        super().__init__(
+            Settings.resolve(url, settings), durable, durable_replicas, durable_timeout
+        )
         self._client = connection.async_client(self.settings.redis, retry_attempts=retry_attempts)
         self._driver = AsyncDriver(self._client, self.settings.redis.describe())
 

@@ -115,6 +115,21 @@ def _crashed(tasks: list[asyncio.Task[None]]) -> bool:
     return False
 
 
+def json_events(text: str, event: str | None = None) -> list[dict[str, Any]]:
+    """The JSON log lines of a worker's output (all of them, or those called ``event``)."""
+    out = []
+    for line in text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue  # a line being written right now
+        if event is None or obj.get("event") == event:
+            out.append(obj)
+    return out
+
+
 class LogCapture(logging.Handler):
     """Collects streamq's log records as the JSON objects the worker would print."""
 
@@ -207,17 +222,7 @@ class WorkerProcess:
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines printed so far (all of them, or those called ``event``)."""
-        out = []
-        for line in self.output().splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue  # a line being written right now
-            if event is None or obj.get("event") == event:
-                out.append(obj)
-        return out
+        return json_events(self.output(), event)
 
     def consumer(self) -> str:
         """The consumer name it announced in ``worker_started``."""

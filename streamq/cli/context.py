@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import orjson
@@ -15,7 +15,7 @@ from redis.connection import parse_url
 
 from streamq.admin import Admin
 from streamq.cli.output import _json_default
-from streamq.config import Settings
+from streamq.config import Settings, check_prefix
 from streamq.errors import ConfigError
 
 EXIT_OK = 0
@@ -70,16 +70,12 @@ class Context:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
+    # --url replaces where to connect; timeouts and TLS files still come from the env.
     url = getattr(args, "url", None)
-    if url is not None:
-        # --url replaces where to connect; timeouts and TLS files still come from the env.
-        settings = settings.with_changes(redis=replace(settings.redis, url=url))
+    settings = Settings.resolve(url)
     prefix = getattr(args, "prefix", None)
     if prefix is not None:
-        if not prefix or any(c in prefix for c in "{}: \t\n"):
-            raise ConfigError("--prefix must be non-empty, without braces, colons or spaces")
-        settings = settings.with_changes(prefix=prefix)
+        settings = settings.with_changes(prefix=check_prefix(prefix, "--prefix"))
     try:
         parse_url(settings.redis.to_url())  # type: ignore[no-untyped-call]
         settings.redis.describe()

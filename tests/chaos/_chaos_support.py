@@ -15,7 +15,6 @@ process running it died, froze or handed it back mid-run.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -31,6 +30,7 @@ from typing import Any
 import redis
 
 from streamq.protocol.keys import GROUP, QueueKeys
+from tests._worker_support import json_events
 from tests.chaos.chaos_app import LEDGER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,17 +185,7 @@ class WorkerProc:
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines printed so far (all, or those called ``event``)."""
-        out = []
-        for line in self.output().splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue  # a line being written right now
-            if event is None or obj.get("event") == event:
-                out.append(obj)
-        return out
+        return json_events(self.output(), event)
 
     def consumer(self, timeout: float = 10.0) -> str:
         """The consumer name it announced in ``worker_started``."""
