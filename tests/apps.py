@@ -19,6 +19,8 @@ Handlers (job name: what it does with ``job.data``):
   raise (the test decides when the job ends).
 * ``exit``: ``os._exit(1)``: the worker process dies mid-job.
 * ``bad_result``: return a set, which JSON cannot carry.
+* ``own_timeout``: an ``asyncio.timeout(0.05)`` of the handler's own expires around a 5 s
+  sleep (its TimeoutError is the handler's failure, not the job's time limit).
 """
 
 from __future__ import annotations
@@ -158,3 +160,10 @@ def exit_(job: Job) -> None:
 async def bad_result(job: Job) -> Any:
     record(job)
     return {1, 2, 3}
+
+
+@app.handler("own_timeout")
+async def own_timeout(job: Job) -> None:
+    record(job)
+    async with asyncio.timeout(0.05):
+        await asyncio.sleep(5)

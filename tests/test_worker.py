@@ -241,6 +241,25 @@ def test_a_failing_job_is_retried_with_backoff_then_dead_with_error_and_tracebac
     assert [e["attempt"] for e in logs.named("dead", job_id=job_id)] == [3]
 
 
+def test_a_handlers_own_timeout_is_its_failure_not_the_jobs_time_limit(
+    redis_url: str, producer: streamq.Producer, queue_name: str
+) -> None:
+    # The handler runs in the worker's runner task: its own asyncio.timeout must cancel
+    # only the handler's await, and its TimeoutError is an ordinary failure (reason
+    # "failed", with the traceback), while the jobs beside it complete.
+    bad = producer.enqueue(queue_name, "own_timeout", None, max_retries=0).job_id
+    good = [producer.enqueue(queue_name, "noop", i).job_id for i in range(5)]
+    run_burst(Worker(app, [queue_name], settings=settings(redis_url), concurrency=2))
+    job = producer.get_job(queue_name, bad)
+    assert job is not None and job.state is streamq.JobState.FAILED
+    assert job.dead_reason == "failed"
+    assert job.error is not None and job.error.startswith("TimeoutError")
+    assert job.traceback is not None and "own_timeout" in job.traceback
+    for job_id in good:
+        done = producer.get_job(queue_name, job_id)
+        assert done is not None and done.state is streamq.JobState.COMPLETED
+
+
 @pytest.mark.parametrize("name", ["sleep", "sync_sleep"])
 def test_a_job_over_its_timeout_fails_with_reason_timeout(
     name: str, redis_url: str, producer: streamq.Producer, queue_name: str, ledger: Path

@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +40,10 @@ from streamq.protocol.codec import encode_payload
 from streamq.protocol.keys import QueueKeys, validate_queue_name
 from streamq.protocol.ops import raw
 from streamq.worker import maintenance
-from streamq.worker.app import App
+from streamq.worker.app import App, Registered
 from streamq.worker.checks import ServerInfo, check_server
 from streamq.worker.logs import log_event
+from streamq.worker.pool import RunnerPool
 
 __all__ = ["Worker"]
 
@@ -85,7 +86,6 @@ class Running:
     name: str
     attempt: int
     started_ms: int
-    task: asyncio.Task[None] | None = None
     lost: bool = False
 
 
@@ -126,8 +126,11 @@ class Worker:
         self.client = connection.async_client(self.settings.redis, retry_attempts=1)
         self.driver = AsyncDriver(self.client, self.settings.redis.describe())
         self.running: dict[str, Running] = {}  # entry id -> job (executing or awaiting flush)
-        self._executing = 0
+        self._executing = 0  # entries taken and not finished: queued for a runner or running
         self._slot = asyncio.Event()
+        self._pool_runners: RunnerPool[wops.Fetched] = RunnerPool(
+            self.concurrency, self._run_fetched, self._release_slot
+        )
         self._pending = _Pending()
         self._flush_wake = asyncio.Event()
         self._flushed = asyncio.Event()
@@ -249,7 +252,9 @@ class Worker:
         fetch, flush, renew, *rest = self._tasks
         await _cancel_and_wait([fetch, *rest])
         grace = self.settings.shutdown_grace_ms / 1000
-        active = [r.task for r in self.running.values() if r.task and not r.task.done()]
+        # Entries fetched but not started stay in our PEL: the hand-back below returns them.
+        self._executing -= len(self._pool_runners.close())
+        active = list(self._pool_runners.busy)
         if active:
             log_event("draining", running=len(active), grace_s=grace)
             still = await self._grace(active, grace)
@@ -257,6 +262,7 @@ class Worker:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
+        await self._pool_runners.aclose()
         await self._drain_completions()
         handed = await self._hand_back()
         await _cancel_and_wait([renew, flush])
@@ -419,21 +425,28 @@ class Worker:
                 self.start(f)
 
     def start(self, f: wops.Fetched) -> None:
-        """Begin running one delivered (or reclaimed) entry."""
-        keys = self._by_queue[f.queue]
+        """Begin running one delivered (or reclaimed) entry: a runner of the pool takes it."""
+        e = f.entry
+        if e is not None:
+            # Registered now, not when a runner starts it: its lease is renewed from here.
+            self.running[e.entry_id] = Running(
+                self._by_queue[f.queue], e.job_id, e.entry_id, e.name, e.attempt, _now_ms()
+            )
+        self._executing += 1
+        self._pool_runners.submit(f)
+
+    async def _run_fetched(self, f: wops.Fetched) -> None:
         e = f.entry
         if e is None:
-            self._executing += 1
-            task = asyncio.create_task(self._dead_undecodable(keys, f))
-            task.add_done_callback(self._release_slot)
+            await self._dead_undecodable(self._by_queue[f.queue], f)
             return
-        run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, _now_ms())
-        self.running[e.entry_id] = run
-        self._executing += 1
-        run.task = asyncio.create_task(self._execute(run, e.data, e.options))
-        run.task.add_done_callback(self._release_slot)
+        run = self.running.get(e.entry_id)
+        if run is None:  # handed back meanwhile (shutdown): not ours to run any more
+            return
+        run.started_ms = _now_ms()
+        await self._execute(run, e.data, e.options)
 
-    def _release_slot(self, _: asyncio.Task[None]) -> None:
+    def _release_slot(self) -> None:
         self._executing -= 1
         self._slot.set()
 
@@ -475,20 +488,27 @@ class Worker:
         )
         t0 = time.perf_counter()
         timeout = opts.timeout_ms / 1000 if opts.timeout_ms else None
+        limit: asyncio.Timeout | None = None
         try:
-            if reg.is_async:
-                coro = reg.fn(job)
-                result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            if timeout is None:
+                result = await self._call(reg, job)
             else:
-                fut = asyncio.get_running_loop().run_in_executor(self._pool, reg.fn, job)
-                result = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+                # asyncio.timeout, not wait_for: wait_for runs the handler in a task of its own.
+                limit = asyncio.timeout(timeout)
+                async with limit:
+                    result = await self._call(reg, job)
             raw_result = encode_payload(
                 result, self.settings.max_payload_bytes, what=f"result of job {run.job_id!r}"
             )
         except asyncio.CancelledError:
             raise  # shutdown past the grace: the entry is handed back
-        except TimeoutError:
-            await self._fail(run, f"timed out after {timeout} s", "", None, "timeout", opts, t0)
+        except TimeoutError as exc:
+            if limit is not None and limit.expired():
+                await self._fail(run, f"timed out after {timeout} s", "", None, "timeout", opts, t0)
+            else:  # the handler's own TimeoutError (a client call of its own timed out)
+                tb = traceback.format_exc()
+                msg = f"{type(exc).__name__}: {exc}"
+                await self._fail(run, msg, tb, None, "failed", opts, t0)
             return
         except PayloadError as exc:
             await self._fail(run, str(exc), "", None, "failed", opts, t0)
@@ -507,6 +527,11 @@ class Worker:
         )
         self._pending.done.append((done, run, took))
         self._flush_wake.set()
+
+    def _call(self, reg: Registered, job: Job) -> Awaitable[Any]:
+        if reg.is_async:
+            return reg.fn(job)
+        return asyncio.get_running_loop().run_in_executor(self._pool, reg.fn, job)
 
     async def _fail(
         self,
