@@ -148,6 +148,22 @@ def test_decode_entry_reads_dicts_and_flat_lists() -> None:
 def test_decode_entry_names_what_is_wrong(fields: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         decode_entry(b"1-0", fields)
+    if isinstance(fields, dict):
+        # The same entry as the raw XREADGROUP reply gives it (a flat list in wire order),
+        # which takes the worker's fast path first: it must fall back to the same report.
+        flat = [x for kv in fields.items() for x in kv]
+        with pytest.raises(ValueError, match=message):
+            decode_entry(b"1-0", flat)
+
+
+def test_the_fast_path_and_the_general_path_agree() -> None:
+    flat = [x for kv in FIELDS.items() for x in kv]
+    assert list(FIELDS) == [b"i", b"n", b"d", b"a", b"o"]  # the fast path's layout
+    assert decode_entry(b"5-1", flat) == decode_entry(b"5-1", dict(FIELDS))
+    # Another order, or an extra field, is still an entry: the general path reads it.
+    shuffled = flat[2:] + flat[:2]
+    assert decode_entry(b"5-1", shuffled) == decode_entry(b"5-1", dict(FIELDS))
+    assert decode_entry(b"5-1", [*flat, b"x", b"extra"]).job_id == "job-1"
 
 
 # ---------------------------------------------------------------------------- options

@@ -65,6 +65,10 @@ class Entry:
     options: bytes
 
 
+#: Field names of an entry in the order streamq writes them (XADD ... i n d a o).
+_FIELD_ORDER = [b"i", b"n", b"d", b"a", b"o"]
+
+
 def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
     """Validate a raw stream entry. Raises ``ValueError`` naming what is wrong.
 
@@ -72,6 +76,24 @@ def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
     lands here and is reported, never crashes the worker.
     """
     eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    if type(fields) is list and len(fields) == 10 and fields[0::2] == _FIELD_ORDER:
+        # The layout every streamq producer writes, read straight off the raw reply.
+        job_id, name, data, attempt, options = fields[1::2]
+        if (
+            type(job_id) is bytes
+            and type(name) is bytes
+            and type(data) is bytes
+            and type(attempt) is bytes
+            and type(options) is bytes
+            and job_id
+            and name
+        ):
+            try:
+                n = int(attempt)
+                if n >= 1:
+                    return Entry(eid, job_id.decode(), name.decode(), data, n, options)
+            except (UnicodeDecodeError, ValueError):
+                pass  # the general path below reports it
     if isinstance(fields, list | tuple):
         if len(fields) % 2:
             raise ValueError("odd number of fields")

@@ -33,12 +33,29 @@ def _decode(queue: str, eid: Any, fields: Any) -> Fetched:
     try:
         return Fetched(queue, _s(eid), decode_entry(eid, fields))
     except ValueError as exc:
-        raw = fields.get(b"i") if isinstance(fields, dict) else None
+        raw = _raw_job_id(fields)
         try:
             job_id = raw.decode("utf-8") if isinstance(raw, bytes) and raw else None
         except UnicodeDecodeError:
             job_id = None
         return Fetched(queue, _s(eid), None, f"undecodable entry: {exc}", job_id)
+
+
+def _raw_job_id(fields: Any) -> Any:
+    if isinstance(fields, dict):
+        return fields.get(b"i")
+    if isinstance(fields, list) and len(fields) % 2 == 0:
+        for name, value in zip(fields[0::2], fields[1::2], strict=True):
+            if name == b"i":
+                return value
+    return None
+
+
+def raw_reply(response: Any, **_: Any) -> Any:
+    """A redis-py response callback that keeps a reply as the server sent it: the worker
+    installs it for XREADGROUP, whose stock callback builds a dict per entry only for
+    :func:`~streamq.protocol.codec.decode_entry` to take it apart again."""
+    return response
 
 
 def ensure_group(keys: QueueKeys) -> Call[None]:
@@ -63,7 +80,8 @@ def group_exists(keys: QueueKeys) -> Call[bool]:
 def fetch(
     streams: Sequence[QueueKeys], consumer: str, count: int, block_ms: int
 ) -> Call[list[Fetched]]:
-    """XREADGROUP up to ``count`` new entries across queues (never more than free slots)."""
+    """XREADGROUP up to ``count`` new entries across queues (never more than free slots).
+    Parses the raw reply (the worker installs :func:`raw_reply`) as well as redis-py's."""
     by_stream = {k.stream.encode(): k.queue for k in streams}
 
     def parse(reply: Any) -> list[Fetched]:

@@ -124,6 +124,7 @@ class Worker:
         self.promote_poll_ms = promote_poll_ms
         self.server: ServerInfo | None = None
         self.client = connection.async_client(self.settings.redis, retry_attempts=1)
+        self.client.set_response_callback("XREADGROUP", wops.raw_reply)
         self.driver = AsyncDriver(self.client, self.settings.redis.describe())
         self.running: dict[str, Running] = {}  # entry id -> job (executing or awaiting flush)
         self._executing = 0  # entries taken and not finished: queued for a runner or running
@@ -443,7 +444,6 @@ class Worker:
         run = self.running.get(e.entry_id)
         if run is None:  # handed back meanwhile (shutdown): not ours to run any more
             return
-        run.started_ms = _now_ms()
         await self._execute(run, e.data, e.options)
 
     def _release_slot(self) -> None:
