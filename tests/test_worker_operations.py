@@ -221,3 +221,42 @@ def test_a_retried_completion_is_recognised_not_fenced(
     assert driver.run(wops.complete(keys, "someone-else", [done], 100)) == [False]
     assert int(redis_client.hget(keys.stats, "completed") or 0) == 1
     assert redis_client.zcard(keys.completed) == 1
+
+
+def test_a_completion_batch_is_fenced_entry_by_entry(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    """complete.lua checks ownership of a whole batch with one XPENDING over its id range.
+    Entries another consumer took over are refused, the rest recorded, whatever else this
+    consumer holds in between (here 300 running entries, more than the range read returns
+    in one go, so the entry-by-entry fallback is exercised too)."""
+    from streamq._driver import SyncDriver
+    from streamq.protocol import worker_ops as wops
+
+    keys = QueueKeys(queue_name)
+    with streamq.Producer(redis_url) as p:
+        jobs = p.enqueue_many(queue_name, [streamq.JobSpec("ok", i) for i in range(304)])
+    got = redis_client.xreadgroup("streamq", "me", {keys.stream: ">"}, count=304)
+    eids = [e.decode() for e, _ in got[0][1]]
+    assert eids == [j.entry_id for j in jobs]
+    # The second entry was taken over by another worker (its lease had lapsed).
+    redis_client.xclaim(keys.stream, "streamq", "thief", 0, [eids[1]])
+    driver = SyncDriver(redis_client, "test")
+
+    def done(i: int) -> wops.Done:
+        return wops.Done(jobs[i].job_id, eids[i], 1, b"null", 0, 1.0)
+
+    # First, last and two in the middle: the range spans all 304, most of them still
+    # running here (pending for "me", not in the batch).
+    batch = [done(0), done(1), done(150), done(303)]
+    assert driver.run(wops.complete(keys, "me", batch, 100)) == [True, False, True, True]
+    states = {j.job_id: p_state(redis_client, queue_name, j.job_id) for j in jobs[:2]}
+    assert states == {jobs[0].job_id: "completed", jobs[1].job_id: "waiting"}
+    assert redis_client.xpending(keys.stream, "streamq")["pending"] == 301
+    # A batch of one whose range holds only itself, and an empty batch.
+    assert driver.run(wops.complete(keys, "me", [done(2)], 100)) == [True]
+    assert driver.run(wops.complete(keys, "me", [], 100)) == []
+
+
+def p_state(client: redis.Redis, queue: str, job_id: str) -> str:
+    return job_hash(client, queue, job_id)["s"]

@@ -15,10 +15,12 @@ local stream, completed, events, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer = ARGV[1], ARGV[2]
 local now = now_ms()
 local out, ev, done, hist, dsum = {}, {}, 0, {}, 0
-local owned = {}
+local owned, eids = {}, {}
+for j = 1, tonumber(ARGV[4]) do eids[j] = ARGV[5 + (j - 1) * 6 + 1] end
+local mine = owned_set(stream, group, eids, consumer)
 for j = 1, tonumber(ARGV[4]) do
-  local eid = ARGV[5 + (j - 1) * 6 + 1]
-  if owns(stream, group, eid, consumer) then
+  local eid = eids[j]
+  if mine[eid] then
     owned[#owned + 1] = eid
     out[j] = CODE_OK
   else
