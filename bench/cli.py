@@ -50,6 +50,7 @@ from bench.common import (
 )
 from streamq.errors import ServerError
 from streamq.server import find_server_binary
+from streamq.worker.__main__ import LOOPS
 
 Runner = Callable[[Context], dict[str, Any]]
 
@@ -121,8 +122,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"CI run: {CHECK_JOBS:,} jobs by 1 then 2 processes; fails on loss/duplication "
         f"or below {CHECK_MIN_RATE:g} jobs/s",
     )
+    p.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=os.environ.get("STREAMQ_LOOP", "auto"),
+        help="worker event loop, as python -m streamq.worker --loop (default auto: uvloop "
+        "when installed)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = p.parse_args(argv)
+    os.environ["STREAMQ_LOOP"] = args.loop  # the worker children read it
     if args.jobs is not None and args.jobs < 1:
         p.error("--jobs must be >= 1")
     if args.repeat is not None and args.repeat < 1:
@@ -222,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(
             f"streamq bench: tree {t['commit']}{dirty}; {s['kind']} {s['version']} (AOF off), "
             f"{m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
-            f"hiredis {m['hiredis'] or 'absent'}; results in {ctx.out_dir}"
+            f"hiredis {m['hiredis'] or 'absent'}, worker loop {m['worker_loop']}; "
+            f"results in {ctx.out_dir}"
         )
         if meta["load_avg_start"] and meta["load_avg_start"][0] >= 0.5:
             say(

@@ -302,8 +302,20 @@ def machine_facts(tmp: Path) -> dict[str, Any]:
         "streamq": streamq.__version__,
         "redis_py": redis.__version__,
         "hiredis": hiredis_version,
+        "worker_loop": _worker_loop(),
         "tmp_fs": _filesystem(tmp),
     }
+
+
+def _worker_loop() -> str:
+    """The event loop the worker children run (``--loop`` / STREAMQ_LOOP)."""
+    if os.environ.get("STREAMQ_LOOP", "auto") == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    return f"uvloop {uvloop.__version__}"
 
 
 # --------------------------------------------------------------------------- results

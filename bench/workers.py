@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchFailure
+from streamq.worker.__main__ import loop_runner
 
 _SPAWN = mp.get_context("spawn")
 
@@ -124,7 +126,9 @@ def child_main(spec: ChildSpec, go: Any, stop: Any, out: Any) -> None:
         out.put(("ready", spec.index, None))
         if not go.wait(timeout=600):  # the parent is gone or gave up: do not linger
             return
-        worker, cpu_s, timed_out = asyncio.run(_run_worker(spec, stop))
+        # The event loop the worker process entry would pick (STREAMQ_LOOP, set by --loop).
+        run = loop_runner(os.environ.get("STREAMQ_LOOP", "auto"))
+        worker, cpu_s, timed_out = run(_run_worker(spec, stop))
         ids, delays = apps.write_records(spec.record_dir, f"child-{spec.index}")
         window = apps.WINDOW or [None, None]
         result = ChildResult(

@@ -42,7 +42,7 @@ from streamq.protocol import worker_ops as wops
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.worker import maintenance
-from streamq.worker.__main__ import load_app
+from streamq.worker.__main__ import load_app, loop_runner
 from streamq.worker.checks import check_server
 from streamq.worker.runner import Worker
 
@@ -476,22 +476,36 @@ def test_the_worker_stops_even_when_a_loop_swallows_a_cancellation(
 # ---------------------------------------------------------------------- process entry
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_the_worker_process_drains_the_queue_in_burst_mode_and_exits_0(
-    server_factory: Callable[..., EmbeddedServer], tmp_path: Path, queue_name: str
+    loop: str, server_factory: Callable[..., EmbeddedServer], tmp_path: Path, queue_name: str
 ) -> None:
     srv = server_factory()
     with streamq.Producer(srv.url) as p:
         ids = [r.job_id for r in p.enqueue_many(queue_name, [streamq.JobSpec("noop")] * 20)]
         sp = Spawner(srv.url, tmp_path, tmp_path / "ledger")
         try:
-            w = sp.start(queue_name, burst=True)
+            w = sp.start(queue_name, burst=True, extra_args=("--loop", loop))
             assert w.wait(20) == 0
         finally:
             sp.close()
         assert p.status(queue_name).completed_total == 20
     assert runs(sp.ledger) == dict.fromkeys(ids, 1)
+    assert w.events("worker_started")[0]["loop"] == loop
     stopped = w.events("worker_stopped")
     assert stopped and stopped[0]["processed"] == 20
+
+
+def test_the_loop_choice_is_checked_and_uvloop_by_name_must_be_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(SystemExit, match="--loop must be one of auto, uvloop, asyncio"):
+        loop_runner("trio")
+    assert loop_runner("asyncio") is asyncio.run
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert loop_runner("auto") is asyncio.run
+    with pytest.raises(SystemExit, match=r"pip install 'streamq\[uvloop\]'"):
+        loop_runner("uvloop")
 
 
 def test_the_worker_process_refuses_a_bad_app_with_a_clear_message() -> None:

@@ -201,6 +201,7 @@ class Worker:
             consumer=self.consumer,
             server=self.settings.redis.describe(),
             version=".".join(map(str, self.server.version)),
+            loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     async def ensure_groups(self) -> None:
