@@ -464,7 +464,12 @@ class Worker:
 
     def _release_slot(self) -> None:
         self._executing -= 1
+        # Fetch loop first, flush loop second: the next XREADGROUP then reaches Redis
+        # before the completion batch, so the runners work on the next batch while Redis
+        # records the last one, instead of waiting behind it.
         self._slot.set()
+        if self._pending.done:
+            self._flush_wake.set()
 
     # ------------------------------------------------------------------ execute
 
@@ -541,7 +546,7 @@ class Worker:
             run.job_id, run.entry_id, run.attempt, raw_result, run.started_ms, took * 1000
         )
         self._pending.done.append((done, run, took))
-        self._flush_wake.set()
+        # The flush loop is woken by _release_slot, after the fetch loop (see there).
 
     def _call(self, reg: Registered, job: Job) -> Awaitable[Any]:
         if reg.is_async:
