@@ -190,6 +190,15 @@ def test_scripts_take_every_key_from_keys(path: Path) -> None:
         if cmd in _KEYLESS:
             continue
         key = (second if cmd in _SUBCOMMANDS else first).strip()
+        table = re.fullmatch(r"unpack\((\w+)", key)
+        if table:
+            # Many keys at once (DEL of a batch): a table whose every element is stored
+            # straight from KEYS.
+            stores = re.findall(rf"\b{table[1]}\[[^\]]*\]\s*=\s*([^\n]+)", body)
+            assert stores, f"{cmd} on {key!r}: the table is never filled"
+            for rhs in stores:
+                assert rhs.strip().startswith("KEYS[") and ".." not in rhs, f"{cmd}: {rhs!r}"
+            continue
         assert re.fullmatch(r"KEYS\[[^\]]+\]|[A-Za-z_]\w*", key), f"{cmd} on {key!r}"
         if not key.startswith("KEYS"):
             key_vars.add(key)

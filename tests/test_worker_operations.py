@@ -260,3 +260,32 @@ def test_a_completion_batch_is_fenced_entry_by_entry(
 
 def p_state(client: redis.Redis, queue: str, job_id: str) -> str:
     return job_hash(client, queue, job_id)["s"]
+
+
+def test_trim_drops_only_records_still_in_the_index(
+    redis_client: redis.Redis, queue_name: str
+) -> None:
+    """Retention's trim takes ids read earlier: one that left the index meanwhile (replayed
+    by an operator, trimmed by another worker) keeps its record; the rest go, index entry
+    and record together, in slices (here 2,500 ids: three slices)."""
+    from streamq._driver import SyncDriver
+    from streamq.protocol import worker_ops as wops
+
+    keys = QueueKeys(queue_name)
+    ids = [f"job-{i}" for i in range(2500)]
+    pipe = redis_client.pipeline(transaction=False)
+    for i, job_id in enumerate(ids):
+        pipe.zadd(keys.completed, {job_id: i})
+        pipe.hset(keys.job(job_id), mapping={"s": "completed"})
+    pipe.execute()
+    replayed = ids[1200]
+    redis_client.zrem(keys.completed, replayed)  # left the index after the ids were read
+    driver = SyncDriver(redis_client, "test")
+    assert driver.run(wops.trim(keys, keys.completed, ids[:2000])) == 1999
+    assert redis_client.exists(keys.job(replayed)) == 1
+    assert redis_client.exists(keys.job(ids[0]), keys.job(ids[1999])) == 0
+    assert redis_client.zrange(keys.completed, 0, -1) == [i.encode() for i in ids[2000:]]
+    assert redis_client.exists(keys.job(ids[2000])) == 1
+    # Trimming the same ids again removes nothing (a racing trimmer).
+    assert driver.run(wops.trim(keys, keys.completed, ids[:2000])) == 0
+    assert driver.run(wops.trim(keys, keys.completed, [])) == 0
