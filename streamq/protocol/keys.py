@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamq.errors import ConfigError
 
@@ -44,6 +44,11 @@ class QueueKeys:
 
     queue: str
     prefix: str = "sq"
+    # Built once: job() runs for every job on both the producer's and the worker's path.
+    _job_prefix: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_job_prefix", f"{self.base}:job:")
 
     @property
     def base(self) -> str:
@@ -122,4 +127,4 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         """The record of one job."""
-        return f"{self.base}:job:{job_id}"
+        return self._job_prefix + job_id
