@@ -297,6 +297,36 @@ def test_enqueue_many_is_one_round_trip(
     assert [r.state for r in results] == [JobState.WAITING] * 50 + [JobState.DELAYED] * 10
 
 
+def test_default_options_are_stored_empty_and_custom_ones_exactly(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    custom = JobOptions(3, Backoff.exponential(5000, 5.0), 1)  # one field off the defaults
+    a = producer.enqueue(queue_name, "dispatch", {})
+    b = producer.enqueue(queue_name, "dispatch", {}, timeout=0.001)
+    c = producer.enqueue(queue_name, "dispatch", {}, delay=60, max_retries=0)
+    entries = {f[b"i"].decode(): f for _, f in redis_client.xrange(keys.stream)}
+
+    assert entries[a.job_id][b"o"] == b"" == redis_client.hget(keys.job(a.job_id), "o")
+    assert entries[b.job_id][b"o"] == custom.encode() == redis_client.hget(keys.job(b.job_id), "o")
+    assert redis_client.hget(keys.job(c.job_id), "o") == JobOptions(max_retries=0).encode()
+    got = {r.job_id: producer.get_job(queue_name, r.job_id) for r in (a, b, c)}
+    assert {k: j.options for k, j in got.items() if j} == {
+        a.job_id: JobOptions(),
+        b.job_id: custom,
+        c.job_id: JobOptions(max_retries=0),
+    }
+
+
+def test_producer_defaults_from_settings_are_stored_in_full(
+    settings: Settings, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    with Producer(settings=settings.with_changes(max_retries=1)) as p:
+        r = p.enqueue(queue_name, "dispatch", {})
+        job = p.get_job(queue_name, r.job_id)
+    assert redis_client.hget(keys.job(r.job_id), "o") == JobOptions(max_retries=1).encode()
+    assert job is not None and job.options == JobOptions(max_retries=1)
+
+
 @pytest.mark.parametrize(
     ("bad", "error"),
     [
