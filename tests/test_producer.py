@@ -290,11 +290,66 @@ def test_enqueue_many_is_one_round_trip(
 
     assert len(sent) == 1  # one request written by the client...
     assert ran["evalsha"] == 1  # ...one script call on the server, writing all 60 jobs
-    assert (ran["hset"], ran["xadd"], ran["zadd"]) == (60, 50, 10)
+    # A new queue: the first XADD (NOMKSTREAM) finds no stream, so the script creates the
+    # stream and its group and sends that XADD again.
+    assert (ran["hset"], ran["xadd"], ran["zadd"], ran["xgroup|create"]) == (60, 51, 10, 1)
     assert len(results) == 60 and all(r.created for r in results)
     assert redis_client.xlen(keys.stream) == 50
     assert redis_client.zcard(keys.delayed) == 10
     assert [r.state for r in results] == [JobState.WAITING] * 50 + [JobState.DELAYED] * 10
+
+
+def test_enqueue_into_an_existing_queue_sends_one_xadd_per_job_and_no_exists_or_time(
+    producer: Producer, redis_client: redis.Redis, queue_name: str
+) -> None:
+    producer.enqueue(queue_name, "dispatch", {})  # the queue's stream and group exist now
+    before = commandstats(redis_client)
+    producer.enqueue_many(queue_name, [JobSpec("dispatch", {"n": i}) for i in range(20)])
+    ran = commands_between(before, commandstats(redis_client))
+    assert (ran["evalsha"], ran["xadd"], ran["hset"]) == (1, 20, 20)
+    assert not {"exists", "time", "xgroup|create"} & ran.keys()
+
+    # Delayed jobs need the server's clock: one TIME per call, not one per job.
+    before = commandstats(redis_client)
+    specs = [JobSpec("dispatch", i, delay=60) for i in range(5)] + [JobSpec("dispatch", 5)]
+    producer.enqueue_many(queue_name, specs)
+    ran = commands_between(before, commandstats(redis_client))
+    assert (ran["time"], ran["zadd"], ran["xadd"], ran["hset"]) == (1, 5, 1, 6)
+
+
+@pytest.mark.parametrize("delay", [None, 60], ids=["waiting", "delayed"])
+def test_the_first_job_of_a_queue_creates_its_stream_and_group_at_id_0(
+    producer: Producer,
+    redis_client: redis.Redis,
+    queue_name: str,
+    keys: QueueKeys,
+    delay: int | None,
+) -> None:
+    assert not redis_client.exists(keys.stream)
+    producer.enqueue(queue_name, "dispatch", {}, delay=delay)
+    [group] = redis_client.xinfo_groups(keys.stream)
+    assert group["name"] == GROUP.encode() and group["last-delivered-id"] == b"0-0"
+    assert redis_client.xlen(keys.stream) == (1 if delay is None else 0)
+
+
+def test_a_waiting_job_record_has_no_attempts_field_and_is_created_at_its_entry_time(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    t0 = redis_now_ms(redis_client)
+    r = producer.enqueue(queue_name, "dispatch", {"p": 1})
+    rec = redis_client.hgetall(keys.job(r.job_id))
+    assert r.entry_id is not None
+    assert rec == {
+        b"n": b"dispatch",
+        b"d": b'{"p":1}',
+        b"o": b"",
+        b"s": b"waiting",
+        b"c": r.entry_id.split("-")[0].encode(),
+        b"x": r.entry_id.encode(),
+    }
+    assert t0 <= int(rec[b"c"]) <= redis_now_ms(redis_client)
+    job = producer.get_job(queue_name, r.job_id)
+    assert job is not None and job.attempt == 0 and job.options == JobOptions()
 
 
 def test_default_options_are_stored_empty_and_custom_ones_exactly(
