@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -86,9 +86,9 @@ def _s(value: Any) -> str:
 # ---------------------------------------------------------------------------- enqueue
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedJob:
-    """A job ready to send: payload and options already encoded and validated."""
+class PreparedJob(NamedTuple):
+    """A job ready to send: payload and options already encoded and validated. The field
+    order is the script's ARGV order for one job (a tuple: cheap to build per job)."""
 
     job_id: str
     name: str
@@ -109,34 +109,34 @@ class EnqueueResult:
     due_at_ms: int | None = None
 
 
+_STATES = {s.value.encode(): s for s in JobState}
+
+
+def _enqueue_result(job_id: str, code: Any, state: bytes, ref: bytes) -> EnqueueResult:
+    st = _STATES.get(state) or JobState(_s(state))
+    if code != Code.OK:
+        return EnqueueResult(job_id, st, False)
+    if st is JobState.WAITING:
+        return EnqueueResult(job_id, st, True, ref.decode())
+    return EnqueueResult(job_id, st, True, None, int(ref))
+
+
 def enqueue(keys: QueueKeys, jobs: Sequence[PreparedJob]) -> Call[list[EnqueueResult]]:
     """Add jobs in one script call (one round trip however many jobs)."""
     args: list[Arg] = [GROUP, len(jobs)]
+    job_key = keys.job("")
+    job_keys = []
     for j in jobs:
-        args += [j.job_id, j.name, j.data, j.options, j.delay_ms, j.at_ms]
+        args += j  # id, name, data, opts, delay_ms, at_ms: the script's order
+        job_keys.append(job_key + j.job_id)
 
     def parse(reply: list[Any]) -> list[EnqueueResult]:
-        out = []
-        for i, j in enumerate(jobs):
-            code, state, ref = reply[3 * i], _s(reply[3 * i + 1]), _s(reply[3 * i + 2])
-            created = int(code) == Code.OK
-            out.append(
-                EnqueueResult(
-                    j.job_id,
-                    JobState(state),
-                    created,
-                    entry_id=ref if created and state == "waiting" else None,
-                    due_at_ms=int(ref) if created and state == "delayed" else None,
-                )
-            )
-        return out
+        return [
+            _enqueue_result(j.job_id, reply[i], reply[i + 1], reply[i + 2])
+            for i, j in zip(range(0, 3 * len(jobs), 3), jobs, strict=True)
+        ]
 
-    return Call(
-        "enqueue",
-        [keys.stream, keys.delayed, keys.cancelled, *(keys.job(j.job_id) for j in jobs)],
-        args,
-        parse,
-    )
+    return Call("enqueue", [keys.stream, keys.delayed, keys.cancelled, *job_keys], args, parse)
 
 
 def check_waitaof() -> Flow[None]:
