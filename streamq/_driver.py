@@ -143,14 +143,34 @@ class SyncDriver:
         self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
 
     def _one(self, call: Call[T]) -> T:
+        if call.script is None:
+            return call.parse(self.client.execute_command(*call.command or (), **call.options))
         try:
-            reply = self.client.execute_command(*_exec_args(self.library, call), **call.options)
+            reply = self._script(_exec_args(self.library, call))
         except rexc.ResponseError as exc:
-            if call.script is None or not _is_noscript(exc):
+            if not _is_noscript(exc):
                 raise
             self._load(call.script)
-            reply = self.client.execute_command(*_exec_args(self.library, call), **call.options)
+            reply = self._script(_exec_args(self.library, call))
         return call.parse(reply)
+
+    def _script(self, args: tuple[Any, ...]) -> Any:
+        """EVALSHA on a pooled connection: redis-py's ``execute_command`` minus what a
+        script reply does not need (response callbacks, per-command metrics), which cost
+        as much client time as the rest of an enqueue. Retries, health checks and
+        reconnects are redis-py's own."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            return conn.retry.call_with_retry(
+                lambda: _roundtrip(conn, args), lambda _error: conn.disconnect()
+            )
+        finally:
+            try:
+                if conn.should_reconnect():  # the server announced a maintenance move
+                    conn.disconnect()
+            finally:
+                pool.release(conn)
 
     def _many(self, calls: list[Call[Any]]) -> list[Any]:
         plan = _pipeline_plan(calls)
@@ -181,12 +201,20 @@ class SyncDriver:
     def run(self, op: Call[T] | Flow[T]) -> T: ...
     def run(self, op: Call[T] | Flow[T] | list[Call[Any]]) -> T | list[Any]:
         """Run a call, a list of calls (one pipeline) or a flow to its result."""
-        with self._errors():
+        # try/except rather than the _errors() context manager: this is every enqueue's path.
+        try:
             if isinstance(op, Call):
                 return self._one(op)
             if isinstance(op, list):
                 return self._many(op)
             return _drive_sync(op, self._step)
+        except StreamQError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, self.where)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     def load_all(self) -> None:
         """SCRIPT LOAD every script (one pipeline), so first calls skip the NOSCRIPT trip."""
@@ -195,6 +223,16 @@ class SyncDriver:
             for s in self.library:
                 pipe.execute_command("SCRIPT", "LOAD", s.source)
             pipe.execute()
+
+
+def _roundtrip(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_packed_command(conn.pack_command(*args))
+    return conn.read_response()
+
+
+async def _roundtrip_async(conn: Any, args: tuple[Any, ...]) -> Any:
+    await conn.send_packed_command(conn.pack_command(*args))
+    return await conn.read_response()
 
 
 def _drive_sync(flow: Generator[Step, Any, T], step: Any) -> T:
@@ -232,18 +270,34 @@ class AsyncDriver:
         await self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
 
     async def _one(self, call: Call[T]) -> T:
+        if call.script is None:
+            reply = await self.client.execute_command(*call.command or (), **call.options)
+            return call.parse(reply)
         try:
-            reply = await self.client.execute_command(
-                *_exec_args(self.library, call), **call.options
-            )
+            reply = await self._script(_exec_args(self.library, call))
         except rexc.ResponseError as exc:
-            if call.script is None or not _is_noscript(exc):
+            if not _is_noscript(exc):
                 raise
             await self._load(call.script)
-            reply = await self.client.execute_command(
-                *_exec_args(self.library, call), **call.options
-            )
+            reply = await self._script(_exec_args(self.library, call))
         return call.parse(reply)
+
+    async def _script(self, args: tuple[Any, ...]) -> Any:
+        """See :meth:`SyncDriver._script`."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+
+        async def drop(_error: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            return await conn.retry.call_with_retry(lambda: _roundtrip_async(conn, args), drop)
+        finally:
+            try:
+                if conn.should_reconnect():
+                    await conn.disconnect()
+            finally:
+                await pool.release(conn)
 
     async def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
@@ -274,7 +328,7 @@ class AsyncDriver:
     async def run(self, op: Call[T] | Flow[T]) -> T: ...
     async def run(self, op: Call[T] | Flow[T] | list[Call[Any]]) -> T | list[Any]:
         """Run a call, a list of calls (one pipeline) or a flow to its result."""
-        async with self._errors():
+        try:
             if isinstance(op, Call):
                 return await self._one(op)
             if isinstance(op, list):
@@ -285,6 +339,13 @@ class AsyncDriver:
                     reply = await self._step(op.send(reply))
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
+        except StreamQError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, self.where)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     async def load_all(self) -> None:
         """SCRIPT LOAD every script (one pipeline)."""

@@ -112,6 +112,18 @@ def test_async_enqueue_returns_an_id_and_status_counts_it(
     assert redis_client.xlen(keys.stream) == 1
 
 
+def test_async_enqueue_on_a_pooled_connection_the_server_dropped_reconnects(
+    settings: Settings, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    async def body(p: AsyncProducer) -> None:
+        await p.enqueue(queue_name, "dispatch", 1)  # a connection now waits in the pool
+        assert redis_client.client_kill_filter(_type="normal", skipme=True) >= 1
+        r = await p.enqueue(queue_name, "dispatch", 2)
+        assert r.created and redis_client.xlen(keys.stream) == 2
+
+    with_producer(settings, body)
+
+
 def test_async_custom_job_id_deduplicates(
     settings: Settings, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
 ) -> None:

@@ -1092,6 +1092,17 @@ def test_a_full_server_raises_queue_full_and_writes_nothing_half(
     client.close()
 
 
+def test_enqueue_on_a_pooled_connection_the_server_dropped_reconnects_and_writes_once(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", 1)  # a connection now waits in the pool
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    r = producer.enqueue(queue_name, "dispatch", 2)
+    assert r.created and redis_client.xlen(keys.stream) == 2
+    assert stream_job_ids(redis_client, keys)[-1] == r.job_id
+
+
 # ---------------------------------------------------------------------------- credentials
 
 
