@@ -124,6 +124,37 @@ def test_async_enqueue_on_a_pooled_connection_the_server_dropped_reconnects(
     with_producer(settings, body)
 
 
+def test_async_call_cancelled_mid_read_leaves_no_stale_reply_for_the_next(
+    settings: Settings,
+    redis_client: redis.Redis,
+    queue_name: str,
+    keys: QueueKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from redis.asyncio.connection import AbstractConnection
+
+    real_read = AbstractConnection.read_response
+    cancelled: list[bool] = []
+
+    async def read_once_cancelled(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        if not cancelled:
+            cancelled.append(True)
+            raise asyncio.CancelledError  # after the send: the server still answers this call
+        return await real_read(self, *args, **kwargs)
+
+    async def body(p: AsyncProducer) -> None:
+        await p.enqueue(queue_name, "dispatch", 0)  # the producer keeps this connection parked
+        monkeypatch.setattr(AbstractConnection, "read_response", read_once_cancelled)
+        with pytest.raises(asyncio.CancelledError):
+            await p.enqueue(queue_name, "dispatch", 1, job_id="cancelled")
+        monkeypatch.undo()
+        r = await p.enqueue(queue_name, "dispatch", 2, job_id="next")
+        entries = {f[b"i"].decode(): e.decode() for e, f in redis_client.xrange(keys.stream)}
+        assert (r.job_id, r.created, r.entry_id) == ("next", True, entries["next"])
+
+    with_producer(settings, body)
+
+
 def test_async_custom_job_id_deduplicates(
     settings: Settings, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
 ) -> None:

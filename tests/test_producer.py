@@ -8,6 +8,7 @@ one running while a test steers jobs). Waits poll a condition with a deadline.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -1101,6 +1102,61 @@ def test_enqueue_on_a_pooled_connection_the_server_dropped_reconnects_and_writes
     r = producer.enqueue(queue_name, "dispatch", 2)
     assert r.created and redis_client.xlen(keys.stream) == 2
     assert stream_job_ids(redis_client, keys)[-1] == r.job_id
+
+
+def test_a_call_interrupted_mid_read_leaves_no_stale_reply_for_the_next(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", 0)  # the producer keeps this connection parked
+    real_read = AbstractConnection.read_response
+    interrupted: list[bool] = []
+
+    def read_once_interrupted(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt  # after the send: the server still answers this call
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as m:
+        m.setattr(AbstractConnection, "read_response", read_once_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            producer.enqueue(queue_name, "dispatch", 1, job_id="interrupted")
+    r = producer.enqueue(queue_name, "dispatch", 2, job_id="next")
+    entries = {f[b"i"].decode(): eid.decode() for eid, f in redis_client.xrange(keys.stream)}
+    assert (r.job_id, r.created, r.entry_id) == ("next", True, entries["next"])
+
+
+def test_closing_a_producer_closes_every_connection_it_opened(
+    settings: Settings, redis_client: redis.Redis, queue_name: str
+) -> None:
+    def client_ids() -> set[str]:
+        return {str(c["id"]) for c in redis_client.client_list()}
+
+    before = client_ids()
+    with Producer(settings=settings) as p:
+        p.enqueue(queue_name, "dispatch", 1)  # a script call: its connection stays parked
+        p.status(queue_name)
+        assert client_ids() - before
+    wait_until(lambda: not client_ids() - before, 5, what="the connections to close")
+
+
+def test_a_forked_child_enqueues_on_its_own_connection(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", "parent-1")  # parked before the fork
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its enqueue worked
+        code = 1
+        try:
+            code = 0 if producer.enqueue(queue_name, "dispatch", "child").created else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert producer.enqueue(queue_name, "dispatch", "parent-2").created
+    data = [orjson.loads(f[b"d"]) for _, f in redis_client.xrange(keys.stream)]
+    assert data == ["parent-1", "child", "parent-2"]
 
 
 # ---------------------------------------------------------------------------- credentials
