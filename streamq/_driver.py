@@ -12,6 +12,7 @@ from collections.abc import Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar, overload
 
+import hiredis
 import redis
 import redis.asyncio as aredis
 from redis import exceptions as rexc
@@ -248,13 +249,22 @@ class SyncDriver:
             pipe.execute()
 
 
+def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
+    # hiredis directly: redis-py's packer re-wraps every argument first (3x the time), and
+    # its asyncio TLS connection packs in pure Python. A type hiredis refuses: redis-py's.
+    try:
+        return [hiredis.pack_command(args)]  # a list: the sync connection iterates over it
+    except TypeError:
+        return conn.pack_command(*args)
+
+
 def _roundtrip(conn: Any, args: tuple[Any, ...]) -> Any:
-    conn.send_packed_command(conn.pack_command(*args))
+    conn.send_packed_command(_pack(conn, args))
     return conn.read_response()
 
 
 async def _roundtrip_async(conn: Any, args: tuple[Any, ...]) -> Any:
-    await conn.send_packed_command(conn.pack_command(*args))
+    await conn.send_packed_command(_pack(conn, args))
     return await conn.read_response()
 
 
