@@ -190,11 +190,15 @@ class _Base:
         )
 
     def _enqueue_op(
-        self, queue: str, prepared: list[PreparedJob], durable: bool | None = None
+        self,
+        queue: str,
+        prepared: list[PreparedJob],
+        durable: bool | None = None,
+        fresh: bool = False,
     ) -> ops.Call[list[EnqueueResult]] | ops.Flow[list[EnqueueResult]]:
         # Everything is validated and encoded (``prepared``) before anything is sent: a bad
-        # job in a batch means nothing of the batch is written.
-        call = ops.enqueue(self.keys(queue), prepared)
+        # job in a batch means nothing of the batch is written. ``fresh``: no custom ids.
+        call = ops.enqueue(self.keys(queue), prepared, fresh=fresh)
         if not (self.durable if durable is None else durable):
             return call
         return self._durable_flow(call)
@@ -254,14 +258,17 @@ class Producer(_Base):
         a server without WAITAOF (< 7.2) or AOF raises ServerError before anything is
         written."""
         job = self._prepare(name, data, job_id, delay, at, max_retries, backoff, timeout)
-        return self._driver.run(self._enqueue_op(queue, [job], durable))[0]
+        op = self._enqueue_op(queue, [job], durable, fresh=job_id is None)
+        return self._driver.run(op)[0]
 
     def enqueue_many(
         self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
     ) -> list[EnqueueResult]:
         """Add many jobs in one round trip; all are validated before anything is sent."""
-        prepared = [self._prepare_spec(s) for s in jobs]
-        return self._driver.run(self._enqueue_op(queue, prepared, durable))
+        specs = list(jobs)
+        prepared = [self._prepare_spec(s) for s in specs]
+        fresh = all(s.job_id is None for s in specs)
+        return self._driver.run(self._enqueue_op(queue, prepared, durable, fresh))
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's record (state, attempts, result, last error, timestamps), or None."""
@@ -391,14 +398,17 @@ class AsyncProducer(_Base):
     ) -> EnqueueResult:
         """See :meth:`Producer.enqueue`."""
         job = self._prepare(name, data, job_id, delay, at, max_retries, backoff, timeout)
-        return (await self._driver.run(self._enqueue_op(queue, [job], durable)))[0]
+        op = self._enqueue_op(queue, [job], durable, fresh=job_id is None)
+        return (await self._driver.run(op))[0]
 
     async def enqueue_many(
         self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
     ) -> list[EnqueueResult]:
         """See :meth:`Producer.enqueue_many`."""
-        prepared = [self._prepare_spec(s) for s in jobs]
-        return await self._driver.run(self._enqueue_op(queue, prepared, durable))
+        specs = list(jobs)
+        prepared = [self._prepare_spec(s) for s in specs]
+        fresh = all(s.job_id is None for s in specs)
+        return await self._driver.run(self._enqueue_op(queue, prepared, durable, fresh))
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Producer.get_job`."""

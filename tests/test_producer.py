@@ -308,7 +308,15 @@ def test_enqueue_into_an_existing_queue_sends_one_xadd_per_job_and_no_exists_or_
     producer.enqueue_many(queue_name, [JobSpec("dispatch", {"n": i}) for i in range(20)])
     ran = commands_between(before, commandstats(redis_client))
     assert (ran["evalsha"], ran["xadd"], ran["hset"]) == (1, 20, 20)
-    assert not {"exists", "time", "xgroup|create"} & ran.keys()
+    # Generated ids are new by construction: no record lookup either.
+    assert not {"exists", "time", "xgroup|create", "hget"} & ran.keys()
+
+    # One custom id in the call: every job's record is looked up (dedupe, cancelled ids).
+    before = commandstats(redis_client)
+    specs = [JobSpec("dispatch", 0, job_id="custom")] + [JobSpec("dispatch", i) for i in range(4)]
+    producer.enqueue_many(queue_name, specs)
+    ran = commands_between(before, commandstats(redis_client))
+    assert (ran["hget"], ran["xadd"], ran["hset"]) == (5, 5, 5)
 
     # Delayed jobs need the server's clock: one TIME per call, not one per job.
     before = commandstats(redis_client)

@@ -121,9 +121,13 @@ def _enqueue_result(job_id: str, code: Any, state: bytes, ref: bytes) -> Enqueue
     return EnqueueResult(job_id, st, True, None, int(ref))
 
 
-def enqueue(keys: QueueKeys, jobs: Sequence[PreparedJob]) -> Call[list[EnqueueResult]]:
-    """Add jobs in one script call (one round trip however many jobs)."""
-    args: list[Arg] = [GROUP, len(jobs)]
+def enqueue(
+    keys: QueueKeys, jobs: Sequence[PreparedJob], *, fresh: bool = False
+) -> Call[list[EnqueueResult]]:
+    """Add jobs in one script call (one round trip however many jobs). ``fresh``: every
+    job id was just generated (:func:`~streamq.protocol.codec.new_job_id`), so the script
+    need not look for an existing record; custom ids always are looked up."""
+    args: list[Arg] = [GROUP, len(jobs), "1" if fresh else "0"]
     job_key = keys.job("")
     job_keys = []
     for j in jobs:
