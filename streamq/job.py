@@ -110,8 +110,11 @@ class JobOptions:
         """Compact wire form stored on the stream entry and the job record. The library
         defaults (``JobOptions()``) encode as ``b""``: most jobs carry them, and the empty
         string saves ~24 bytes in both the entry and the record of every waiting job."""
-        if self == _DEFAULTS:
-            return b""
+        return b"" if self == _DEFAULTS else self.encode_explicit()
+
+    def encode_explicit(self) -> bytes:
+        """:meth:`encode` without the empty form for the defaults: for stored forms that
+        are compared as bytes across versions (schedule definitions)."""
         b = self.backoff
         return orjson.dumps(
             [self.max_retries, b.type[0], b.delay_ms, b.factor, b.jitter, self.timeout_ms]

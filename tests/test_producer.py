@@ -391,6 +391,24 @@ def test_producer_defaults_from_settings_are_stored_in_full(
     assert job is not None and job.options == JobOptions(max_retries=1)
 
 
+def test_a_schedule_with_default_options_keeps_their_explicit_form_in_its_definition(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    # Definitions are compared as bytes: one stored before the defaults encoded as b""
+    # must still equal the same schedule added now, or re-adding it would move its tick.
+    tick = producer.add_schedule(queue_name, "hourly", "dispatch", {}, every=3600)
+    raw_def = redis_client.hget(keys.repeat_defs, "hourly")
+    assert raw_def is not None
+    assert orjson.loads(raw_def)["o"] == '[3,"e",5000,5.0,0.0,0]'
+    assert producer.add_schedule(queue_name, "hourly", "dispatch", {}, every=3600) == tick
+    [sch] = producer.list_schedules(queue_name)
+    assert sch.options == b""  # the jobs it fires carry the empty form
+    custom = producer.add_schedule(queue_name, "c", "dispatch", {}, every=3600, max_retries=1)
+    assert custom > 0
+    by_key = {s.key: s.options for s in producer.list_schedules(queue_name)}
+    assert by_key["c"] == JobOptions(max_retries=1).encode()
+
+
 @pytest.mark.parametrize(
     ("bad", "error"),
     [
