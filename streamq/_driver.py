@@ -189,7 +189,7 @@ class SyncDriver:
     def _park(self, conn: Any) -> None:
         """Keep one idle connection out of the pool for the next script call; the pool
         (unbounded) gets any other, and ``client.close()`` still disconnects it."""
-        if conn.should_reconnect():  # the server announced a maintenance move
+        if _moving(conn):  # the server announced a maintenance move
             conn.disconnect()
         elif not self._parked:
             self._parked.append((os.getpid(), conn))
@@ -247,6 +247,13 @@ class SyncDriver:
             for s in self.library:
                 pipe.execute_command("SCRIPT", "LOAD", s.source)
             pipe.execute()
+
+
+def _moving(conn: Any) -> bool:
+    """True when the server announced a maintenance move of this connection (redis-py's
+    maintenance notifications; older redis-py has no such check)."""
+    check = getattr(conn, "should_reconnect", None)
+    return bool(check is not None and check())
 
 
 def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
@@ -335,7 +342,7 @@ class AsyncDriver:
             await conn.disconnect(nowait=True)
             await pool.release(conn)
             raise
-        if conn.should_reconnect():
+        if _moving(conn):
             await conn.disconnect()
             await pool.release(conn)
         elif self._parked:
