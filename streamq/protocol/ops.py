@@ -110,15 +110,18 @@ class EnqueueResult:
 
 
 _STATES = {s.value.encode(): s for s in JobState}
+_WAITING, _DELAYED = JobState.WAITING, JobState.DELAYED  # module globals: faster per job
 
 
-def _enqueue_result(job_id: str, code: Any, state: bytes, ref: bytes) -> EnqueueResult:
-    st = _STATES.get(state) or JobState(_s(state))
-    if code != Code.OK:
-        return EnqueueResult(job_id, st, False)
-    if st is JobState.WAITING:
-        return EnqueueResult(job_id, st, True, ref.decode())
-    return EnqueueResult(job_id, st, True, None, int(ref))
+def _enqueue_result(job_id: str, ref: Any) -> EnqueueResult:
+    # enqueue.lua: the entry id of a new waiting job, the due ms of a new delayed one, or
+    # [state] when the job existed.
+    if isinstance(ref, list):
+        state = ref[0]
+        return EnqueueResult(job_id, _STATES.get(state) or JobState(_s(state)), False)
+    if isinstance(ref, int):
+        return EnqueueResult(job_id, _DELAYED, True, None, ref)
+    return EnqueueResult(job_id, _WAITING, True, _s(ref))
 
 
 def enqueue(
@@ -135,10 +138,7 @@ def enqueue(
         job_keys.append(job_key + j.job_id)
 
     def parse(reply: list[Any]) -> list[EnqueueResult]:
-        return [
-            _enqueue_result(j.job_id, reply[i], reply[i + 1], reply[i + 2])
-            for i, j in zip(range(0, 3 * len(jobs), 3), jobs, strict=True)
-        ]
+        return [_enqueue_result(j.job_id, r) for j, r in zip(jobs, reply, strict=True)]
 
     return Call("enqueue", [keys.stream, keys.delayed, keys.cancelled, *job_keys], args, parse)
 
