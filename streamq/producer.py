@@ -20,7 +20,7 @@ from streamq.config import Settings
 from streamq.errors import ConfigError
 from streamq.job import Backoff, Job, JobOptions
 from streamq.protocol import ops
-from streamq.protocol.codec import encode_payload, new_job_id
+from streamq.protocol.codec import encode_payload, new_job_id, new_job_ids
 from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
 from streamq.protocol.ops import DeadEntry, EnqueueResult, PreparedJob, QueueStatus
 from streamq.scheduler import Schedule
@@ -137,8 +137,11 @@ class _Base:
         max_retries: int | None,
         backoff: Backoff | None,
         timeout: float | None,
+        new_id: str | None = None,
     ) -> PreparedJob:
         # Takes the fields rather than a JobSpec: one object less per enqueue() call.
+        # ``new_id``: a generated id to use when ``job_id`` is None (batches make them all
+        # at once).
         if delay is not None and at is not None:
             raise ConfigError("give a job delay= or at=, not both")
         if not isinstance(name, str) or not name or len(name) > 200:
@@ -153,7 +156,7 @@ class _Base:
                 d.timeout_ms if timeout is None else _timeout_ms(timeout),
             ).encode()
         return PreparedJob(
-            new_job_id() if job_id is None else validate_job_id(job_id),
+            (new_id or new_job_id()) if job_id is None else validate_job_id(job_id),
             name,
             encode_payload(data, self.settings.max_payload_bytes, job=name),
             opts,
@@ -161,10 +164,17 @@ class _Base:
             -1 if at is None else _at_ms(at),
         )
 
-    def _prepare_spec(self, s: JobSpec) -> PreparedJob:
-        return self._prepare(
-            s.name, s.data, s.job_id, s.delay, s.at, s.max_retries, s.backoff, s.timeout
-        )
+    def _prepare_many(self, jobs: Iterable[JobSpec]) -> tuple[list[PreparedJob], bool]:
+        """The batch prepared, and whether every id in it is generated (``fresh``)."""
+        specs = list(jobs)
+        ids = new_job_ids(len(specs))
+        prepared = [
+            self._prepare(
+                s.name, s.data, s.job_id, s.delay, s.at, s.max_retries, s.backoff, s.timeout, i
+            )
+            for s, i in zip(specs, ids, strict=True)
+        ]
+        return prepared, all(s.job_id is None for s in specs)
 
     def _schedule(
         self,
@@ -265,9 +275,7 @@ class Producer(_Base):
         self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
     ) -> list[EnqueueResult]:
         """Add many jobs in one round trip; all are validated before anything is sent."""
-        specs = list(jobs)
-        prepared = [self._prepare_spec(s) for s in specs]
-        fresh = all(s.job_id is None for s in specs)
+        prepared, fresh = self._prepare_many(jobs)
         return self._driver.run(self._enqueue_op(queue, prepared, durable, fresh))
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
@@ -405,9 +413,7 @@ class AsyncProducer(_Base):
         self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
     ) -> list[EnqueueResult]:
         """See :meth:`Producer.enqueue_many`."""
-        specs = list(jobs)
-        prepared = [self._prepare_spec(s) for s in specs]
-        fresh = all(s.job_id is None for s in specs)
+        prepared, fresh = self._prepare_many(jobs)
         return await self._driver.run(self._enqueue_op(queue, prepared, durable, fresh))
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:

@@ -21,6 +21,7 @@ from streamq.protocol.codec import (
     decode_json,
     encode_payload,
     new_job_id,
+    new_job_ids,
 )
 
 json_values = st.recursive(
@@ -47,6 +48,14 @@ def test_job_ids_are_26_crockford_chars_and_unique() -> None:
     ids = [new_job_id() for _ in range(5000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 26 and set(i) <= set(_CROCKFORD) for i in ids)
+
+
+def test_batch_job_ids_have_the_same_form_and_are_unique() -> None:
+    ids = new_job_ids(5000)
+    assert len(ids) == len(set(ids)) == 5000
+    assert all(len(i) == 26 and set(i) <= set(_CROCKFORD) for i in ids)
+    assert abs(_decode_time(ids[0]) - int(time.time() * 1000)) < 60_000
+    assert new_job_ids(0) == []
 
 
 def test_job_ids_sort_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import orjson
 
 from streamq.errors import PayloadError
 
-__all__ = ["Entry", "decode_entry", "encode_payload", "new_job_id"]
+__all__ = ["Entry", "decode_entry", "encode_payload", "new_job_id", "new_job_ids"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -37,6 +37,14 @@ def new_job_id() -> str:
     # 16 random characters of 5 bits each: the 80 random bits, without big-int arithmetic.
     rand = os.urandom(16).translate(_RANDOM_CHAR).decode()
     return _time_chars(int(time.time() * 1000)) + rand
+
+
+def new_job_ids(count: int) -> list[str]:
+    """``count`` ids of :func:`new_job_id`'s form, with one ``os.urandom`` call for all
+    (one system call per id was a third of preparing a batch's jobs)."""
+    chars = os.urandom(16 * count).translate(_RANDOM_CHAR).decode()
+    prefix = _time_chars(int(time.time() * 1000))
+    return [prefix + chars[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 def encode_payload(
