@@ -113,11 +113,16 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
     return out
 
 
-def _exec_args(lib: ScriptLibrary, call: Call[Any]) -> tuple[Any, ...]:
+def _exec_args(lib: ScriptLibrary, call: Call[Any], resend: bool = False) -> tuple[Any, ...]:
     if call.script is None:
         assert call.command is not None
         return call.command
-    return ("EVALSHA", lib[call.script].sha, len(call.keys), *call.keys, *call.args)
+    args = call.resend_args if resend and call.resend_args is not None else call.args
+    return ("EVALSHA", lib[call.script].sha, len(call.keys), *call.keys, *args)
+
+
+def _resend_args(lib: ScriptLibrary, call: Call[Any]) -> tuple[Any, ...] | None:
+    return None if call.resend_args is None else _exec_args(lib, call, resend=True)
 
 
 class SyncDriver:
@@ -149,24 +154,27 @@ class SyncDriver:
     def _one(self, call: Call[T]) -> T:
         if call.script is None:
             return call.parse(self.client.execute_command(*call.command or (), **call.options))
+        again = _resend_args(self.library, call)
         try:
-            reply = self._script(_exec_args(self.library, call))
+            reply = self._script(_exec_args(self.library, call), again)
         except rexc.ResponseError as exc:
-            if not _is_noscript(exc):
+            if not _is_noscript(exc):  # NOSCRIPT: it did not run, the first form is right
                 raise
             self._load(call.script)
-            reply = self._script(_exec_args(self.library, call))
+            reply = self._script(_exec_args(self.library, call), again)
         return call.parse(reply)
 
-    def _script(self, args: tuple[Any, ...]) -> Any:
+    def _script(self, args: tuple[Any, ...], again: tuple[Any, ...] | None = None) -> Any:
         """EVALSHA: redis-py's ``execute_command`` minus what a script reply does not need
         (response callbacks, per-command metrics: ~15 us of client CPU per call) and, on
         the parked connection, minus the pool's checkout (~13 us). Retries, health checks
-        and reconnects are redis-py's own."""
+        and reconnects are redis-py's own; a retry sends ``again`` when given."""
         conn = self._take()
+        sends = iter((args,))  # the first send, then ``again`` for every retry
         try:
             reply = conn.retry.call_with_retry(
-                lambda: _roundtrip(conn, args), lambda _error: conn.disconnect()
+                lambda: _roundtrip(conn, next(sends, again or args)),
+                lambda _error: conn.disconnect(),
             )
         except BaseException:
             # It may still owe a reply (an interrupted read): never reuse it as it is.
@@ -212,8 +220,8 @@ class SyncDriver:
 
     def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for c in calls:
-            pipe.execute_command(*_exec_args(self.library, c), **c.options)
+        for c in calls:  # the resend form: redis-py may send a pipeline again, whole
+            pipe.execute_command(*_exec_args(self.library, c, resend=True), **c.options)
         return list(pipe.execute(raise_on_error=False))
 
     def _step(self, step: Step) -> Any:
@@ -315,28 +323,32 @@ class AsyncDriver:
         if call.script is None:
             reply = await self.client.execute_command(*call.command or (), **call.options)
             return call.parse(reply)
+        again = _resend_args(self.library, call)
         try:
-            reply = await self._script(_exec_args(self.library, call))
+            reply = await self._script(_exec_args(self.library, call), again)
         except rexc.ResponseError as exc:
-            if not _is_noscript(exc):
+            if not _is_noscript(exc):  # NOSCRIPT: it did not run, the first form is right
                 raise
             await self._load(call.script)
-            reply = await self._script(_exec_args(self.library, call))
+            reply = await self._script(_exec_args(self.library, call), again)
         return call.parse(reply)
 
-    async def _script(self, args: tuple[Any, ...]) -> Any:
+    async def _script(self, args: tuple[Any, ...], again: tuple[Any, ...] | None = None) -> Any:
         """See :meth:`SyncDriver._script` (one event loop: no pid or thread concerns)."""
         pool = self.client.connection_pool
         try:
             conn = self._parked.pop()
         except IndexError:
             conn = await pool.get_connection()
+        sends = iter((args,))
 
         async def drop(_error: Exception) -> None:
             await conn.disconnect()
 
         try:
-            reply = await conn.retry.call_with_retry(lambda: _roundtrip_async(conn, args), drop)
+            reply = await conn.retry.call_with_retry(
+                lambda: _roundtrip_async(conn, next(sends, again or args)), drop
+            )
         except BaseException:
             # Cancelled or failed mid-call, it may still owe a reply: never reuse it as is.
             await conn.disconnect(nowait=True)
@@ -353,8 +365,8 @@ class AsyncDriver:
 
     async def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for c in calls:
-            pipe.execute_command(*_exec_args(self.library, c), **c.options)
+        for c in calls:  # the resend form: redis-py may send a pipeline again, whole
+            pipe.execute_command(*_exec_args(self.library, c, resend=True), **c.options)
         return list(await pipe.execute(raise_on_error=False))
 
     async def _many(self, calls: list[Call[Any]]) -> list[Any]:

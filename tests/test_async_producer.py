@@ -190,6 +190,37 @@ def test_async_write_to_a_server_that_stopped_reading_times_out(
         gc.collect()
 
 
+def test_async_lost_reply_is_retried_without_adding_the_job_twice(
+    settings: Settings,
+    redis_client: redis.Redis,
+    queue_name: str,
+    keys: QueueKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from redis.asyncio.connection import AbstractConnection
+
+    real_read = AbstractConnection.read_response
+    lost: list[bool] = []
+
+    async def lose_first_reply(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        reply = await real_read(self, *args, **kwargs)  # the script ran and answered...
+        if not lost:
+            lost.append(True)
+            raise redis.ConnectionError("connection reset")  # ...but the answer is lost
+        return reply
+
+    async def body(p: AsyncProducer) -> None:
+        await p.enqueue(queue_name, "dispatch", 0)
+        monkeypatch.setattr(AbstractConnection, "read_response", lose_first_reply)
+        r = await p.enqueue(queue_name, "dispatch", 1)  # redis-py sends it again
+        monkeypatch.undo()
+        assert lost
+        ids = [f[b"i"].decode() for _, f in redis_client.xrange(keys.stream)]
+        assert len(ids) == 2 and ids.count(r.job_id) == 1
+
+    with_producer(settings, body)
+
+
 def test_async_custom_job_id_deduplicates(
     settings: Settings, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
 ) -> None:

@@ -1153,6 +1153,30 @@ def test_a_call_interrupted_mid_read_leaves_no_stale_reply_for_the_next(
     assert (r.job_id, r.created, r.entry_id) == ("next", True, entries["next"])
 
 
+def test_a_lost_reply_is_retried_without_adding_the_job_twice(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", 0)
+    real_read = AbstractConnection.read_response
+    lost: list[bool] = []
+
+    def lose_first_reply(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        reply = real_read(self, *args, **kwargs)  # the script ran and answered...
+        if not lost:
+            lost.append(True)
+            raise redis.ConnectionError("connection reset")  # ...but the answer is lost
+        return reply
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(AbstractConnection, "read_response", lose_first_reply)
+        r = producer.enqueue(queue_name, "dispatch", 1)  # redis-py sends it again
+    assert lost
+    # The resend looked its generated id up: one entry and one record, not two jobs.
+    ids = stream_job_ids(redis_client, keys)
+    assert len(ids) == 2 and ids.count(r.job_id) == 1
+    assert r.state is JobState.WAITING
+
+
 def test_closing_a_producer_closes_every_connection_it_opened(
     settings: Settings, redis_client: redis.Redis, queue_name: str
 ) -> None:

@@ -66,6 +66,10 @@ class Call(Generic[T]):
     command: tuple[Arg, ...] | None = None
     #: redis-py parse options for raw commands (e.g. ``parse_detail`` for XPENDING ranges).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Script args for any send but the first one on a connection (a retry after a
+    #: connection error, when the first may have run) and in pipelines (which redis-py
+    #: may resend whole); None: ``args``.
+    resend_args: Sequence[Arg] | None = None
 
 
 Step = Call[Any] | list[Call[Any]]
@@ -136,11 +140,20 @@ def enqueue(
     for j in jobs:
         args += j  # id, name, data, opts, delay_ms, at_ms: the script's order
         job_keys.append(job_key + j.job_id)
+    # A resend (redis-py retrying after a lost reply) must find the records the first send
+    # may have written, or a job would be added twice: resends always look ids up.
+    resend = [GROUP, len(jobs), "0", *args[3:]] if fresh else None
 
     def parse(reply: list[Any]) -> list[EnqueueResult]:
         return [_enqueue_result(j.job_id, r) for j, r in zip(jobs, reply, strict=True)]
 
-    return Call("enqueue", [keys.stream, keys.delayed, keys.cancelled, *job_keys], args, parse)
+    return Call(
+        "enqueue",
+        [keys.stream, keys.delayed, keys.cancelled, *job_keys],
+        args,
+        parse,
+        resend_args=resend,
+    )
 
 
 def check_waitaof() -> Flow[None]:
