@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar, overload
 
@@ -121,8 +121,15 @@ def _exec_args(lib: ScriptLibrary, call: Call[Any], resend: bool = False) -> tup
     return ("EVALSHA", lib[call.script].sha, len(call.keys), *call.keys, *args)
 
 
-def _resend_args(lib: ScriptLibrary, call: Call[Any]) -> tuple[Any, ...] | None:
-    return None if call.resend_args is None else _exec_args(lib, call, resend=True)
+def _sends(lib: ScriptLibrary, call: Call[Any]) -> Callable[[], tuple[Any, ...]]:
+    """The args of each send of a script call: the first form once, then (retries after a
+    connection error, when the first may have run) the resend form, built only if needed."""
+    first: list[tuple[Any, ...]] = [_exec_args(lib, call)]
+
+    def next_send() -> tuple[Any, ...]:
+        return first.pop() if first else _exec_args(lib, call, resend=True)
+
+    return next_send
 
 
 class SyncDriver:
@@ -154,27 +161,24 @@ class SyncDriver:
     def _one(self, call: Call[T]) -> T:
         if call.script is None:
             return call.parse(self.client.execute_command(*call.command or (), **call.options))
-        again = _resend_args(self.library, call)
         try:
-            reply = self._script(_exec_args(self.library, call), again)
+            reply = self._script(_sends(self.library, call))
         except rexc.ResponseError as exc:
             if not _is_noscript(exc):  # NOSCRIPT: it did not run, the first form is right
                 raise
             self._load(call.script)
-            reply = self._script(_exec_args(self.library, call), again)
+            reply = self._script(_sends(self.library, call))
         return call.parse(reply)
 
-    def _script(self, args: tuple[Any, ...], again: tuple[Any, ...] | None = None) -> Any:
+    def _script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
         """EVALSHA: redis-py's ``execute_command`` minus what a script reply does not need
         (response callbacks, per-command metrics: ~15 us of client CPU per call) and, on
         the parked connection, minus the pool's checkout (~13 us). Retries, health checks
-        and reconnects are redis-py's own; a retry sends ``again`` when given."""
+        and reconnects are redis-py's own; ``sends()`` gives each attempt's args."""
         conn = self._take()
-        sends = iter((args,))  # the first send, then ``again`` for every retry
         try:
             reply = conn.retry.call_with_retry(
-                lambda: _roundtrip(conn, next(sends, again or args)),
-                lambda _error: conn.disconnect(),
+                lambda: _roundtrip(conn, sends()), lambda _error: conn.disconnect()
             )
         except BaseException:
             # It may still owe a reply (an interrupted read): never reuse it as it is.
@@ -323,32 +327,28 @@ class AsyncDriver:
         if call.script is None:
             reply = await self.client.execute_command(*call.command or (), **call.options)
             return call.parse(reply)
-        again = _resend_args(self.library, call)
         try:
-            reply = await self._script(_exec_args(self.library, call), again)
+            reply = await self._script(_sends(self.library, call))
         except rexc.ResponseError as exc:
             if not _is_noscript(exc):  # NOSCRIPT: it did not run, the first form is right
                 raise
             await self._load(call.script)
-            reply = await self._script(_exec_args(self.library, call), again)
+            reply = await self._script(_sends(self.library, call))
         return call.parse(reply)
 
-    async def _script(self, args: tuple[Any, ...], again: tuple[Any, ...] | None = None) -> Any:
+    async def _script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
         """See :meth:`SyncDriver._script` (one event loop: no pid or thread concerns)."""
         pool = self.client.connection_pool
         try:
             conn = self._parked.pop()
         except IndexError:
             conn = await pool.get_connection()
-        sends = iter((args,))
 
         async def drop(_error: Exception) -> None:
             await conn.disconnect()
 
         try:
-            reply = await conn.retry.call_with_retry(
-                lambda: _roundtrip_async(conn, next(sends, again or args)), drop
-            )
+            reply = await conn.retry.call_with_retry(lambda: _roundtrip_async(conn, sends()), drop)
         except BaseException:
             # Cancelled or failed mid-call, it may still owe a reply: never reuse it as is.
             await conn.disconnect(nowait=True)
