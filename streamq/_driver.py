@@ -6,11 +6,13 @@ calls as one pipeline, and translate server errors into streamq's error tree.
 
 from __future__ import annotations
 
+import os
 import ssl
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar, overload
 
+import hiredis
 import redis
 import redis.asyncio as aredis
 from redis import exceptions as rexc
@@ -111,11 +113,23 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
     return out
 
 
-def _exec_args(lib: ScriptLibrary, call: Call[Any]) -> tuple[Any, ...]:
+def _exec_args(lib: ScriptLibrary, call: Call[Any], resend: bool = False) -> tuple[Any, ...]:
     if call.script is None:
         assert call.command is not None
         return call.command
-    return ("EVALSHA", lib[call.script].sha, len(call.keys), *call.keys, *call.args)
+    args = call.resend_args if resend and call.resend_args is not None else call.args
+    return ("EVALSHA", lib[call.script].sha, len(call.keys), *call.keys, *args)
+
+
+def _sends(lib: ScriptLibrary, call: Call[Any]) -> Callable[[], tuple[Any, ...]]:
+    """The args of each send of a script call: the first form once, then (retries after a
+    connection error, when the first may have run) the resend form, built only if needed."""
+    first: list[tuple[Any, ...]] = [_exec_args(lib, call)]
+
+    def next_send() -> tuple[Any, ...]:
+        return first.pop() if first else _exec_args(lib, call, resend=True)
+
+    return next_send
 
 
 class SyncDriver:
@@ -126,6 +140,8 @@ class SyncDriver:
         self.client: Any = client
         self.where = where
         self.library = library or load_library()
+        #: At most one idle connection kept out of the pool for script calls (see _script).
+        self._parked: list[tuple[int, Any]] = []
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -143,14 +159,54 @@ class SyncDriver:
         self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
 
     def _one(self, call: Call[T]) -> T:
+        if call.script is None:
+            return call.parse(self.client.execute_command(*call.command or (), **call.options))
         try:
-            reply = self.client.execute_command(*_exec_args(self.library, call), **call.options)
+            reply = self._script(_sends(self.library, call))
         except rexc.ResponseError as exc:
-            if call.script is None or not _is_noscript(exc):
+            if not _is_noscript(exc):  # NOSCRIPT: it did not run, the first form is right
                 raise
             self._load(call.script)
-            reply = self.client.execute_command(*_exec_args(self.library, call), **call.options)
+            reply = self._script(_sends(self.library, call))
         return call.parse(reply)
+
+    def _script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
+        """EVALSHA: redis-py's ``execute_command`` minus what a script reply does not need
+        (response callbacks, per-command metrics: ~15 us of client CPU per call) and, on
+        the parked connection, minus the pool's checkout (~13 us). Retries, health checks
+        and reconnects are redis-py's own; ``sends()`` gives each attempt's args."""
+        conn = self._take()
+        try:
+            reply = conn.retry.call_with_retry(
+                lambda: _roundtrip(conn, sends()), lambda _error: conn.disconnect()
+            )
+        except BaseException:
+            # It may still owe a reply (an interrupted read): never reuse it as it is.
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
+            raise
+        self._park(conn)
+        return reply
+
+    def _take(self) -> Any:
+        """The parked connection if there is one (list.pop is atomic: threads never share
+        it), else one from the pool. A connection parked before a fork is left alone: the
+        socket is the parent's."""
+        try:
+            pid, conn = self._parked.pop()
+        except IndexError:
+            return self.client.connection_pool.get_connection()
+        return conn if pid == os.getpid() else self.client.connection_pool.get_connection()
+
+    def _park(self, conn: Any) -> None:
+        """Keep one idle connection out of the pool for the next script call; the pool
+        (unbounded) gets any other, and ``client.close()`` still disconnects it."""
+        if _moving(conn):  # the server announced a maintenance move
+            conn.disconnect()
+        elif not self._parked:
+            self._parked.append((os.getpid(), conn))
+            return
+        self.client.connection_pool.release(conn)
 
     def _many(self, calls: list[Call[Any]]) -> list[Any]:
         plan = _pipeline_plan(calls)
@@ -168,8 +224,8 @@ class SyncDriver:
 
     def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for c in calls:
-            pipe.execute_command(*_exec_args(self.library, c), **c.options)
+        for c in calls:  # the resend form: redis-py may send a pipeline again, whole
+            pipe.execute_command(*_exec_args(self.library, c, resend=True), **c.options)
         return list(pipe.execute(raise_on_error=False))
 
     def _step(self, step: Step) -> Any:
@@ -181,12 +237,20 @@ class SyncDriver:
     def run(self, op: Call[T] | Flow[T]) -> T: ...
     def run(self, op: Call[T] | Flow[T] | list[Call[Any]]) -> T | list[Any]:
         """Run a call, a list of calls (one pipeline) or a flow to its result."""
-        with self._errors():
+        # try/except rather than the _errors() context manager: this is every enqueue's path.
+        try:
             if isinstance(op, Call):
                 return self._one(op)
             if isinstance(op, list):
                 return self._many(op)
             return _drive_sync(op, self._step)
+        except StreamQError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, self.where)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     def load_all(self) -> None:
         """SCRIPT LOAD every script (one pipeline), so first calls skip the NOSCRIPT trip."""
@@ -195,6 +259,32 @@ class SyncDriver:
             for s in self.library:
                 pipe.execute_command("SCRIPT", "LOAD", s.source)
             pipe.execute()
+
+
+def _moving(conn: Any) -> bool:
+    """True when the server announced a maintenance move of this connection (redis-py's
+    maintenance notifications; older redis-py has no such check)."""
+    check = getattr(conn, "should_reconnect", None)
+    return bool(check is not None and check())
+
+
+def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
+    # hiredis directly: redis-py's packer re-wraps every argument first (3x the time), and
+    # its asyncio TLS connection packs in pure Python. A type hiredis refuses: redis-py's.
+    try:
+        return [hiredis.pack_command(args)]  # a list: the sync connection iterates over it
+    except TypeError:
+        return conn.pack_command(*args)
+
+
+def _roundtrip(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_packed_command(_pack(conn, args))
+    return conn.read_response()
+
+
+async def _roundtrip_async(conn: Any, args: tuple[Any, ...]) -> Any:
+    await conn.send_packed_command(_pack(conn, args))
+    return await conn.read_response()
 
 
 def _drive_sync(flow: Generator[Step, Any, T], step: Any) -> T:
@@ -215,6 +305,8 @@ class AsyncDriver:
         self.client: Any = client
         self.where = where
         self.library = library or load_library()
+        #: At most one idle connection kept out of the pool for script calls (see _script).
+        self._parked: list[Any] = []
 
     @asynccontextmanager
     async def _errors(self) -> Any:
@@ -232,23 +324,49 @@ class AsyncDriver:
         await self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
 
     async def _one(self, call: Call[T]) -> T:
+        if call.script is None:
+            reply = await self.client.execute_command(*call.command or (), **call.options)
+            return call.parse(reply)
         try:
-            reply = await self.client.execute_command(
-                *_exec_args(self.library, call), **call.options
-            )
+            reply = await self._script(_sends(self.library, call))
         except rexc.ResponseError as exc:
-            if call.script is None or not _is_noscript(exc):
+            if not _is_noscript(exc):  # NOSCRIPT: it did not run, the first form is right
                 raise
             await self._load(call.script)
-            reply = await self.client.execute_command(
-                *_exec_args(self.library, call), **call.options
-            )
+            reply = await self._script(_sends(self.library, call))
         return call.parse(reply)
+
+    async def _script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
+        """See :meth:`SyncDriver._script` (one event loop: no pid or thread concerns)."""
+        pool = self.client.connection_pool
+        try:
+            conn = self._parked.pop()
+        except IndexError:
+            conn = await pool.get_connection()
+
+        async def drop(_error: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            reply = await conn.retry.call_with_retry(lambda: _roundtrip_async(conn, sends()), drop)
+        except BaseException:
+            # Cancelled or failed mid-call, it may still owe a reply: never reuse it as is.
+            await conn.disconnect(nowait=True)
+            await pool.release(conn)
+            raise
+        if _moving(conn):
+            await conn.disconnect()
+            await pool.release(conn)
+        elif self._parked:
+            await pool.release(conn)
+        else:
+            self._parked.append(conn)
+        return reply
 
     async def _pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for c in calls:
-            pipe.execute_command(*_exec_args(self.library, c), **c.options)
+        for c in calls:  # the resend form: redis-py may send a pipeline again, whole
+            pipe.execute_command(*_exec_args(self.library, c, resend=True), **c.options)
         return list(await pipe.execute(raise_on_error=False))
 
     async def _many(self, calls: list[Call[Any]]) -> list[Any]:
@@ -274,7 +392,7 @@ class AsyncDriver:
     async def run(self, op: Call[T] | Flow[T]) -> T: ...
     async def run(self, op: Call[T] | Flow[T] | list[Call[Any]]) -> T | list[Any]:
         """Run a call, a list of calls (one pipeline) or a flow to its result."""
-        async with self._errors():
+        try:
             if isinstance(op, Call):
                 return await self._one(op)
             if isinstance(op, list):
@@ -285,6 +403,13 @@ class AsyncDriver:
                     reply = await self._step(op.send(reply))
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
+        except StreamQError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, self.where)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     async def load_all(self) -> None:
         """SCRIPT LOAD every script (one pipeline)."""

@@ -20,7 +20,7 @@ from streamq.config import Settings
 from streamq.errors import ConfigError
 from streamq.job import Backoff, Job, JobOptions
 from streamq.protocol import ops
-from streamq.protocol.codec import encode_payload, new_job_id
+from streamq.protocol.codec import encode_payload, new_job_id, new_job_ids
 from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
 from streamq.protocol.ops import DeadEntry, EnqueueResult, PreparedJob, QueueStatus
 from streamq.scheduler import Schedule
@@ -127,30 +127,54 @@ class _Base:
             k = self._keys[queue] = QueueKeys(validate_queue_name(queue), self.settings.prefix)
         return k
 
-    def _prepare(self, spec: JobSpec) -> PreparedJob:
-        if spec.delay is not None and spec.at is not None:
+    def _prepare(
+        self,
+        name: str,
+        data: Any,
+        job_id: str | None,
+        delay: Delay | None,
+        at: At | None,
+        max_retries: int | None,
+        backoff: Backoff | None,
+        timeout: float | None,
+        new_id: str | None = None,
+    ) -> PreparedJob:
+        # Takes the fields rather than a JobSpec: one object less per enqueue() call.
+        # ``new_id``: a generated id to use when ``job_id`` is None (batches make them all
+        # at once).
+        if delay is not None and at is not None:
             raise ConfigError("give a job delay= or at=, not both")
-        if not isinstance(spec.name, str) or not spec.name or len(spec.name) > 200:
-            raise ConfigError(f"job name must be a non-empty string of <= 200 chars: {spec.name!r}")
-        if spec.max_retries is None and spec.backoff is None and spec.timeout is None:
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise ConfigError(f"job name must be a non-empty string of <= 200 chars: {name!r}")
+        if max_retries is None and backoff is None and timeout is None:
             opts = self._default_options_raw
         else:
             d = self._default_options
             opts = JobOptions(
-                d.max_retries if spec.max_retries is None else _retries(spec.max_retries),
-                d.backoff if spec.backoff is None else _backoff(spec.backoff),
-                d.timeout_ms if spec.timeout is None else _timeout_ms(spec.timeout),
+                d.max_retries if max_retries is None else _retries(max_retries),
+                d.backoff if backoff is None else _backoff(backoff),
+                d.timeout_ms if timeout is None else _timeout_ms(timeout),
             ).encode()
         return PreparedJob(
-            validate_job_id(spec.job_id) if spec.job_id is not None else new_job_id(),
-            spec.name,
-            encode_payload(
-                spec.data, self.settings.max_payload_bytes, what=f"payload of job {spec.name!r}"
-            ),
+            (new_id or new_job_id()) if job_id is None else validate_job_id(job_id),
+            name,
+            encode_payload(data, self.settings.max_payload_bytes, job=name),
             opts,
-            _delay_ms(spec.delay),
-            _at_ms(spec.at),
+            0 if delay is None else _delay_ms(delay),
+            -1 if at is None else _at_ms(at),
         )
+
+    def _prepare_many(self, jobs: Iterable[JobSpec]) -> tuple[list[PreparedJob], bool]:
+        """The batch prepared, and whether every id in it is generated (``fresh``)."""
+        specs = list(jobs)
+        ids = new_job_ids(len(specs))
+        prepared = [
+            self._prepare(
+                s.name, s.data, s.job_id, s.delay, s.at, s.max_retries, s.backoff, s.timeout, i
+            )
+            for s, i in zip(specs, ids, strict=True)
+        ]
+        return prepared, all(s.job_id is None for s in specs)
 
     def _schedule(
         self,
@@ -164,7 +188,7 @@ class _Base:
         backoff: Backoff | None,
         timeout: float | None,
     ) -> Schedule:
-        job = self._prepare(JobSpec(name, data, None, None, None, max_retries, backoff, timeout))
+        job = self._prepare(name, data, None, None, None, max_retries, backoff, timeout)
         return Schedule(
             key,
             job.name,
@@ -176,12 +200,15 @@ class _Base:
         )
 
     def _enqueue_op(
-        self, queue: str, specs: Iterable[JobSpec], durable: bool | None = None
+        self,
+        queue: str,
+        prepared: list[PreparedJob],
+        durable: bool | None = None,
+        fresh: bool = False,
     ) -> ops.Call[list[EnqueueResult]] | ops.Flow[list[EnqueueResult]]:
-        # Everything is validated and encoded before anything is sent: a bad job in a batch
-        # means nothing of the batch is written.
-        prepared = [self._prepare(s) for s in specs]
-        call = ops.enqueue(self.keys(queue), prepared)
+        # Everything is validated and encoded (``prepared``) before anything is sent: a bad
+        # job in a batch means nothing of the batch is written. ``fresh``: no custom ids.
+        call = ops.enqueue(self.keys(queue), prepared, fresh=fresh)
         if not (self.durable if durable is None else durable):
             return call
         return self._durable_flow(call)
@@ -240,14 +267,16 @@ class Producer(_Base):
         ``durable``) returns only once WAITAOF confirms the fsync, still in one round trip;
         a server without WAITAOF (< 7.2) or AOF raises ServerError before anything is
         written."""
-        spec = JobSpec(name, data, job_id, delay, at, max_retries, backoff, timeout)
-        return self._driver.run(self._enqueue_op(queue, [spec], durable))[0]
+        job = self._prepare(name, data, job_id, delay, at, max_retries, backoff, timeout)
+        op = self._enqueue_op(queue, [job], durable, fresh=job_id is None)
+        return self._driver.run(op)[0]
 
     def enqueue_many(
         self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
     ) -> list[EnqueueResult]:
         """Add many jobs in one round trip; all are validated before anything is sent."""
-        return self._driver.run(self._enqueue_op(queue, jobs, durable))
+        prepared, fresh = self._prepare_many(jobs)
+        return self._driver.run(self._enqueue_op(queue, prepared, durable, fresh))
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's record (state, attempts, result, last error, timestamps), or None."""
@@ -376,14 +405,16 @@ class AsyncProducer(_Base):
         durable: bool | None = None,
     ) -> EnqueueResult:
         """See :meth:`Producer.enqueue`."""
-        spec = JobSpec(name, data, job_id, delay, at, max_retries, backoff, timeout)
-        return (await self._driver.run(self._enqueue_op(queue, [spec], durable)))[0]
+        job = self._prepare(name, data, job_id, delay, at, max_retries, backoff, timeout)
+        op = self._enqueue_op(queue, [job], durable, fresh=job_id is None)
+        return (await self._driver.run(op))[0]
 
     async def enqueue_many(
         self, queue: str, jobs: Iterable[JobSpec], *, durable: bool | None = None
     ) -> list[EnqueueResult]:
         """See :meth:`Producer.enqueue_many`."""
-        return await self._driver.run(self._enqueue_op(queue, jobs, durable))
+        prepared, fresh = self._prepare_many(jobs)
+        return await self._driver.run(self._enqueue_op(queue, prepared, durable, fresh))
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Producer.get_job`."""

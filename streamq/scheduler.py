@@ -22,10 +22,20 @@ import orjson
 from croniter import croniter
 
 from streamq.errors import ConfigError
+from streamq.job import JobOptions
 from streamq.protocol.keys import GROUP, QueueKeys, validate_job_id
 from streamq.protocol.ops import Call, Flow, _s, raw
 
 __all__ = ["Schedule", "add_schedule", "fire_due", "list_schedules", "remove_schedule"]
+
+
+#: Definitions keep the defaults' explicit form, as stored before they encoded as b"": an
+#: unchanged schedule re-added after an upgrade still compares equal and keeps its tick.
+_DEFAULT_OPTIONS = JobOptions().encode_explicit()
+
+
+def _compact_options(raw_opts: bytes) -> bytes:
+    return b"" if raw_opts == _DEFAULT_OPTIONS else raw_opts
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +71,7 @@ class Schedule:
             {
                 "name": self.name,
                 "data": self.data.decode(),
-                "o": self.options.decode(),
+                "o": (self.options or _DEFAULT_OPTIONS).decode(),
                 "every_ms": self.every_ms,
                 "cron": self.cron,
                 "tz": self.tz,
@@ -76,7 +86,7 @@ class Schedule:
             key,
             d["name"],
             d["data"].encode(),
-            d["o"].encode(),
+            _compact_options(d["o"].encode()),
             d.get("every_ms"),
             d.get("cron"),
             d.get("tz", "UTC"),

@@ -13,6 +13,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from streamq import Backoff, ConfigError, JobOptions, PayloadError
+from streamq.job import decode_options
 from streamq.protocol.codec import (
     _CROCKFORD,
     Entry,
@@ -20,6 +21,7 @@ from streamq.protocol.codec import (
     decode_json,
     encode_payload,
     new_job_id,
+    new_job_ids,
 )
 
 json_values = st.recursive(
@@ -46,6 +48,14 @@ def test_job_ids_are_26_crockford_chars_and_unique() -> None:
     ids = [new_job_id() for _ in range(5000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 26 and set(i) <= set(_CROCKFORD) for i in ids)
+
+
+def test_batch_job_ids_have_the_same_form_and_are_unique() -> None:
+    ids = new_job_ids(5000)
+    assert len(ids) == len(set(ids)) == 5000
+    assert all(len(i) == 26 and set(i) <= set(_CROCKFORD) for i in ids)
+    assert abs(_decode_time(ids[0]) - int(time.time() * 1000)) < 60_000
+    assert new_job_ids(0) == []
 
 
 def test_job_ids_sort_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,8 +196,33 @@ def test_job_options_round_trip(
 
 
 def test_job_options_wire_form_is_compact() -> None:
-    assert JobOptions().encode() == b'[3,"e",5000,5.0,0.0,0]'
     assert JobOptions(1, Backoff.fixed(10), 250).encode() == b'[1,"f",10,1.0,0.0,250]'
+    assert JobOptions(3, Backoff(), 1).encode() == b'[3,"e",5000,5.0,0.0,1]'
+
+
+def test_library_default_options_are_the_empty_string_and_decode_back() -> None:
+    assert JobOptions().encode() == b""
+    assert JobOptions(3, Backoff("exponential", 5000, 5, 0), 0).encode() == b""  # 5 == 5.0
+    assert JobOptions.decode(b"") == JobOptions() == JobOptions.decode("")
+    assert decode_options(b"") == JobOptions()
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        JobOptions(max_retries=2),
+        JobOptions(timeout_ms=1),
+        JobOptions(backoff=Backoff.exponential(5000, 5.0, jitter=0.1)),
+        JobOptions(backoff=Backoff.exponential(5001)),
+        JobOptions(backoff=Backoff.fixed(5000)),
+    ],
+    ids=["retries", "timeout", "jitter", "delay", "fixed"],
+)
+def test_options_differing_from_the_defaults_in_one_field_keep_their_wire_form(
+    opts: JobOptions,
+) -> None:
+    raw = opts.encode()
+    assert raw.startswith(b"[") and decode_options(raw) == opts
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ one running while a test steers jobs). Waits poll a condition with a deadline.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -290,11 +291,122 @@ def test_enqueue_many_is_one_round_trip(
 
     assert len(sent) == 1  # one request written by the client...
     assert ran["evalsha"] == 1  # ...one script call on the server, writing all 60 jobs
-    assert (ran["hset"], ran["xadd"], ran["zadd"]) == (60, 50, 10)
+    # A new queue: the first XADD (NOMKSTREAM) finds no stream, so the script creates the
+    # stream and its group and sends that XADD again.
+    assert (ran["hset"], ran["xadd"], ran["zadd"], ran["xgroup|create"]) == (60, 51, 10, 1)
     assert len(results) == 60 and all(r.created for r in results)
     assert redis_client.xlen(keys.stream) == 50
     assert redis_client.zcard(keys.delayed) == 10
     assert [r.state for r in results] == [JobState.WAITING] * 50 + [JobState.DELAYED] * 10
+
+
+def test_enqueue_into_an_existing_queue_sends_one_xadd_per_job_and_no_exists_or_time(
+    producer: Producer, redis_client: redis.Redis, queue_name: str
+) -> None:
+    producer.enqueue(queue_name, "dispatch", {})  # the queue's stream and group exist now
+    before = commandstats(redis_client)
+    producer.enqueue_many(queue_name, [JobSpec("dispatch", {"n": i}) for i in range(20)])
+    ran = commands_between(before, commandstats(redis_client))
+    assert (ran["evalsha"], ran["xadd"], ran["hset"]) == (1, 20, 20)
+    # Generated ids are new by construction: no record lookup either.
+    assert not {"exists", "time", "xgroup|create", "hget"} & ran.keys()
+
+    # One custom id in the call: every job's record is looked up (dedupe, cancelled ids).
+    before = commandstats(redis_client)
+    specs = [JobSpec("dispatch", 0, job_id="custom")] + [JobSpec("dispatch", i) for i in range(4)]
+    producer.enqueue_many(queue_name, specs)
+    ran = commands_between(before, commandstats(redis_client))
+    assert (ran["hget"], ran["xadd"], ran["hset"]) == (5, 5, 5)
+
+    # Delayed jobs need the server's clock: one TIME per call, not one per job.
+    before = commandstats(redis_client)
+    specs = [JobSpec("dispatch", i, delay=60) for i in range(5)] + [JobSpec("dispatch", 5)]
+    producer.enqueue_many(queue_name, specs)
+    ran = commands_between(before, commandstats(redis_client))
+    assert (ran["time"], ran["zadd"], ran["xadd"], ran["hset"]) == (1, 5, 1, 6)
+
+
+@pytest.mark.parametrize("delay", [None, 60], ids=["waiting", "delayed"])
+def test_the_first_job_of_a_queue_creates_its_stream_and_group_at_id_0(
+    producer: Producer,
+    redis_client: redis.Redis,
+    queue_name: str,
+    keys: QueueKeys,
+    delay: int | None,
+) -> None:
+    assert not redis_client.exists(keys.stream)
+    producer.enqueue(queue_name, "dispatch", {}, delay=delay)
+    [group] = redis_client.xinfo_groups(keys.stream)
+    assert group["name"] == GROUP.encode() and group["last-delivered-id"] == b"0-0"
+    assert redis_client.xlen(keys.stream) == (1 if delay is None else 0)
+
+
+def test_a_waiting_job_record_has_no_attempts_field_and_is_created_at_its_entry_time(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    t0 = redis_now_ms(redis_client)
+    r = producer.enqueue(queue_name, "dispatch", {"p": 1})
+    rec = redis_client.hgetall(keys.job(r.job_id))
+    assert r.entry_id is not None
+    assert rec == {
+        b"n": b"dispatch",
+        b"d": b'{"p":1}',
+        b"o": b"",
+        b"s": b"waiting",
+        b"c": r.entry_id.split("-")[0].encode(),
+        b"x": r.entry_id.encode(),
+    }
+    assert t0 <= int(rec[b"c"]) <= redis_now_ms(redis_client)
+    job = producer.get_job(queue_name, r.job_id)
+    assert job is not None and job.attempt == 0 and job.options == JobOptions()
+
+
+def test_default_options_are_stored_empty_and_custom_ones_exactly(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    custom = JobOptions(3, Backoff.exponential(5000, 5.0), 1)  # one field off the defaults
+    a = producer.enqueue(queue_name, "dispatch", {})
+    b = producer.enqueue(queue_name, "dispatch", {}, timeout=0.001)
+    c = producer.enqueue(queue_name, "dispatch", {}, delay=60, max_retries=0)
+    entries = {f[b"i"].decode(): f for _, f in redis_client.xrange(keys.stream)}
+
+    assert entries[a.job_id][b"o"] == b"" == redis_client.hget(keys.job(a.job_id), "o")
+    assert entries[b.job_id][b"o"] == custom.encode() == redis_client.hget(keys.job(b.job_id), "o")
+    assert redis_client.hget(keys.job(c.job_id), "o") == JobOptions(max_retries=0).encode()
+    got = {r.job_id: producer.get_job(queue_name, r.job_id) for r in (a, b, c)}
+    assert {k: j.options for k, j in got.items() if j} == {
+        a.job_id: JobOptions(),
+        b.job_id: custom,
+        c.job_id: JobOptions(max_retries=0),
+    }
+
+
+def test_producer_defaults_from_settings_are_stored_in_full(
+    settings: Settings, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    with Producer(settings=settings.with_changes(max_retries=1)) as p:
+        r = p.enqueue(queue_name, "dispatch", {})
+        job = p.get_job(queue_name, r.job_id)
+    assert redis_client.hget(keys.job(r.job_id), "o") == JobOptions(max_retries=1).encode()
+    assert job is not None and job.options == JobOptions(max_retries=1)
+
+
+def test_a_schedule_with_default_options_keeps_their_explicit_form_in_its_definition(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    # Definitions are compared as bytes: one stored before the defaults encoded as b""
+    # must still equal the same schedule added now, or re-adding it would move its tick.
+    tick = producer.add_schedule(queue_name, "hourly", "dispatch", {}, every=3600)
+    raw_def = redis_client.hget(keys.repeat_defs, "hourly")
+    assert raw_def is not None
+    assert orjson.loads(raw_def)["o"] == '[3,"e",5000,5.0,0.0,0]'
+    assert producer.add_schedule(queue_name, "hourly", "dispatch", {}, every=3600) == tick
+    [sch] = producer.list_schedules(queue_name)
+    assert sch.options == b""  # the jobs it fires carry the empty form
+    custom = producer.add_schedule(queue_name, "c", "dispatch", {}, every=3600, max_retries=1)
+    assert custom > 0
+    by_key = {s.key: s.options for s in producer.list_schedules(queue_name)}
+    assert by_key["c"] == JobOptions(max_retries=1).encode()
 
 
 @pytest.mark.parametrize(
@@ -1005,6 +1117,96 @@ def test_a_full_server_raises_queue_full_and_writes_nothing_half(
         again = producer.enqueue(queue_name, "dispatch", payload, job_id="after")
         assert again.created and written("after") == (True, True, False)
     client.close()
+
+
+def test_enqueue_on_a_pooled_connection_the_server_dropped_reconnects_and_writes_once(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", 1)  # a connection now waits in the pool
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    r = producer.enqueue(queue_name, "dispatch", 2)
+    assert r.created and redis_client.xlen(keys.stream) == 2
+    assert stream_job_ids(redis_client, keys)[-1] == r.job_id
+
+
+def test_a_call_interrupted_mid_read_leaves_no_stale_reply_for_the_next(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", 0)  # the producer keeps this connection parked
+    real_read = AbstractConnection.read_response
+    interrupted: list[bool] = []
+
+    def read_once_interrupted(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt  # after the send: the server still answers this call
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as m:
+        m.setattr(AbstractConnection, "read_response", read_once_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            producer.enqueue(queue_name, "dispatch", 1, job_id="interrupted")
+    r = producer.enqueue(queue_name, "dispatch", 2, job_id="next")
+    entries = {f[b"i"].decode(): eid.decode() for eid, f in redis_client.xrange(keys.stream)}
+    assert (r.job_id, r.created, r.entry_id) == ("next", True, entries["next"])
+
+
+def test_a_lost_reply_is_retried_without_adding_the_job_twice(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", 0)
+    real_read = AbstractConnection.read_response
+    lost: list[bool] = []
+
+    def lose_first_reply(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        reply = real_read(self, *args, **kwargs)  # the script ran and answered...
+        if not lost:
+            lost.append(True)
+            raise redis.ConnectionError("connection reset")  # ...but the answer is lost
+        return reply
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(AbstractConnection, "read_response", lose_first_reply)
+        r = producer.enqueue(queue_name, "dispatch", 1)  # redis-py sends it again
+    assert lost
+    # The resend looked its generated id up: one entry and one record, not two jobs.
+    ids = stream_job_ids(redis_client, keys)
+    assert len(ids) == 2 and ids.count(r.job_id) == 1
+    assert r.state is JobState.WAITING
+
+
+def test_closing_a_producer_closes_every_connection_it_opened(
+    settings: Settings, redis_client: redis.Redis, queue_name: str
+) -> None:
+    def client_ids() -> set[str]:
+        return {str(c["id"]) for c in redis_client.client_list()}
+
+    before = client_ids()
+    with Producer(settings=settings) as p:
+        p.enqueue(queue_name, "dispatch", 1)  # a script call: its connection stays parked
+        p.status(queue_name)
+        assert client_ids() - before
+    wait_until(lambda: not client_ids() - before, 5, what="the connections to close")
+
+
+def test_a_forked_child_enqueues_on_its_own_connection(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    producer.enqueue(queue_name, "dispatch", "parent-1")  # parked before the fork
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its enqueue worked
+        code = 1
+        try:
+            code = 0 if producer.enqueue(queue_name, "dispatch", "child").created else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert producer.enqueue(queue_name, "dispatch", "parent-2").created
+    data = [orjson.loads(f[b"d"]) for _, f in redis_client.xrange(keys.stream)]
+    assert data == ["parent-1", "child", "parent-2"]
 
 
 # ---------------------------------------------------------------------------- credentials

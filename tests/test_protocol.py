@@ -301,9 +301,14 @@ def test_enqueue_parse_reports_created_and_existing() -> None:
     jobs = [PreparedJob("a", "n", b"1", b"[]"), PreparedJob("b", "n", b"2", b"[]", 5000)]
     call = ops.enqueue(QueueKeys("q"), jobs)
     assert call.keys[3:] == [QueueKeys("q").job("a"), QueueKeys("q").job("b")]
-    out = call.parse([Code.OK, b"waiting", b"7-0", Code.EXISTS, b"delayed", b""])
-    assert (out[0].created, out[0].entry_id, out[0].due_at_ms) == (True, "7-0", None)
+    # One item per job: new waiting -> entry id, new delayed -> due ms, existing -> [state].
+    out = call.parse([b"7-0", [b"delayed"]])
+    assert (out[0].created, out[0].state, out[0].entry_id) == (True, JobState.WAITING, "7-0")
+    assert out[0].due_at_ms is None
     assert (out[1].created, out[1].state, out[1].due_at_ms) == (False, JobState.DELAYED, None)
+    [later] = ops.enqueue(QueueKeys("q"), jobs[1:]).parse([1_900_000_000_000])
+    assert (later.created, later.state, later.due_at_ms) == (True, JobState.DELAYED, 1.9e12)
+    assert later.entry_id is None
 
 
 def test_wait_flow_blocks_on_the_events_stream_until_the_job_ends() -> None:

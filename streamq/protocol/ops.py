@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -66,6 +66,10 @@ class Call(Generic[T]):
     command: tuple[Arg, ...] | None = None
     #: redis-py parse options for raw commands (e.g. ``parse_detail`` for XPENDING ranges).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Script args for any send but the first one on a connection (a retry after a
+    #: connection error, when the first may have run) and in pipelines (which redis-py
+    #: may resend whole); None: ``args``.
+    resend_args: Sequence[Arg] | None = None
 
 
 Step = Call[Any] | list[Call[Any]]
@@ -86,9 +90,9 @@ def _s(value: Any) -> str:
 # ---------------------------------------------------------------------------- enqueue
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedJob:
-    """A job ready to send: payload and options already encoded and validated."""
+class PreparedJob(NamedTuple):
+    """A job ready to send: payload and options already encoded and validated. The field
+    order is the script's ARGV order for one job (a tuple: cheap to build per job)."""
 
     job_id: str
     name: str
@@ -109,33 +113,46 @@ class EnqueueResult:
     due_at_ms: int | None = None
 
 
-def enqueue(keys: QueueKeys, jobs: Sequence[PreparedJob]) -> Call[list[EnqueueResult]]:
-    """Add jobs in one script call (one round trip however many jobs)."""
-    args: list[Arg] = [GROUP, len(jobs)]
+_STATES = {s.value.encode(): s for s in JobState}
+_WAITING, _DELAYED = JobState.WAITING, JobState.DELAYED  # module globals: faster per job
+
+
+def _enqueue_result(job_id: str, ref: Any) -> EnqueueResult:
+    # enqueue.lua: the entry id of a new waiting job, the due ms of a new delayed one, or
+    # [state] when the job existed.
+    if isinstance(ref, list):
+        state = ref[0]
+        return EnqueueResult(job_id, _STATES.get(state) or JobState(_s(state)), False)
+    if isinstance(ref, int):
+        return EnqueueResult(job_id, _DELAYED, True, None, ref)
+    return EnqueueResult(job_id, _WAITING, True, _s(ref))
+
+
+def enqueue(
+    keys: QueueKeys, jobs: Sequence[PreparedJob], *, fresh: bool = False
+) -> Call[list[EnqueueResult]]:
+    """Add jobs in one script call (one round trip however many jobs). ``fresh``: every
+    job id was just generated (:func:`~streamq.protocol.codec.new_job_id`), so the script
+    need not look for an existing record; custom ids always are looked up."""
+    args: list[Arg] = [GROUP, len(jobs), "1" if fresh else "0"]
+    job_key = keys.job("")
+    job_keys = []
     for j in jobs:
-        args += [j.job_id, j.name, j.data, j.options, j.delay_ms, j.at_ms]
+        args += j  # id, name, data, opts, delay_ms, at_ms: the script's order
+        job_keys.append(job_key + j.job_id)
+    # A resend (redis-py retrying after a lost reply) must find the records the first send
+    # may have written, or a job would be added twice: resends always look ids up.
+    resend = [GROUP, len(jobs), "0", *args[3:]] if fresh else None
 
     def parse(reply: list[Any]) -> list[EnqueueResult]:
-        out = []
-        for i, j in enumerate(jobs):
-            code, state, ref = reply[3 * i], _s(reply[3 * i + 1]), _s(reply[3 * i + 2])
-            created = int(code) == Code.OK
-            out.append(
-                EnqueueResult(
-                    j.job_id,
-                    JobState(state),
-                    created,
-                    entry_id=ref if created and state == "waiting" else None,
-                    due_at_ms=int(ref) if created and state == "delayed" else None,
-                )
-            )
-        return out
+        return [_enqueue_result(j.job_id, r) for j, r in zip(jobs, reply, strict=True)]
 
     return Call(
         "enqueue",
-        [keys.stream, keys.delayed, keys.cancelled, *(keys.job(j.job_id) for j in jobs)],
+        [keys.stream, keys.delayed, keys.cancelled, *job_keys],
         args,
         parse,
+        resend_args=resend,
     )
 
 
