@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -76,9 +75,9 @@ def decode_json(raw: bytes | str | None) -> Any:
     return orjson.loads(raw)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A stream entry as a worker needs it: enough to run the job without another lookup."""
+class Entry(NamedTuple):
+    """A stream entry as a worker needs it: enough to run the job without another lookup.
+    (A NamedTuple: built once per job, at a third of a frozen dataclass's cost.)"""
 
     entry_id: str
     job_id: str

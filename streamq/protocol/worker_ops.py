@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamq.protocol.codec import Entry, decode_entry
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -18,9 +18,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """One delivered entry: decoded, or the reason it could not be."""
+class Fetched(NamedTuple):
+    """One delivered entry: decoded, or the reason it could not be (a NamedTuple: one is
+    built per job)."""
 
     queue: str
     entry_id: str
