@@ -31,6 +31,15 @@ def _e2e(r: dict[str, Any]) -> list[Row]:
         rows.append(
             _row("e2e vs bare consume ceiling", pct(rate / bare), ">= 40%", rate / bare >= 0.4)
         )
+    # The issue's own ceiling is a bare XADD -> XREADGROUP -> XACK loop: the like-for-like
+    # streamq figure is enqueue + drain against the bare full loop.
+    both, loop = one.get("enqueue_and_drain_per_s"), r.get("ceiling_loop_per_s")
+    if both and loop:
+        rows.append(
+            _row(
+                "enqueue + drain vs bare full loop", pct(both / loop), ">= 40%", both / loop >= 0.4
+            )
+        )
     return rows
 
 
