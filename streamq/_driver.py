@@ -10,7 +10,7 @@ import os
 import ssl
 from collections.abc import Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 import hiredis
 import redis
@@ -66,6 +66,14 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
         # Never include the URL: it may carry the password.
         return ConnectionFailedError(f"cannot reach Redis at {where}: {type(exc).__name__}")
     return None
+
+
+def _reraise(exc: Exception, where: str) -> NoReturn:
+    """Raise ``exc`` as streamq's error when :func:`translate` maps it, else as it is."""
+    mapped = translate(exc, where)
+    if mapped is None:
+        raise exc
+    raise mapped from None
 
 
 def _tls_failure(exc: BaseException) -> str | None:
@@ -150,10 +158,7 @@ class SyncDriver:
         except StreamQError:
             raise
         except Exception as exc:
-            mapped = translate(exc, self.where)
-            if mapped is None:
-                raise
-            raise mapped from None
+            _reraise(exc, self.where)
 
     def _load(self, name: str) -> None:
         self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
@@ -247,10 +252,7 @@ class SyncDriver:
         except StreamQError:
             raise
         except Exception as exc:
-            mapped = translate(exc, self.where)
-            if mapped is None:
-                raise
-            raise mapped from None
+            _reraise(exc, self.where)
 
     def load_all(self) -> None:
         """SCRIPT LOAD every script (one pipeline), so first calls skip the NOSCRIPT trip."""
@@ -315,10 +317,7 @@ class AsyncDriver:
         except StreamQError:
             raise
         except Exception as exc:
-            mapped = translate(exc, self.where)
-            if mapped is None:
-                raise
-            raise mapped from None
+            _reraise(exc, self.where)
 
     async def _load(self, name: str) -> None:
         await self.client.execute_command("SCRIPT", "LOAD", self.library[name].source)
@@ -406,10 +405,7 @@ class AsyncDriver:
         except StreamQError:
             raise
         except Exception as exc:
-            mapped = translate(exc, self.where)
-            if mapped is None:
-                raise
-            raise mapped from None
+            _reraise(exc, self.where)
 
     async def load_all(self) -> None:
         """SCRIPT LOAD every script (one pipeline)."""
