@@ -50,8 +50,8 @@ def encode_payload(
     data: Any, max_bytes: int, *, what: str = "payload", job: str | None = None
 ) -> bytes:
     """Serialise ``data`` to JSON, refusing what JSON cannot carry or what is too large.
-    Errors name ``what``, or "payload of job <job>" when ``job`` (a job name) is given:
-    formatted only on error, as this runs for every enqueued job."""
+    Errors name ``what``, or "<what> of job <job>" when ``job`` (a job's name or id) is
+    given: formatted only on error, as this runs for every enqueued and every finished job."""
     try:
         raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
@@ -65,7 +65,7 @@ def encode_payload(
 
 
 def _what(what: str, job: str | None) -> str:
-    return what if job is None else f"payload of job {job!r}"
+    return what if job is None else f"{what} of job {job!r}"
 
 
 def decode_json(raw: bytes | str | None) -> Any:

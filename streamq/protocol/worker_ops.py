@@ -31,7 +31,8 @@ class Fetched(NamedTuple):
 
 def _decode(queue: str, eid: Any, fields: Any) -> Fetched:
     try:
-        return Fetched(queue, _s(eid), decode_entry(eid, fields))
+        entry = decode_entry(eid, fields)
+        return Fetched(queue, entry.entry_id, entry)
     except ValueError as exc:
         raw = _raw_job_id(fields)
         try:

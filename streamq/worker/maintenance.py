@@ -122,20 +122,26 @@ async def reclaim_pass(w: Worker, cursors: dict[str, str]) -> None:
             cursors[keys.queue] = r.cursor
             for eid in r.deleted:
                 await _dead_deleted(w, keys, eid)
+            taken = 0
             for fetched, deliveries in r.entries:
-                await _take_over(w, fetched, deliveries)
+                taken += await _take_over(w, fetched, deliveries)
+            if taken:
+                # One counter update per sweep, not a round trip per reclaimed job.
+                await w.driver.run(raw("HINCRBY", keys.stats, "reclaimed", taken))
             if r.cursor == "0-0" or not r.entries:
                 break
 
 
-async def _take_over(w: Worker, fetched: wops.Fetched, deliveries: int) -> None:
+async def _take_over(w: Worker, fetched: wops.Fetched, deliveries: int) -> bool:
+    """Start a reclaimed entry here (True), or dead-letter it past ``max_stalls``, or leave
+    our own still-running entry alone (False)."""
     if fetched.entry_id in w.running:
         # Our own entry, still running here: its renewals lapsed (event loop blocked, an
         # outage or a Redis restart longer than the lease) and XAUTOCLAIM handed it back to
         # us. The claim renewed it; starting it again would run the job twice in this
         # process, and counting it as a stall could kill a job that is alive.
         log_event("lease_recovered", WARN, queue=fetched.queue, entry_id=fetched.entry_id)
-        return
+        return False
     stalls = max(deliveries - 1, 0)
     e = fetched.entry
     keys = w._by_queue[fetched.queue]
@@ -153,10 +159,10 @@ async def _take_over(w: Worker, fetched: wops.Fetched, deliveries: int) -> None:
             "stalled",
             JobOptions(),
         )
-        return
+        return False
     log_event("reclaimed", WARN, **common, job_id=e.job_id if e else None)
-    await w.driver.run(raw("HINCRBY", keys.stats, "reclaimed", 1))
     w.start(fetched)
+    return True
 
 
 async def _dead_deleted(w: Worker, keys: Any, eid: str) -> None:
@@ -377,16 +383,16 @@ async def hand_back(w: Worker) -> int:
         eids = [_s(p["message_id"]) for p in pend or []]
         if not eids:
             continue
-        jobs = []
-        for eid in eids:
-            run = w.running.get(eid)
-            if run is not None:
-                jobs.append((run.job_id, eid))
-                continue
-            rows = await w.driver.run(raw("XRANGE", keys.stream, eid, eid))
-            jid = rows[0][1].get(b"i") if rows else None
-            if jid:
-                jobs.append((jid.decode(errors="replace"), eid))
+        jobs = [(run.job_id, eid) for eid in eids if (run := w.running.get(eid)) is not None]
+        unknown = [eid for eid in eids if eid not in w.running]
+        if unknown:
+            # Entries fetched in flight: their job ids, in one pipeline rather than a round
+            # trip each.
+            found = await w.driver.run([raw("XRANGE", keys.stream, e, e) for e in unknown])
+            for eid, rows in zip(unknown, found, strict=True):
+                jid = rows[0][1].get(b"i") if rows else None
+                if jid:
+                    jobs.append((jid.decode(errors="replace"), eid))
         if jobs:
             n = await w.driver.run(wops.release(keys, w.consumer, jobs))
             total += n

@@ -57,18 +57,6 @@ JOB_THREAD = "streamq-job"
 _log = logging.getLogger("streamq")
 
 
-def _dump_result(result: Any, max_bytes: int, job_id: str) -> bytes:
-    """The result as JSON; :func:`encode_payload` (which names the job in its error)
-    only when the quick path fails: formatting that name cost every job."""
-    try:
-        raw = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        raw = None
-    if raw is None or len(raw) > max_bytes:
-        raw = encode_payload(result, max_bytes, what=f"result of job {job_id!r}")
-    return raw
-
-
 def _now_ms() -> int:
     # Local clock: only for started/duration figures shown to people, never for due times.
     return int(time.time() * 1000)
@@ -519,7 +507,9 @@ class Worker:
                 limit = asyncio.timeout(timeout)
                 async with limit:
                     result = await self._call(reg, job)
-            raw_result = _dump_result(result, self.settings.max_payload_bytes, run.job_id)
+            raw_result = encode_payload(
+                result, self.settings.max_payload_bytes, what="result", job=run.job_id
+            )
         except asyncio.CancelledError:
             raise  # shutdown past the grace: the entry is handed back
         except TimeoutError as exc:
