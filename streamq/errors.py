@@ -14,10 +14,13 @@
     ├── WaitTimeoutError         a job did not finish within the wait timeout
     ├── ScriptError              a Lua script answered with an unexpected error code
     ├── DurabilityError          WAITAOF did not confirm the fsync (the job may still exist)
-    └── PermanentJobError        raised by a handler: fail now, no retries (dead-lettered)
+    ├── PermanentJobError        raised by a handler: fail now, no retries (dead-lettered)
+    └── RetryJobError            raised by a handler: fail this attempt, retry after a given delay
 """
 
 from __future__ import annotations
+
+import math
 
 __all__ = [
     "AuthenticationFailedError",
@@ -29,6 +32,7 @@ __all__ = [
     "PayloadError",
     "PermanentJobError",
     "QueueFullError",
+    "RetryJobError",
     "ScriptError",
     "ServerError",
     "StreamQError",
@@ -87,6 +91,25 @@ class ScriptError(StreamQError):
 class PermanentJobError(StreamQError):
     """Raise from a handler when retrying cannot help (e.g. invalid job data): the job goes
     straight to the dead-letter stream with reason ``permanent``."""
+
+
+class RetryJobError(StreamQError):
+    """Raise from a handler to fail this attempt and retry after ``delay`` seconds instead
+    of the backoff policy's wait: e.g. ``raise RetryJobError("HTTP 429", delay=retry_after)``
+    with the ``Retry-After`` a remote API answered. The attempt counts against
+    ``max_retries`` like any failure; past it the job is dead. ``delay`` is capped at the
+    longest backoff (30 days)."""
+
+    def __init__(self, message: str = "", *, delay: float) -> None:
+        if (
+            not isinstance(delay, int | float)
+            or isinstance(delay, bool)
+            or not math.isfinite(delay)
+            or delay < 0
+        ):
+            raise ConfigError(f"RetryJobError delay must be a finite number >= 0, got {delay!r}")
+        super().__init__(message)
+        self.delay = float(delay)
 
 
 class DurabilityError(StreamQError):

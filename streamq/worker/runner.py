@@ -32,9 +32,10 @@ from streamq.errors import (
     PayloadError,
     PermanentJobError,
     QueueFullError,
+    RetryJobError,
     ServerError,
 )
-from streamq.job import Job, JobOptions, JobState, decode_options
+from streamq.job import MAX_BACKOFF_MS, Job, JobOptions, JobState, decode_options
 from streamq.protocol import worker_ops as wops
 from streamq.protocol.codec import encode_payload
 from streamq.protocol.keys import QueueKeys, validate_queue_name
@@ -526,6 +527,15 @@ class Worker:
         except PermanentJobError as exc:
             tb = traceback.format_exc()
             await self._fail(run, f"PermanentJobError: {exc}", tb, -1, "permanent", opts, t0)
+            return
+        except RetryJobError as exc:
+            # The handler knows when a retry can work (a Retry-After): its delay, not the
+            # backoff's; the attempt still counts, so a job that never gets through ends.
+            tb = traceback.format_exc()
+            delay = min(int(exc.delay * 1000), MAX_BACKOFF_MS)
+            retry = delay if run.attempt <= opts.max_retries else -1
+            msg = f"RetryJobError: {exc} (retry after {exc.delay:g} s)"
+            await self._fail(run, msg, tb, retry, "failed", opts, t0)
             return
         except Exception as exc:
             tb = traceback.format_exc()
