@@ -64,6 +64,9 @@ class QueueInfo:
     oldest_waiting_age_ms: int | None
     paused: bool
     workers: int
+    #: Sync handlers of live workers still running past their job's time limit (each
+    #: holds a worker slot until it returns).
+    stuck_handlers: int = 0
 
     @property
     def queue(self) -> str:
@@ -89,6 +92,7 @@ class QueueInfo:
             "lag": self.lag,
             "paused": self.paused,
             "workers": self.workers,
+            "stuck_handlers": self.stuck_handlers,
         }
 
 
@@ -134,6 +138,8 @@ class WorkerInfo:
     seen_age_ms: int | None = None
     idle_ms: int | None = None
     pending: int = 0
+    #: Sync handlers of this worker past their time limit (see :attr:`QueueInfo.stuck_handlers`).
+    stuck: int | None = None
 
 
 # ---------------------------------------------------------------------------- reply helpers
@@ -226,6 +232,11 @@ def _alive(beat: Mapping[str, Any], now_ms: int) -> bool:
     return seen is not None and now_ms - seen <= LIVE_WINDOW_MS
 
 
+def _stuck_in(beat: Mapping[str, Any], queue: str) -> int:
+    counts = beat.get("stuck_by_queue")
+    return (_opt_int(counts.get(queue)) or 0) if isinstance(counts, dict) else 0
+
+
 def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
     """:class:`QueueInfo` of each queue, in three round trips however many queues."""
     replies = yield [
@@ -242,6 +253,7 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
     for i in range(len(keys)):
         st, beats, paused = replies[1 + 3 * i : 4 + 3 * i]
         group = groups[i]
+        live = [b for b in _heartbeats(beats).values() if _alive(b, now)]
         lag = _opt_int(group.get("lag")) if group else None
         oldest = st.oldest_waiting_ms
         out.append(
@@ -250,7 +262,8 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
                 lag=st.waiting if lag is None else lag,
                 oldest_waiting_age_ms=None if oldest is None else max(now - oldest, 0),
                 paused=bool(int(paused)),
-                workers=sum(1 for b in _heartbeats(beats).values() if _alive(b, now)),
+                workers=sum(1 for b in live),
+                stuck_handlers=sum(_stuck_in(b, keys[i].queue) for b in live),
             )
         )
     return out
@@ -409,6 +422,7 @@ def list_workers(keys: Sequence[QueueKeys]) -> Flow[list[WorkerInfo]]:
                     seen_age_ms=None if seen is None else max(now - seen, 0),
                     idle_ms=idle,
                     pending=pending,
+                    stuck=_opt_int(beat.get("stuck_count")),
                 )
             )
     return out

@@ -137,8 +137,15 @@ class FleetCollector:
         live = GaugeMetricFamily(
             "streamq_workers", "Live workers (recent heartbeat) of the queue.", labels=["queue"]
         )
+        stuck = GaugeMetricFamily(
+            "streamq_stuck_handlers",
+            "Sync handlers of live workers still running past their job's time limit; each "
+            "holds a worker slot until it returns.",
+            labels=["queue"],
+        )
         for q in self.queues:
             info, name = q.info, q.info.queue
+            stuck.add_metric([name], float(info.stuck_handlers))
             counts = info.as_dict()
             for state in JOB_STATES:
                 jobs.add_metric([name, state], float(counts[state]))
@@ -146,7 +153,7 @@ class FleetCollector:
             age.add_metric([name], (info.oldest_waiting_age_ms or 0) / 1000)
             paused.add_metric([name], 1.0 if info.paused else 0.0)
             live.add_metric([name], float(info.workers))
-        yield from (jobs, lag, age, paused, live)
+        yield from (jobs, lag, age, paused, live, stuck)
 
     def _counters(self) -> Iterator[Metric]:
         for field, doc in _COUNTERS:
