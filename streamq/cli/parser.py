@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", "-n", type=_positive, default=20, help="default 20")
 
     p = add("job", cmd_job, "one job's record: state, attempts, error, traceback")
-    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument(
+        "queue", metavar="QUEUE", nargs="?", default=None, help="default: search every queue"
+    )
     p.add_argument("job_id", metavar="ID")
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue", description="the dead-letter queue")
@@ -127,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-id", default=None, help="custom id (deduplicates)")
     p.add_argument("--max-retries", type=int, default=None, help="retry budget")
 
-    for name, verb in (("pause", "stop workers fetching from a queue"), ("resume", "undo pause")):
+    pause_help = "stop workers fetching from a queue (warns if nothing uses the name yet)"
+    for name, verb in (("pause", pause_help), ("resume", "undo pause")):
         p = add(name, cmd_pause, verb)
         p.add_argument("queue", metavar="QUEUE")
 
