@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 import hmac
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
