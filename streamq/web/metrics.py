@@ -28,9 +28,9 @@ metric                                      type       meaning
 
 *Failed* has one meaning here as in ``streamq status`` and :class:`QueueStatus`: a job that
 ended in the failed state (and so got a dead-letter entry). A failed attempt that will run
-again is a *retry*. ``streamq_jobs_failed_total`` counted failed attempts in earlier releases; that
-number is ``streamq_attempts_failed_total`` now (``streamq_jobs_dead_total`` stays, with
-the same value as ``streamq_jobs_failed_total``, for dashboards built on it).
+again is a *retry*. ``streamq_jobs_failed_total`` counted failed attempts in earlier
+releases; that number is ``streamq_attempts_failed_total`` now (``streamq_jobs_dead_total``
+stays, with the same value as ``streamq_jobs_failed_total``, for dashboards built on it).
 
 The route needs the bearer token like the API. Prometheus::
 
