@@ -122,7 +122,9 @@ class WorkerInfo:
     ``state``: ``alive`` (heartbeat within :data:`LIVE_WINDOW_MS`), ``stale`` (an old
     heartbeat: the worker died without unregistering) or ``gone`` (a consumer of the group
     with no heartbeat at all, e.g. a crashed worker still holding entries). Fields the
-    heartbeat did not provide are None.
+    heartbeat did not provide are None. ``processed`` counts the jobs this worker completed
+    since it started, ``failed`` its *failed attempts* (retried or not), not the jobs that
+    ended failed (those are :attr:`QueueStatus.failed_total`).
     """
 
     queue: str
@@ -205,6 +207,38 @@ def discover(prefix: str, *, batch: int = 1000) -> Flow[list[str]]:
                 found.add(m.group(1))
         if int(cursor) == 0:
             return sorted(found)
+
+
+def queue_known(keys: QueueKeys) -> Call[bool]:
+    """True when the queue has left any trace: a stream, delayed or finished jobs, DLQ
+    entries, schedules, worker heartbeats or counters (one EXISTS, all keys in one slot)."""
+    k = keys
+    present = (k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.dead, k.repeat)
+    return raw("EXISTS", *present, k.workers, k.stats, parse=lambda r: int(r) > 0)
+
+
+def locate_job(prefix: str, job_id: str, *, batch: int = 1000) -> Flow[list[Job]]:
+    """Every record of job ``job_id`` under ``prefix``, whichever queue holds it: SCAN for
+    ``{prefix}:{*}:job:<id>`` (so a queue with only delayed jobs, and no stream yet, counts
+    too), then read each record; sorted by queue. Ids are unique per queue, not across
+    queues, so there may be several."""
+    pattern = re.compile(rf"^{re.escape(prefix)}:\{{([^{{}}]+)\}}:job:(.+)$")
+    match = f"{_glob_escape(prefix)}:{{*}}:job:{_glob_escape(job_id)}"
+    queues: set[str] = set()
+    cursor: Any = 0
+    while True:
+        cursor, names = yield raw("SCAN", cursor, "MATCH", match, "COUNT", batch, "TYPE", "hash")
+        for name in names:
+            m = pattern.match(_s(name))
+            if m and m.group(2) == job_id:
+                queues.add(m.group(1))
+        if int(cursor) == 0:
+            break
+    if not queues:
+        return []
+    ordered = sorted(queues)
+    records = yield [ops.get_job(QueueKeys(q, prefix), job_id) for q in ordered]
+    return [j for j in records if j is not None]
 
 
 def _groups(keys: Sequence[QueueKeys]) -> Flow[list[dict[str, Any] | None]]:
@@ -500,6 +534,16 @@ class Admin(_Base):
         """The job's full record, or None."""
         return self._driver.run(ops.get_job(self.keys(queue), job_id))
 
+    def find_job(self, job_id: str) -> list[Job]:
+        """Every record of ``job_id`` in any queue under the prefix (ids are unique per
+        queue only, so there may be several), sorted by queue."""
+        return self._driver.run(locate_job(self.settings.prefix, job_id))
+
+    def known(self, queue: str) -> bool:
+        """True when ``queue`` has left any trace in Redis (jobs, DLQ, schedules, workers,
+        counters): False for a name nothing ever used, e.g. a typo."""
+        return self._driver.run(queue_known(self.keys(queue)))
+
     def dead_letters(self, queue: str, *, limit: int = 100, after: str = "-") -> list[DeadEntry]:
         """DLQ entries, oldest first, after entry id ``after``."""
         return self._driver.run(ops.list_dead(self.keys(queue), limit, after))
@@ -605,6 +649,14 @@ class AsyncAdmin(_Base):
     async def job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Admin.job`."""
         return await self._driver.run(ops.get_job(self.keys(queue), job_id))
+
+    async def find_job(self, job_id: str) -> list[Job]:
+        """See :meth:`Admin.find_job`."""
+        return await self._driver.run(locate_job(self.settings.prefix, job_id))
+
+    async def known(self, queue: str) -> bool:
+        """See :meth:`Admin.known`."""
+        return await self._driver.run(queue_known(self.keys(queue)))
 
     async def dead_letters(
         self, queue: str, *, limit: int = 100, after: str = "-"

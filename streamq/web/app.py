@@ -7,7 +7,7 @@ Routes:
 * ``GET /api/queue/health`` (bearer token) — ``{"status": "healthy", "queues": {alias:
   {waiting, active, completed, failed, delayed}}, "timestamp": ISO-8601}``; 500
   ``{"status": "unhealthy", "error": ...}`` when Redis cannot be read (the message never
-  contains credentials).
+  contains credentials nor the server's address).
 * ``/api/queues...``, ``/api/workers`` (bearer token) — the dashboard's JSON API
   (:mod:`streamq.web.api`): status, jobs, DLQ retry/delete, pause/resume, workers.
 * ``GET /metrics`` (bearer token) — Prometheus text format (:mod:`streamq.web.metrics`).
