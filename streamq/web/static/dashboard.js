@@ -205,6 +205,20 @@
   // A table inside a box that scrolls sideways on a narrow screen, not the whole page.
   const scroller = (table) => el("div", { class: "scroll" }, table);
 
+  // A list table that turns into one card per row on a narrow screen (dashboard.css): each
+  // cell is labelled with its column's heading, since the heading row is then hidden.
+  function stacked(table) {
+    const heads = [...table.tHead.rows[0].cells].map((th) => th.textContent);
+    for (const row of table.tBodies[0].rows) {
+      if (row.classList.contains("detailrow")) continue;
+      [...row.cells].forEach((cell, i) => {
+        if (heads[i]) cell.dataset.label = heads[i];
+      });
+    }
+    table.classList.add("stack");
+    return scroller(table);
+  }
+
   // ------------------------------------------------------------------ queues
 
   function sparkline(minutes) {
@@ -332,7 +346,7 @@
         fact("queue", job.queue),
         fact("job id", job.id),
         fact("name", job.name || "–"),
-        fact("state", job.state + (job.dead_reason ? " (" + job.dead_reason + ")" : "")),
+        fact("state", job.state + (job.dead_reason && job.dead_reason !== job.state ? " (" + job.dead_reason + ")" : "")),
         fact("attempts", `${job.attempt} (max retries ${job.options.max_retries})`),
         fact("created", stamp(job.created_at_ms)),
         fact("started", stamp(job.started_at_ms)),
@@ -417,7 +431,7 @@
       el("div", { class: "row wrap" }, listSummary(data), el("span", { class: "spacer" }),
         offsetPager("jobs", data.page, data.jobs.length)),
       data.jobs.length
-        ? scroller(el("table", { class: "grid jobs", dataset: { state } }, el("thead", {}, head), el("tbody", {}, rows)))
+        ? stacked(el("table", { class: "grid jobs", dataset: { state } }, el("thead", {}, head), el("tbody", {}, rows)))
         : el("p", { class: "hint", text: data.page.total ? `No ${state} job on this page.` : `No ${state} job.` }),
     );
   }
@@ -516,7 +530,7 @@
         el("span", { class: "hint summary", text: `${fmt(data.total)} entr${data.total === 1 ? "y" : "ies"} in the dead-letter queue` }),
         el("span", { class: "spacer" }), deadPager(data), retryAll),
       data.entries.length
-        ? scroller(el("table", { class: "grid jobs dlq" }, el("thead", {}, head), el("tbody", {}, rows)))
+        ? stacked(el("table", { class: "grid jobs dlq" }, el("thead", {}, head), el("tbody", {}, rows)))
         : el("p", { class: "hint", text: "The dead-letter queue is empty." }),
     );
   }
@@ -535,7 +549,7 @@
         el("span", { class: "hint summary", text: `${fmt(data.page.total)} repeating schedule${data.page.total === 1 ? "" : "s"}` }),
         el("span", { class: "spacer" }), offsetPager("schedules", data.page, data.schedules.length)),
       data.schedules.length
-        ? scroller(el("table", { class: "grid schedules" }, el("thead", {}, head), el("tbody", {}, rows)))
+        ? stacked(el("table", { class: "grid schedules" }, el("thead", {}, head), el("tbody", {}, rows)))
         : el("p", { class: "hint", text: "No repeating schedule." }),
     );
   }
