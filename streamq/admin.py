@@ -322,18 +322,24 @@ def _entry_job_id(fields: Any) -> str:
     return _s((fields or {}).get(b"i", b""))
 
 
-def list_jobs(keys: QueueKeys, state: str, limit: int = 20) -> Flow[list[JobEntry]]:
-    """Up to ``limit`` jobs in ``state`` with their records: waiting and delayed oldest /
-    soonest first, active in PEL order, completed and failed newest first."""
+def list_jobs(
+    keys: QueueKeys, state: str, limit: int = 20, offset: int = 0
+) -> Flow[list[JobEntry]]:
+    """Up to ``limit`` jobs in ``state`` with their records, skipping the first ``offset``:
+    waiting and delayed oldest / soonest first, active in PEL order, completed and failed
+    newest first. Skipping is O(log N) for delayed/completed/failed; for waiting and active
+    (stream and PEL, which cannot seek by position) it reads and drops ``offset`` entries."""
     if state not in LIST_STATES:
         raise ConfigError(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
     if limit < 1:
         raise ConfigError(f"limit must be >= 1, got {limit}")
+    if offset < 0:
+        raise ConfigError(f"offset must be >= 0, got {offset}")
     rows: list[JobEntry] = []
     if state in ("delayed", "completed", "failed"):
         index = {"delayed": keys.delayed, "completed": keys.completed, "failed": keys.failed}
         order = "ZRANGE" if state == "delayed" else "ZREVRANGE"
-        pairs = yield raw(order, index[state], 0, limit - 1, "WITHSCORES")
+        pairs = yield raw(order, index[state], offset, offset + limit - 1, "WITHSCORES")
         rows = [
             JobEntry(_s(m), state, None, score_ms=int(float(s))) for m, s in _score_pairs(pairs)
         ]
@@ -343,10 +349,15 @@ def list_jobs(keys: QueueKeys, state: str, limit: int = 20) -> Flow[list[JobEntr
             return []
         if state == "waiting":
             start = "(" + _s(group.get("last-delivered-id") or b"0-0")
-            entries = yield raw("XRANGE", keys.stream, start, "+", "COUNT", limit)
-            rows = [JobEntry(_entry_job_id(f), state, None, entry_id=_s(e)) for e, f in entries]
+            entries = yield raw("XRANGE", keys.stream, start, "+", "COUNT", offset + limit)
+            rows = [
+                JobEntry(_entry_job_id(f), state, None, entry_id=_s(e)) for e, f in entries[offset:]
+            ]
         else:
-            pend = yield raw("XPENDING", keys.stream, GROUP, "-", "+", limit, parse_detail=True)
+            pend = yield raw(
+                "XPENDING", keys.stream, GROUP, "-", "+", offset + limit, parse_detail=True
+            )
+            pend = pend[offset:] if pend else pend
             if not pend:
                 return []
             eids = [_s(p["message_id"]) for p in pend]
@@ -526,9 +537,10 @@ class Admin(_Base):
             return self._driver.run(status_all(self.settings.prefix))
         return self._driver.run(queue_status(self._many(queues)))
 
-    def jobs(self, queue: str, state: str, *, limit: int = 20) -> list[JobEntry]:
-        """Up to ``limit`` jobs of ``queue`` in ``state`` (one of :data:`LIST_STATES`)."""
-        return self._driver.run(list_jobs(self.keys(queue), state, limit))
+    def jobs(self, queue: str, state: str, *, limit: int = 20, offset: int = 0) -> list[JobEntry]:
+        """Up to ``limit`` jobs of ``queue`` in ``state`` (one of :data:`LIST_STATES`),
+        after skipping ``offset`` (see :func:`list_jobs` for the order)."""
+        return self._driver.run(list_jobs(self.keys(queue), state, limit, offset))
 
     def job(self, queue: str, job_id: str) -> Job | None:
         """The job's full record, or None."""
@@ -642,9 +654,11 @@ class AsyncAdmin(_Base):
             return await self._driver.run(status_all(self.settings.prefix))
         return await self._driver.run(queue_status(self._many(queues)))
 
-    async def jobs(self, queue: str, state: str, *, limit: int = 20) -> list[JobEntry]:
+    async def jobs(
+        self, queue: str, state: str, *, limit: int = 20, offset: int = 0
+    ) -> list[JobEntry]:
         """See :meth:`Admin.jobs`."""
-        return await self._driver.run(list_jobs(self.keys(queue), state, limit))
+        return await self._driver.run(list_jobs(self.keys(queue), state, limit, offset))
 
     async def job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Admin.job`."""

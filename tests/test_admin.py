@@ -256,3 +256,23 @@ def test_find_job_searches_every_queue_and_known_tells_used_names_from_typos(
 def test_invalid_queue_names_are_refused_before_any_io(admin: Admin) -> None:
     with pytest.raises(ConfigError, match="invalid queue name"):
         admin.status(["bad name{}"])
+
+
+def test_job_listings_skip_offset_rows_in_every_state(
+    admin: Admin, producer: Producer, queue_name: str, redis_client: redis.Redis
+) -> None:
+    for n in range(4):
+        producer.enqueue(queue_name, "ok", job_id=f"later-{n}", delay=3600 + n)
+    for n in range(6):
+        producer.enqueue(queue_name, "ok", job_id=f"queued-{n}")
+    redis_client.xreadgroup(GROUP, "probe", {QueueKeys(queue_name).stream: ">"}, count=3)
+
+    def ids(state: str, offset: int) -> list[str]:
+        return [e.job_id for e in admin.jobs(queue_name, state, limit=2, offset=offset)]
+
+    assert ids("delayed", 1) == ["later-1", "later-2"]  # soonest first
+    assert ids("delayed", 4) == []
+    assert ids("active", 1) == ["queued-1", "queued-2"]  # PEL order
+    assert ids("waiting", 2) == ["queued-5"]
+    with pytest.raises(ConfigError, match="offset must be >= 0"):
+        admin.jobs(queue_name, "waiting", offset=-1)

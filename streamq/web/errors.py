@@ -10,7 +10,12 @@ from urllib.parse import quote
 from streamq.config import Settings
 from streamq.errors import StreamQError
 
-__all__ = ["safe_error", "secrets_of"]
+__all__ = ["BadRequest", "safe_error", "secrets_of"]
+
+
+class BadRequest(Exception):
+    """A query parameter or path segment the API cannot use (answered with 400); the
+    message names the parameter and the value received."""
 
 
 def secrets_of(settings: Settings) -> list[str]:
