@@ -85,6 +85,13 @@ def _check_url(url: str, source: str) -> str:
     return url
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a malformed server URL at startup, before any test runs."""
+    configured = _configured_url(config)
+    if configured is not None:
+        _check_url(*configured)
+
+
 @pytest.fixture(scope="session")
 def streamq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A password-protected embedded server for the whole session, stopped at its end."""

@@ -159,7 +159,9 @@ class QueueTester:
         self, name: str | None = None, *, queue: str | None = None, state: str | None = None
     ) -> list[Job]:
         """Job records of the namespace (optionally of one ``name``, ``queue``, ``state``),
-        in enqueue order (by the server clock's millisecond; ties in job id order).
+        in enqueue order: by the server clock's millisecond, then, among jobs still in a
+        stream, by stream entry; finished jobs enqueued in the same millisecond may come
+        in either order.
         Retention applies: only the last ``keep_completed``/``keep_failed`` finished
         records are kept."""
         if state is not None and state not in _STATES:
@@ -172,11 +174,11 @@ class QueueTester:
             for j in found
             if (name is None or j.name == name) and (state is None or j.state == state)
         ]
-        return sorted(picked, key=lambda j: (j.created_at_ms or 0, j.id))
+        return sorted(picked, key=_enqueue_order)
 
     def enqueued(self, name: str | None = None, *, queue: str | None = None) -> list[Any]:
         """Payloads of every job enqueued in this test, whatever became of it, in enqueue
-        order."""
+        order (see :meth:`jobs`)."""
         return [j.data for j in self.jobs(name, queue=queue)]
 
     def pending(self, name: str | None = None, *, queue: str | None = None) -> list[Any]:
@@ -267,3 +269,14 @@ _PENDING = (JobState.WAITING, JobState.ACTIVE, JobState.DELAYED)
 def _positions(events: list[tuple[str, str]], event: str) -> dict[str, int]:
     """Job id -> position of its last ``event`` in the events stream."""
     return {job_id: i for i, (job_id, what) in enumerate(events) if what == event}
+
+
+def _enqueue_order(job: Job) -> tuple[int, int, int, str]:
+    """Sort key: creation ms; then stream entry sequence (exact for jobs still in a
+    stream: an entry id is ``<ms>-<seq>``); then job id."""
+    seq = -1
+    if job.entry_id:
+        head, _, tail = job.entry_id.partition("-")
+        if head.isdigit() and tail.isdigit():
+            seq = int(tail)
+    return (job.created_at_ms or 0, 0 if seq >= 0 else 1, seq, job.id)
