@@ -207,6 +207,8 @@ def test_bad_drain_arguments_are_refused_clearly(streamq_tester):
         streamq_tester.drain(app, Q)
     with pytest.raises(ConfigError, match="timeout"):
         streamq_tester.drain(app, [Q], timeout=0)
+    with pytest.raises(ConfigError, match="concurrency"):
+        streamq_tester.drain(app, [Q], concurrency=0)
     with pytest.raises(ConfigError, match="streamq.worker.App"):
         streamq_tester.drain(object())
 

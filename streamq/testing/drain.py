@@ -133,6 +133,8 @@ async def drain(
         raise ConfigError(f"drain timeout must be a number of seconds > 0, got {timeout!r}")
     if not queues:
         raise ConfigError("drain needs at least one queue")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ConfigError(f"drain concurrency must be an int >= 1, got {concurrency!r}")
     keys = [QueueKeys(q, settings.prefix) for q in queues]
     client = connection.async_client(settings.redis, retry_attempts=1)
     driver = AsyncDriver(client, settings.redis.describe())
