@@ -19,8 +19,8 @@ from streamq._driver import SyncDriver
 from streamq.admin import discover
 from streamq.config import Settings
 from streamq.errors import ConfigError
-from streamq.job import Job, JobState
-from streamq.producer import Producer
+from streamq.job import Backoff, Job, JobState
+from streamq.producer import At, Delay, Producer
 from streamq.protocol import ops
 from streamq.protocol import testing as tops
 from streamq.protocol.keys import QueueKeys, validate_queue_name
@@ -72,10 +72,31 @@ class QueueTester:
             self._producer = Producer(settings=self.settings)
         return self._producer
 
-    def enqueue(self, queue: str, name: str, data: Any = None, **options: Any) -> EnqueueResult:
-        """``producer.enqueue(queue, name, data, **options)``: ``delay=``, ``at=``,
-        ``job_id=``, ``max_retries=``, ``backoff=``, ``timeout=``."""
-        return self.producer.enqueue(queue, name, data, **options)
+    def enqueue(
+        self,
+        queue: str,
+        name: str,
+        data: Any = None,
+        *,
+        job_id: str | None = None,
+        delay: Delay | None = None,
+        at: At | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> EnqueueResult:
+        """Enqueue one job into this namespace: :meth:`streamq.Producer.enqueue`."""
+        return self.producer.enqueue(
+            queue,
+            name,
+            data,
+            job_id=job_id,
+            delay=delay,
+            at=at,
+            max_retries=max_retries,
+            backoff=backoff,
+            timeout=timeout,
+        )
 
     # ------------------------------------------------------------------ running
 
@@ -95,7 +116,9 @@ class QueueTester:
         ``run_delayed=True`` makes delayed jobs and retries due whenever the queues go
         quiet, so a failing job runs through its retries to the dead-letter queue.
         ``concurrency=1`` (the default) runs jobs one at a time in queue order.
-        Raises :class:`~streamq.testing.DrainTimeoutError` after ``timeout`` seconds.
+        Raises :class:`~streamq.testing.DrainTimeoutError` after ``timeout`` seconds; the
+        jobs still running are handed back to their queue (a sync handler that never
+        returns keeps its thread: Python cannot stop one).
 
         Runs its own event loop: from ``async def`` tests use :meth:`adrain`.
         """
@@ -128,6 +151,8 @@ class QueueTester:
             raise ConfigError(f"drain needs a streamq.worker.App, got {type(app).__name__}")
         if isinstance(queues, str):
             raise ConfigError(f"queues must be a list of queue names, not the string {queues!r}")
+        if queues is not None and not queues:
+            raise ConfigError("queues is empty: name at least one queue (or pass None)")
         names = list(queues) if queues is not None else list(app.queues) or self.queues()
         if not names:
             return DrainResult()  # nothing was ever enqueued in this namespace
