@@ -8,6 +8,7 @@ user-side checks live in a few suites rather than one inner session per behaviou
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -15,7 +16,7 @@ from importlib.metadata import entry_points
 import pytest
 import redis
 
-from streamq import Producer, Settings
+from streamq import Producer, Settings, WaitTimeoutError
 from streamq.config import RedisSettings
 from streamq.protocol import ops
 from streamq.protocol.keys import QueueKeys
@@ -263,6 +264,18 @@ def user_project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert found.get("streamq") == "streamq.testing.plugin"
+
+
+def test_the_testing_package_exports_its_public_names_and_drain_twins_match() -> None:
+    import streamq.testing
+
+    assert streamq.testing.__all__ == sorted(streamq.testing.__all__)
+    for name in streamq.testing.__all__:
+        assert hasattr(streamq.testing, name), name
+    assert issubclass(streamq.testing.DrainTimeoutError, WaitTimeoutError)
+    sync, asyn = inspect.signature(QueueTester.drain), inspect.signature(QueueTester.adrain)
+    assert sync == asyn
+    assert inspect.iscoroutinefunction(QueueTester.adrain)
 
 
 def test_a_user_suite_drives_real_handlers_on_an_embedded_server(
