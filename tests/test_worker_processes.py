@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from _worker_support import Spawner, WorkerProcess, pel, wait_until
+from _worker_support import APP, ROOT, Spawner, WorkerProcess, json_events, pel, wait_until
 from apps import read_ledger, runs
 
 import streamq
@@ -170,6 +172,47 @@ def test_a_second_signal_to_the_supervisor_makes_the_children_skip_their_grace(
     assert sorted(e["job_id"] for e in sup.events("handed_back")) == sorted(ids)
     assert pel(client, queue_name) == []
     assert set(states(producer, queue_name, ids).values()) == {streamq.JobState.WAITING}
+
+
+def test_a_ctrl_c_to_the_terminal_group_is_one_signal_for_the_children(
+    spawner: Spawner, producer: streamq.Producer, client: redis.Redis, queue_name: str
+) -> None:
+    """A terminal's Ctrl-C signals its whole foreground process group. The children are
+    outside it, so they get the supervisor's forward only: one signal, the full grace,
+    and the running jobs finish instead of being handed back."""
+    ids = [producer.enqueue(queue_name, "sleep", {"ms": 1500}).job_id for _ in range(2)]
+    log = spawner.tmp / "group.log"
+    with open(log, "wb") as out:
+        sup = subprocess.Popen(
+            [sys.executable, "-m", "streamq.worker", APP, "--queue", queue_name, "-c", "1", *TWO],
+            cwd=ROOT,
+            env=spawner.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # its own group, as a shell gives a foreground job
+        )
+
+    def events(name: str) -> list[dict[str, Any]]:
+        return json_events(log.read_text(errors="replace"), name)
+
+    try:
+        wait_until(lambda: len(runs(spawner.ledger)) == 2, 15, what="both jobs running")
+        kids = [int(e["pid"]) for e in events("child_started")]
+        assert all(os.getpgid(k) != sup.pid for k in kids)
+        os.killpg(sup.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        assert sup.wait(15) == 0
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait(10)
+        for pid in [int(e["pid"]) for e in events("child_started")]:
+            if alive(pid):
+                _kill(pid)
+    child_signals = [e for e in events("signal") if "forwarded_to" not in e]
+    assert [e["action"] for e in child_signals] == ["stop", "stop"]  # one each, no hurry
+    assert events("handed_back") == []
+    assert all_completed(producer, queue_name, ids)
 
 
 def test_a_child_crashing_at_start_is_restarted_with_a_growing_backoff(
