@@ -191,7 +191,7 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _worker_output(env: dict[str, str], *args: str, pty: bool, timeout: float = 20) -> str:
+def _worker_output(env: dict[str, str], *args: str, pty: bool, timeout: float = 30) -> str:
     """Start a worker with its stderr on a pseudo-terminal (or a pipe), read until it logged
     ``redis_unavailable``, SIGTERM it, and return everything it wrote."""
     argv = [sys.executable, "-m", "streamq.worker", "tests.apps:app", "--queue", "q", *args]
@@ -212,7 +212,8 @@ def _worker_output(env: dict[str, str], *args: str, pty: bool, timeout: float = 
                 proc.send_signal(signal.SIGTERM)
                 signalled = True
             if time.monotonic() > deadline:
-                raise AssertionError(f"no redis_unavailable within {timeout} s:\n{buf!r}")
+                what = "to exit" if signalled else "to log redis_unavailable"
+                raise AssertionError(f"the worker took over {timeout} s {what}:\n{buf!r}")
             ready, _, _ = select.select([master], [], [], 0.1)
             if not ready:
                 continue

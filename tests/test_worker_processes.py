@@ -105,11 +105,16 @@ def test_two_processes_share_the_queue_a_killed_one_is_restarted_and_sigterm_los
     client: redis.Redis,
     queue_name: str,
 ) -> None:
-    ids = [producer.enqueue(queue_name, "sleep", {"ms": 40}).job_id for _ in range(60)]
     # A short lease: the killed child's running jobs are reclaimed within a second or so.
-    sup = spawner.start(queue_name, concurrency=2, extra_args=TWO, STREAMQ_LEASE="1000")
+    # (A busy machine may miss a renewal now and then: allow a few stalls.)
+    sup = spawner.start(
+        queue_name, concurrency=2, extra_args=TWO, STREAMQ_LEASE="1000", STREAMQ_MAX_STALLS="5"
+    )
     first = wait_until(lambda: len(child_pids(sup)) == 2 and child_pids(sup), 15, what="2 kids")
     assert sup.pid not in first
+    # Jobs only once both listen: on a busy machine one child could drain them all alone.
+    wait_until(lambda: len(sup.events("worker_started")) == 2, 20, what="2 workers started")
+    ids = [producer.enqueue(queue_name, "sleep", {"ms": 40}).job_id for _ in range(60)]
 
     # Both children consume, as two distinct consumers, and both are in the registry.
     wait_until(lambda: set(first) <= ledger_pids(spawner.ledger), 15, what="both consuming")
@@ -135,7 +140,8 @@ def test_two_processes_share_the_queue_a_killed_one_is_restarted_and_sigterm_los
     new = child_pids(sup)[2]
     assert new not in first and alive(new) and alive(first[1])
 
-    # The new child consumes jobs too.
+    # The new child consumes jobs too (sent once it listens, as above).
+    wait_until(lambda: len(sup.events("worker_started")) == 3, 20, what="the new worker")
     more = [producer.enqueue(queue_name, "sleep", {"ms": 40}).job_id for _ in range(40)]
     wait_until(lambda: new in ledger_pids(spawner.ledger), 15, what="the new child consuming")
     wait_until(lambda: all_completed(producer, queue_name, ids + more), 30, what="all done")
