@@ -61,8 +61,10 @@ NEWER_SERVERS_ONLY = ("+waitaof", "+client|setinfo")
 _CONTAINERS = {"xgroup", "xinfo", "script", "client", "config", "object", "memory", "acl"}
 #: What redis-py sends on its own: the connection handshake and health checks.
 CLIENT_HANDSHAKE = {"hello", "auth", "select", "ping", "client|setname", "client|setinfo"}
-#: Denied on purpose and tolerated by the worker (it would reveal requirepass).
-TOLERATED_DENIALS = {"config|get"}
+#: Denied on purpose and tolerated by the worker (it would reveal requirepass); and UNLINK,
+#: sent only by the pytest plugin's namespace cleanup (streamq/protocol/testing.py) on a
+#: test server, never by the engine as the least-privilege user.
+TOLERATED_DENIALS = {"config|get", "unlink"}
 #: Never granted to the streamq user.
 FORBIDDEN = {
     "flushall",

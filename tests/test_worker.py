@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import subprocess
 import sys
@@ -557,3 +558,23 @@ def test_the_worker_process_reports_a_wrong_password_without_retrying_forever(
     assert "REDIS_PASSWORD" in proc.stderr
     secret = redis_url.split("://:", 1)[1].split("@", 1)[0]
     assert secret not in proc.stderr
+
+
+def test_the_worker_process_notes_producer_variables_it_does_not_use() -> None:
+    # STREAMQ_BACKOFF_* on a worker used to do nothing, silently.
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamq.worker", "tests.apps:not_an_app", "--queue", "q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "STREAMQ_BACKOFF_DELAY": "1000",
+            "STREAMQ_MAX_RETRIES": "7",
+        },
+    )
+    notes = [json.loads(line) for line in proc.stderr.splitlines() if "producer_settings" in line]
+    assert [n["variables"] for n in notes] == [["STREAMQ_MAX_RETRIES", "STREAMQ_BACKOFF_DELAY"]]
+    assert "handlers' defaults" in notes[0]["detail"]

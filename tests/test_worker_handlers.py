@@ -195,6 +195,19 @@ def quick(job: streamq.Job) -> str:
     return "ran"
 
 
+def _health_and_metrics(s: streamq.Settings, queue: str) -> tuple[dict[str, Any], str]:
+    from starlette.testclient import TestClient
+
+    from streamq.web import create_app
+
+    auth = {"Authorization": "Bearer t0ken-for-this-test"}
+    with TestClient(create_app(s, queues={"q": queue}, api_token="t0ken-for-this-test")) as c:
+        health = c.get("/api/queue/health", headers=auth)
+        metrics = c.get("/metrics", headers=auth)
+    assert health.status_code == 200 and metrics.status_code == 200
+    return health.json(), metrics.text
+
+
 def test_a_sync_handler_past_its_timeout_holds_its_slot_and_later_jobs_run_in_full(
     redis_url: str, redis_client: redis.Redis, queue_name: str
 ) -> None:
@@ -227,6 +240,11 @@ def test_a_sync_handler_past_its_timeout_holds_its_slot_and_later_jobs_run_in_fu
                 )
                 assert {h["job_id"] for h in info["stuck"]} == set(hung)
                 assert all(h["timeout_ms"] == 300 for h in info["stuck"])
+                # Operators see them: health says degraded (still 200), /metrics counts them.
+                health, metrics = await asyncio.to_thread(_health_and_metrics, s, queue_name)
+                assert health["status"] == "degraded"
+                assert health["stuck_handlers"] == {"q": 2} and health["workers"] == {"q": 1}
+                assert f'streamq_stuck_handlers{{queue="{queue_name}"}} 2.0' in metrics
                 # Both slots are held: the new jobs stay waiting, untouched.
                 await asyncio.sleep(0.8)  # several fetch rounds; nothing may start
                 assert p.status(queue_name).waiting == 3

@@ -221,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Settings and the loop are checked here, once; the app is imported only in the
             # children (its import-time side effects stay out of the supervisor).
             return Supervisor(child_args(args), args.processes).run()
+        _note_producer_variables()
         app = load_app(args.app)
         queues = args.queue or app.queues
         if not queues:
@@ -239,6 +240,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _leave_abandoned_threads()
     return 0
+
+
+#: Variables read where jobs are enqueued: they travel inside each job's options.
+PRODUCER_VARIABLES = (
+    "STREAMQ_MAX_RETRIES",
+    "STREAMQ_BACKOFF_TYPE",
+    "STREAMQ_BACKOFF_DELAY",
+    "STREAMQ_BACKOFF_FACTOR",
+    "STREAMQ_BACKOFF_JITTER",
+    "STREAMQ_JOB_TIMEOUT",
+)
+
+
+def _note_producer_variables() -> None:
+    """Say so when producer-side variables are set for a worker, where they do nothing
+    (a shared .env is common, so this is a note, not a warning)."""
+    found = [n for n in PRODUCER_VARIABLES if os.environ.get(n, "").strip()]
+    if found:
+        log_event(
+            "producer_settings_ignored",
+            variables=found,
+            detail="read by producers and stored in each job's options; a worker runs jobs "
+            "with those, or with its handlers' defaults (@app.handler(max_retries=...))",
+        )
 
 
 def _leave_abandoned_threads() -> None:
