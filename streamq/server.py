@@ -526,6 +526,10 @@ class EmbeddedServer:
                     stderr=subprocess.STDOUT,
                     cwd=self._data_dir,
                     close_fds=True,
+                    # Its own session: a terminal's Ctrl-C (SIGINT to the foreground process
+                    # group) reaches our process only, which stops the server when it is
+                    # done with it, instead of the server exiting under its users.
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise ServerError(f"cannot run {binary}: {exc}") from exc
