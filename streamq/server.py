@@ -738,6 +738,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # The server runs in a session of its own, so a closed terminal's SIGHUP reaches only
+    # us: stop it then too, rather than leave it running.
+    signal.signal(signal.SIGHUP, _raise_interrupt)
     try:
         server.start()
         kind = "valkey" if server.is_valkey else "redis"

@@ -224,6 +224,56 @@ def test_the_demo_server_keeps_each_server_kinds_data_apart(tmp_path: Path) -> N
     assert re.fullmatch(r"(redis|valkey)-\d+\.\d+", dirs["redis"].name)
 
 
+def test_the_embedded_server_runs_in_a_session_of_its_own(
+    server_factory: Callable[..., EmbeddedServer],
+) -> None:
+    # A terminal's Ctrl-C goes to its foreground process group: not to the server, which
+    # its starter stops when done (the demo: after the worker has handed back).
+    srv = server_factory()
+    assert srv.pid is not None
+    assert os.getsid(srv.pid) == srv.pid != os.getsid(0)
+    assert os.getpgid(srv.pid) != os.getpgrp()
+
+
+def test_the_server_cli_stops_its_server_on_sighup(tmp_path: Path) -> None:
+    # In its own session the server gets no SIGHUP from a closed terminal: the CLI must
+    # stop it then, or it would be left running.
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "streamq.server", "--data-dir", str(tmp_path), "--prefer", "redis"],
+        cwd=ROOT,
+        env=demo_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert cli.stdout is not None
+        first = cli.stdout.readline()
+        found = re.search(r"redis://127\.0\.0\.1:(\d+)/0", first)
+        assert found, first
+        port, password = int(found.group(1)), (tmp_path / "password").read_text().strip()
+        with redis.Redis(port=port, password=password) as client:
+            assert client.ping()
+        cli.send_signal(signal.SIGHUP)
+        code = cli.wait(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        for stream in (cli.stdout, cli.stderr):
+            if stream is not None:
+                stream.close()
+    with redis.Redis(port=port, password=password, socket_connect_timeout=2) as client:
+        try:
+            left_running = bool(client.ping())
+        except redis.ConnectionError:
+            left_running = False
+        if left_running:
+            client.shutdown(nosave=True)  # the CLI left it running: do not leak it
+    assert code == 0 and not left_running
+
+
 def test_data_the_server_cannot_read_stops_the_demo_with_what_to_delete(tmp_path: Path) -> None:
     valkey, redis_bin = find_server_binary("valkey"), find_server_binary("redis")
     srv, _ = start_embedded(tmp_path, "pw", binary=valkey)
