@@ -23,7 +23,7 @@ import redis
 
 from examples.distribution.db import ResultsDB
 from examples.distribution.embedded import IncompatibleDataError, server_kind, start_embedded
-from examples.distribution.live import LiveView, Tracked
+from examples.distribution.live import RECHECK_S, LiveView, Tracked
 from examples.distribution.service import DISPATCH_QUEUE
 from streamq import Backoff, Job, JobState, Producer, RedisSettings, Settings
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -320,4 +320,34 @@ def test_the_live_view_shows_transitions_that_happen_between_two_reads(
         "attempt 1 failed: RuntimeError: the first attempt fails -> retried",
         "COMPLETED after 2 attempts: done",
     ]
+    assert view.settled
+
+
+def test_the_live_view_still_shows_an_end_whose_event_was_trimmed(
+    redis_url: str, queue_name: str
+) -> None:
+    settings = Settings(redis=RedisSettings(url=redis_url), prefix=queue_name)
+    app = App(queues=["live"])
+    app.handler("noop")(lambda job: None)
+    lines: list[str] = []
+    now = [0.0]
+    with Producer(settings=settings) as producer, redis.Redis.from_url(redis_url) as client:
+        view = LiveView(
+            client,
+            ["live"],
+            prefix=queue_name,
+            get_job=producer.get_job,
+            say=lines.append,
+            clock=lambda: now[0],
+        )
+        view.start()
+        added = producer.enqueue("live", "noop")
+        view.track(Tracked("live", added.job_id, "noop", "subject", "runs"))
+        run_burst(Worker(app, ["live"], settings=settings, promote_poll_ms=10))
+        client.delete(QueueKeys("live", queue_name).events)  # as if trimmed (capped stream)
+        view.pump(block_ms=1)
+        assert lines == [] and not view.settled
+        now[0] = RECHECK_S  # the view re-reads the records it has not seen end
+        view.pump(block_ms=1)
+    assert [line.split(None, 2)[2] for line in lines] == ["COMPLETED after 1 attempt: done"]
     assert view.settled

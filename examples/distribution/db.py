@@ -106,6 +106,8 @@ class ResultRow:
 def _set_up(path: Path) -> None:
     """WAL mode and the schema, once per file and process (see the module docstring)."""
     key = path.resolve()
+    if key in _SET_UP and path.exists():  # the usual case: no lock taken
+        return
     with _SETUP_LOCK:
         if key in _SET_UP and path.exists():
             return

@@ -172,7 +172,6 @@ class Demo:
         self.client: redis.Redis | None = None
         self.view: LiveView | None = None
         self.tracked: list[Tracked] = []
-        self.stopping = False
         self.port = 0
         self.token = ""
         self.url = ""
@@ -629,7 +628,6 @@ class Demo:
         """Stop everything, producers first and Redis last: the web app (no more jobs come
         in), then the worker (it finishes or hands back its running jobs, which needs
         Redis), then Redis."""
-        self.stopping = True
         self._stop_child("web")
         self._stop_child("worker")
         for log in self.logs.values():
