@@ -64,6 +64,9 @@ class QueueInfo:
     oldest_waiting_age_ms: int | None
     paused: bool
     workers: int
+    #: Sync handlers of live workers still running past their job's time limit (each
+    #: holds a worker slot until it returns).
+    stuck_handlers: int = 0
 
     @property
     def queue(self) -> str:
@@ -89,6 +92,7 @@ class QueueInfo:
             "lag": self.lag,
             "paused": self.paused,
             "workers": self.workers,
+            "stuck_handlers": self.stuck_handlers,
         }
 
 
@@ -118,7 +122,9 @@ class WorkerInfo:
     ``state``: ``alive`` (heartbeat within :data:`LIVE_WINDOW_MS`), ``stale`` (an old
     heartbeat: the worker died without unregistering) or ``gone`` (a consumer of the group
     with no heartbeat at all, e.g. a crashed worker still holding entries). Fields the
-    heartbeat did not provide are None.
+    heartbeat did not provide are None. ``processed`` counts the jobs this worker completed
+    since it started, ``failed`` its *failed attempts* (retried or not), not the jobs that
+    ended failed (those are :attr:`QueueStatus.failed_total`).
     """
 
     queue: str
@@ -134,6 +140,8 @@ class WorkerInfo:
     seen_age_ms: int | None = None
     idle_ms: int | None = None
     pending: int = 0
+    #: Sync handlers of this worker past their time limit (see :attr:`QueueInfo.stuck_handlers`).
+    stuck: int | None = None
 
 
 # ---------------------------------------------------------------------------- reply helpers
@@ -201,6 +209,38 @@ def discover(prefix: str, *, batch: int = 1000) -> Flow[list[str]]:
             return sorted(found)
 
 
+def queue_known(keys: QueueKeys) -> Call[bool]:
+    """True when the queue has left any trace: a stream, delayed or finished jobs, DLQ
+    entries, schedules, worker heartbeats or counters (one EXISTS, all keys in one slot)."""
+    k = keys
+    present = (k.stream, k.delayed, k.completed, k.failed, k.cancelled, k.dead, k.repeat)
+    return raw("EXISTS", *present, k.workers, k.stats, parse=lambda r: int(r) > 0)
+
+
+def locate_job(prefix: str, job_id: str, *, batch: int = 1000) -> Flow[list[Job]]:
+    """Every record of job ``job_id`` under ``prefix``, whichever queue holds it: SCAN for
+    ``{prefix}:{*}:job:<id>`` (so a queue with only delayed jobs, and no stream yet, counts
+    too), then read each record; sorted by queue. Ids are unique per queue, not across
+    queues, so there may be several."""
+    pattern = re.compile(rf"^{re.escape(prefix)}:\{{([^{{}}]+)\}}:job:(.+)$")
+    match = f"{_glob_escape(prefix)}:{{*}}:job:{_glob_escape(job_id)}"
+    queues: set[str] = set()
+    cursor: Any = 0
+    while True:
+        cursor, names = yield raw("SCAN", cursor, "MATCH", match, "COUNT", batch, "TYPE", "hash")
+        for name in names:
+            m = pattern.match(_s(name))
+            if m and m.group(2) == job_id:
+                queues.add(m.group(1))
+        if int(cursor) == 0:
+            break
+    if not queues:
+        return []
+    ordered = sorted(queues)
+    records = yield [ops.get_job(QueueKeys(q, prefix), job_id) for q in ordered]
+    return [j for j in records if j is not None]
+
+
 def _groups(keys: Sequence[QueueKeys]) -> Flow[list[dict[str, Any] | None]]:
     """The streamq group record (XINFO GROUPS) of each queue; None if no stream or group."""
     exists = yield [raw("EXISTS", k.stream) for k in keys]
@@ -226,6 +266,11 @@ def _alive(beat: Mapping[str, Any], now_ms: int) -> bool:
     return seen is not None and now_ms - seen <= LIVE_WINDOW_MS
 
 
+def _stuck_in(beat: Mapping[str, Any], queue: str) -> int:
+    counts = beat.get("stuck_by_queue")
+    return (_opt_int(counts.get(queue)) or 0) if isinstance(counts, dict) else 0
+
+
 def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
     """:class:`QueueInfo` of each queue, in three round trips however many queues."""
     replies = yield [
@@ -242,6 +287,7 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
     for i in range(len(keys)):
         st, beats, paused = replies[1 + 3 * i : 4 + 3 * i]
         group = groups[i]
+        live = [b for b in _heartbeats(beats).values() if _alive(b, now)]
         lag = _opt_int(group.get("lag")) if group else None
         oldest = st.oldest_waiting_ms
         out.append(
@@ -250,7 +296,8 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
                 lag=st.waiting if lag is None else lag,
                 oldest_waiting_age_ms=None if oldest is None else max(now - oldest, 0),
                 paused=bool(int(paused)),
-                workers=sum(1 for b in _heartbeats(beats).values() if _alive(b, now)),
+                workers=sum(1 for b in live),
+                stuck_handlers=sum(_stuck_in(b, keys[i].queue) for b in live),
             )
         )
     return out
@@ -275,18 +322,24 @@ def _entry_job_id(fields: Any) -> str:
     return _s((fields or {}).get(b"i", b""))
 
 
-def list_jobs(keys: QueueKeys, state: str, limit: int = 20) -> Flow[list[JobEntry]]:
-    """Up to ``limit`` jobs in ``state`` with their records: waiting and delayed oldest /
-    soonest first, active in PEL order, completed and failed newest first."""
+def list_jobs(
+    keys: QueueKeys, state: str, limit: int = 20, offset: int = 0
+) -> Flow[list[JobEntry]]:
+    """Up to ``limit`` jobs in ``state`` with their records, skipping the first ``offset``:
+    waiting and delayed oldest / soonest first, active in PEL order, completed and failed
+    newest first. Skipping is O(log N) for delayed/completed/failed; for waiting and active
+    (stream and PEL, which cannot seek by position) it reads and drops ``offset`` entries."""
     if state not in LIST_STATES:
         raise ConfigError(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
     if limit < 1:
         raise ConfigError(f"limit must be >= 1, got {limit}")
+    if offset < 0:
+        raise ConfigError(f"offset must be >= 0, got {offset}")
     rows: list[JobEntry] = []
     if state in ("delayed", "completed", "failed"):
         index = {"delayed": keys.delayed, "completed": keys.completed, "failed": keys.failed}
         order = "ZRANGE" if state == "delayed" else "ZREVRANGE"
-        pairs = yield raw(order, index[state], 0, limit - 1, "WITHSCORES")
+        pairs = yield raw(order, index[state], offset, offset + limit - 1, "WITHSCORES")
         rows = [
             JobEntry(_s(m), state, None, score_ms=int(float(s))) for m, s in _score_pairs(pairs)
         ]
@@ -296,10 +349,15 @@ def list_jobs(keys: QueueKeys, state: str, limit: int = 20) -> Flow[list[JobEntr
             return []
         if state == "waiting":
             start = "(" + _s(group.get("last-delivered-id") or b"0-0")
-            entries = yield raw("XRANGE", keys.stream, start, "+", "COUNT", limit)
-            rows = [JobEntry(_entry_job_id(f), state, None, entry_id=_s(e)) for e, f in entries]
+            entries = yield raw("XRANGE", keys.stream, start, "+", "COUNT", offset + limit)
+            rows = [
+                JobEntry(_entry_job_id(f), state, None, entry_id=_s(e)) for e, f in entries[offset:]
+            ]
         else:
-            pend = yield raw("XPENDING", keys.stream, GROUP, "-", "+", limit, parse_detail=True)
+            pend = yield raw(
+                "XPENDING", keys.stream, GROUP, "-", "+", offset + limit, parse_detail=True
+            )
+            pend = pend[offset:] if pend else pend
             if not pend:
                 return []
             eids = [_s(p["message_id"]) for p in pend]
@@ -409,6 +467,7 @@ def list_workers(keys: Sequence[QueueKeys]) -> Flow[list[WorkerInfo]]:
                     seen_age_ms=None if seen is None else max(now - seen, 0),
                     idle_ms=idle,
                     pending=pending,
+                    stuck=_opt_int(beat.get("stuck_count")),
                 )
             )
     return out
@@ -478,13 +537,24 @@ class Admin(_Base):
             return self._driver.run(status_all(self.settings.prefix))
         return self._driver.run(queue_status(self._many(queues)))
 
-    def jobs(self, queue: str, state: str, *, limit: int = 20) -> list[JobEntry]:
-        """Up to ``limit`` jobs of ``queue`` in ``state`` (one of :data:`LIST_STATES`)."""
-        return self._driver.run(list_jobs(self.keys(queue), state, limit))
+    def jobs(self, queue: str, state: str, *, limit: int = 20, offset: int = 0) -> list[JobEntry]:
+        """Up to ``limit`` jobs of ``queue`` in ``state`` (one of :data:`LIST_STATES`),
+        after skipping ``offset`` (see :func:`list_jobs` for the order)."""
+        return self._driver.run(list_jobs(self.keys(queue), state, limit, offset))
 
     def job(self, queue: str, job_id: str) -> Job | None:
         """The job's full record, or None."""
         return self._driver.run(ops.get_job(self.keys(queue), job_id))
+
+    def find_job(self, job_id: str) -> list[Job]:
+        """Every record of ``job_id`` in any queue under the prefix (ids are unique per
+        queue only, so there may be several), sorted by queue."""
+        return self._driver.run(locate_job(self.settings.prefix, job_id))
+
+    def known(self, queue: str) -> bool:
+        """True when ``queue`` has left any trace in Redis (jobs, DLQ, schedules, workers,
+        counters): False for a name nothing ever used, e.g. a typo."""
+        return self._driver.run(queue_known(self.keys(queue)))
 
     def dead_letters(self, queue: str, *, limit: int = 100, after: str = "-") -> list[DeadEntry]:
         """DLQ entries, oldest first, after entry id ``after``."""
@@ -584,13 +654,23 @@ class AsyncAdmin(_Base):
             return await self._driver.run(status_all(self.settings.prefix))
         return await self._driver.run(queue_status(self._many(queues)))
 
-    async def jobs(self, queue: str, state: str, *, limit: int = 20) -> list[JobEntry]:
+    async def jobs(
+        self, queue: str, state: str, *, limit: int = 20, offset: int = 0
+    ) -> list[JobEntry]:
         """See :meth:`Admin.jobs`."""
-        return await self._driver.run(list_jobs(self.keys(queue), state, limit))
+        return await self._driver.run(list_jobs(self.keys(queue), state, limit, offset))
 
     async def job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Admin.job`."""
         return await self._driver.run(ops.get_job(self.keys(queue), job_id))
+
+    async def find_job(self, job_id: str) -> list[Job]:
+        """See :meth:`Admin.find_job`."""
+        return await self._driver.run(locate_job(self.settings.prefix, job_id))
+
+    async def known(self, queue: str) -> bool:
+        """See :meth:`Admin.known`."""
+        return await self._driver.run(queue_known(self.keys(queue)))
 
     async def dead_letters(
         self, queue: str, *, limit: int = 100, after: str = "-"

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from streamq.errors import ConfigError
+from streamq.job import MAX_BACKOFF_MS, MAX_RETRIES, MAX_TIMEOUT_MS
 
 __all__ = ["RedisSettings", "Settings", "check_prefix"]
 
@@ -272,14 +273,14 @@ class Settings:
             redis=RedisSettings.from_env(env),
             prefix=prefix,
             concurrency=_int(env, "STREAMQ_CONCURRENCY", 5, minimum=1),
-            max_retries=_int(env, "STREAMQ_MAX_RETRIES", 3),
+            max_retries=_int(env, "STREAMQ_MAX_RETRIES", 3, maximum=MAX_RETRIES),
             backoff_type=_choice(
                 env, "STREAMQ_BACKOFF_TYPE", "exponential", ("exponential", "fixed")
             ),
-            backoff_delay_ms=_int(env, "STREAMQ_BACKOFF_DELAY", 5000),
+            backoff_delay_ms=_int(env, "STREAMQ_BACKOFF_DELAY", 5000, maximum=MAX_BACKOFF_MS),
             backoff_factor=_float(env, "STREAMQ_BACKOFF_FACTOR", 5.0, minimum=1.0),
             backoff_jitter=_float(env, "STREAMQ_BACKOFF_JITTER", 0.0, maximum=1.0),
-            job_timeout_ms=_int(env, "STREAMQ_JOB_TIMEOUT", 0),
+            job_timeout_ms=_int(env, "STREAMQ_JOB_TIMEOUT", 0, maximum=MAX_TIMEOUT_MS),
             lease_ms=_int(env, "STREAMQ_LEASE", 30_000, minimum=100),
             max_stalls=_int(env, "STREAMQ_MAX_STALLS", 1),
             shutdown_grace_ms=_int(env, "STREAMQ_SHUTDOWN_GRACE", 10_000),

@@ -13,10 +13,36 @@ import orjson
 
 from streamq.errors import ConfigError
 
-__all__ = ["MAX_BACKOFF_MS", "Backoff", "Job", "JobOptions", "JobState"]
+__all__ = [
+    "EXPLICIT_BACKOFF",
+    "EXPLICIT_RETRIES",
+    "EXPLICIT_TIMEOUT",
+    "MAX_AT_S",
+    "MAX_BACKOFF_MS",
+    "MAX_DELAY_S",
+    "MAX_RETRIES",
+    "MAX_TIMEOUT_MS",
+    "Backoff",
+    "Job",
+    "JobOptions",
+    "JobState",
+    "check_backoff",
+    "check_retries",
+    "timeout_ms",
+]
 
-#: The longest wait before a retry (30 days), whatever the backoff policy computes.
+#: The longest wait before a retry (30 days), whatever the backoff policy computes; also
+#: the largest ``Backoff.delay_ms``.
 MAX_BACKOFF_MS = 30 * 24 * 3600 * 1000
+#: The largest retry budget a job may carry.
+MAX_RETRIES = 1_000_000
+#: The longest per-attempt time limit (30 days).
+MAX_TIMEOUT_MS = 30 * 24 * 3600 * 1000
+#: The longest ``delay=`` (100 years, in seconds).
+MAX_DELAY_S = 100 * 365 * 24 * 3600
+#: The latest ``at=``: 9999-12-31T23:59:59Z (epoch seconds). Due times beyond these bounds
+#: would overflow the integer milliseconds stored in Redis.
+MAX_AT_S = 253_402_300_799
 
 
 def _is_int(x: object) -> bool:
@@ -60,8 +86,11 @@ class Backoff:
     def __post_init__(self) -> None:
         if self.type not in ("exponential", "fixed"):
             raise ConfigError(f"backoff type must be 'exponential' or 'fixed', got {self.type!r}")
-        if not _is_int(self.delay_ms) or self.delay_ms < 0:
-            raise ConfigError(f"backoff delay_ms must be an int >= 0, got {self.delay_ms!r}")
+        if not _is_int(self.delay_ms) or not 0 <= self.delay_ms <= MAX_BACKOFF_MS:
+            raise ConfigError(
+                f"backoff delay_ms must be an int within [0, {MAX_BACKOFF_MS}] (30 days), "
+                f"got {self.delay_ms!r}"
+            )
         if not _is_number(self.factor) or not math.isfinite(self.factor) or self.factor < 1:
             raise ConfigError(f"backoff factor must be a finite number >= 1, got {self.factor}")
         if not _is_number(self.jitter) or not 0 <= self.jitter <= 1:
@@ -92,33 +121,59 @@ class Backoff:
         return int(min(base, MAX_BACKOFF_MS))
 
 
+#: Bits of :attr:`JobOptions.explicit`: which options the enqueuer set for this one job.
+EXPLICIT_RETRIES, EXPLICIT_BACKOFF, EXPLICIT_TIMEOUT = 1, 2, 4
+
+
 @dataclass(frozen=True, slots=True)
 class JobOptions:
-    """What a job carries besides its payload: retry budget, backoff, per-attempt timeout."""
+    """What a job carries besides its payload: retry budget, backoff, per-attempt timeout.
+
+    ``explicit`` says which of them were given for this job at enqueue (bits
+    ``EXPLICIT_RETRIES | EXPLICIT_BACKOFF | EXPLICIT_TIMEOUT``): a handler's own defaults
+    (``@app.handler("x", max_retries=...)``) replace the others when the job runs. It is
+    not part of equality: two options that behave the same compare equal.
+    """
 
     max_retries: int = 3
     backoff: Backoff = field(default_factory=Backoff)
     timeout_ms: int = 0
+    explicit: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
-        if not _is_int(self.max_retries) or self.max_retries < 0:
-            raise ConfigError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
-        if not _is_int(self.timeout_ms) or self.timeout_ms < 0:
-            raise ConfigError(f"timeout_ms must be an int >= 0, got {self.timeout_ms!r}")
+        if not _is_int(self.max_retries) or not 0 <= self.max_retries <= MAX_RETRIES:
+            raise ConfigError(
+                f"max_retries must be an int within [0, {MAX_RETRIES}], got {self.max_retries!r}"
+            )
+        if not _is_int(self.timeout_ms) or not 0 <= self.timeout_ms <= MAX_TIMEOUT_MS:
+            raise ConfigError(
+                f"timeout must be within [0, {MAX_TIMEOUT_MS // 1000}] s (30 days), "
+                f"got {self.timeout_ms!r} ms"
+            )
+        if not _is_int(self.explicit) or not 0 <= self.explicit <= 7:
+            raise ConfigError(f"explicit must be a bit mask within [0, 7], got {self.explicit!r}")
 
     def encode(self) -> bytes:
         """Compact wire form stored on the stream entry and the job record. The library
         defaults (``JobOptions()``) encode as ``b""``: most jobs carry them, and the empty
         string saves ~24 bytes in both the entry and the record of every waiting job."""
-        return b"" if self == _DEFAULTS else self.encode_explicit()
+        return b"" if self == _DEFAULTS and not self.explicit else self.encode_explicit()
 
     def encode_explicit(self) -> bytes:
         """:meth:`encode` without the empty form for the defaults: for stored forms that
         are compared as bytes across versions (schedule definitions)."""
         b = self.backoff
-        return orjson.dumps(
-            [self.max_retries, b.type[0], b.delay_ms, b.factor, b.jitter, self.timeout_ms]
-        )
+        v: list[Any] = [
+            self.max_retries,
+            b.type[0],
+            b.delay_ms,
+            b.factor,
+            b.jitter,
+            self.timeout_ms,
+        ]
+        if self.explicit:
+            v.append(self.explicit)  # 6 items when 0: the form earlier versions wrote
+        return orjson.dumps(v)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> JobOptions:
@@ -127,17 +182,63 @@ class JobOptions:
         if not raw:
             return _DEFAULTS
         v = orjson.loads(raw)
-        if not isinstance(v, list) or len(v) != 6:
-            raise ValueError("job options must be a 6-item list")
+        if not isinstance(v, list) or len(v) not in (6, 7):
+            raise ValueError("job options must be a 6-item list (7 with the explicit mask)")
         kind = {"e": "exponential", "f": "fixed"}.get(v[1]) if isinstance(v[1], str) else None
         if kind is None:
             raise ValueError(f"unknown backoff type {v[1]!r}")
-        if not all(_is_number(x) for x in (v[0], v[2], v[3], v[4], v[5])):
+        if not all(_is_number(x) for x in (v[0], v[2], v[3], v[4], v[5], *v[6:])):
             raise ValueError(f"job options of the wrong types: {v!r}")
         try:
-            return cls(v[0], Backoff(kind, v[2], float(v[3]), float(v[4])), v[5])
+            return cls(
+                v[0], Backoff(kind, v[2], float(v[3]), float(v[4])), v[5], v[6] if v[6:] else 0
+            )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    def with_defaults(
+        self, max_retries: int | None, backoff: Backoff | None, timeout_ms: int | None
+    ) -> JobOptions:
+        """These options with each one not set explicitly for the job replaced by the given
+        default (None: keep this one)."""
+        e = self.explicit
+        return JobOptions(
+            self.max_retries if max_retries is None or e & EXPLICIT_RETRIES else max_retries,
+            self.backoff if backoff is None or e & EXPLICIT_BACKOFF else backoff,
+            self.timeout_ms if timeout_ms is None or e & EXPLICIT_TIMEOUT else timeout_ms,
+            e,
+        )
+
+
+def check_retries(value: Any) -> int:
+    """``value`` if it is a valid retry budget, else :class:`ConfigError`."""
+    if not _is_int(value) or not 0 <= value <= MAX_RETRIES:
+        raise ConfigError(f"max_retries must be an int within [0, {MAX_RETRIES}], got {value!r}")
+    return int(value)
+
+
+def check_backoff(value: Any) -> Backoff:
+    """``value`` if it is a :class:`Backoff`, else :class:`ConfigError`."""
+    if not isinstance(value, Backoff):
+        raise ConfigError(f"backoff must be a streamq.Backoff, got {type(value).__name__}")
+    return value
+
+
+def timeout_ms(seconds: Any) -> int:
+    """A per-attempt time limit in seconds -> ms, or :class:`ConfigError`."""
+    # Validate before converting: int(nan * 1000) is a ValueError, int(inf) an OverflowError.
+    limit = MAX_TIMEOUT_MS // 1000
+    # An int is compared as it is: math.isfinite(10**400) would raise OverflowError.
+    if (
+        not _is_number(seconds)
+        or not (_is_int(seconds) or math.isfinite(seconds))
+        or not 0 <= seconds <= limit
+    ):
+        raise ConfigError(
+            f"timeout must be a finite number of seconds within [0, {limit}] (30 days), "
+            f"got {seconds!r}"
+        )
+    return int(seconds * 1000)
 
 
 #: ``JobOptions()``, the options that encode as ``b""`` (immutable, so shared).

@@ -18,7 +18,19 @@ from streamq import connection, scheduler
 from streamq._driver import AsyncDriver, SyncDriver
 from streamq.config import Settings
 from streamq.errors import ConfigError
-from streamq.job import Backoff, Job, JobOptions
+from streamq.job import (
+    EXPLICIT_BACKOFF,
+    EXPLICIT_RETRIES,
+    EXPLICIT_TIMEOUT,
+    MAX_AT_S,
+    MAX_DELAY_S,
+    Backoff,
+    Job,
+    JobOptions,
+    check_backoff,
+    check_retries,
+    timeout_ms,
+)
 from streamq.protocol import ops
 from streamq.protocol.codec import encode_payload, new_job_id, new_job_ids
 from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
@@ -45,12 +57,26 @@ class JobSpec:
     timeout: float | None = None
 
 
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number of seconds, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
+
+
 def _delay_ms(delay: Delay | None) -> int:
     if delay is None:
         return 0
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"delay must be a finite number >= 0 seconds, got {seconds}")
+    seconds = _seconds(delay, "delay")
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY_S:
+        raise ConfigError(
+            f"delay must be a finite number of seconds within [0, {MAX_DELAY_S}] (100 years), "
+            f"got {seconds}"
+        )
     return int(seconds * 1000)
 
 
@@ -60,34 +86,13 @@ def _at_ms(at: At | None) -> int:
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise ConfigError("at must be a timezone-aware datetime (or epoch seconds)")
-        return int(at.timestamp() * 1000)
-    seconds = float(at)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"at must be a finite epoch time >= 0 seconds, got {seconds}")
-    return int(seconds * 1000)
-
-
-def _retries(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"max_retries must be an int >= 0, got {value!r}")
-    return value
-
-
-def _backoff(value: Any) -> Backoff:
-    if not isinstance(value, Backoff):
-        raise ConfigError(f"backoff must be a streamq.Backoff, got {type(value).__name__}")
-    return value
-
-
-def _timeout_ms(seconds: Any) -> int:
-    # Validate before converting: int(nan * 1000) is a ValueError, int(inf) an OverflowError.
-    if (
-        not isinstance(seconds, int | float)
-        or isinstance(seconds, bool)
-        or not math.isfinite(seconds)
-        or seconds < 0
-    ):
-        raise ConfigError(f"timeout must be a finite number of seconds >= 0, got {seconds!r}")
+        seconds = at.timestamp()
+    else:
+        seconds = _seconds(at, "at")
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_AT_S:
+        raise ConfigError(
+            f"at must be an epoch time within [0, {MAX_AT_S}] seconds (year 9999), got {seconds}"
+        )
     return int(seconds * 1000)
 
 
@@ -151,9 +156,13 @@ class _Base:
         else:
             d = self._default_options
             opts = JobOptions(
-                d.max_retries if max_retries is None else _retries(max_retries),
-                d.backoff if backoff is None else _backoff(backoff),
-                d.timeout_ms if timeout is None else _timeout_ms(timeout),
+                d.max_retries if max_retries is None else check_retries(max_retries),
+                d.backoff if backoff is None else check_backoff(backoff),
+                d.timeout_ms if timeout is None else timeout_ms(timeout),
+                # What this call set wins over a handler's defaults; the rest does not.
+                (max_retries is not None) * EXPLICIT_RETRIES
+                | (backoff is not None) * EXPLICIT_BACKOFF
+                | (timeout is not None) * EXPLICIT_TIMEOUT,
             ).encode()
         return PreparedJob(
             (new_id or new_job_id()) if job_id is None else validate_job_id(job_id),

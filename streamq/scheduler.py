@@ -22,7 +22,7 @@ import orjson
 from croniter import croniter
 
 from streamq.errors import ConfigError
-from streamq.job import JobOptions
+from streamq.job import MAX_DELAY_S, JobOptions
 from streamq.protocol.keys import GROUP, QueueKeys, validate_job_id
 from streamq.protocol.ops import Call, Flow, _s, raw
 
@@ -202,8 +202,17 @@ def fire_due(keys: QueueKeys, limit: int = 100) -> Flow[tuple[int, float]]:
 
 
 def as_ms(every: float | timedelta) -> int:
-    """Seconds or timedelta -> ms."""
-    seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+    """Seconds or timedelta -> ms (at most :data:`~streamq.job.MAX_DELAY_S`)."""
+    try:
+        seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(
+            f"every must be a number of seconds or a timedelta, got {every!r}"
+        ) from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY_S:
+        raise ConfigError(
+            f"every must be a finite number of seconds within [1, {MAX_DELAY_S}], got {seconds}"
+        )
     return int(seconds * 1000)
 
 

@@ -224,6 +224,55 @@ def test_async_admin_reads_what_the_sync_one_reads(
     assert job == admin.job(queue_name, "one")
 
 
+def test_find_job_searches_every_queue_and_known_tells_used_names_from_typos(
+    settings: Settings, queue_name: str
+) -> None:
+    """Under a prefix of its own: ``find_job`` returns each queue's record of the id (a
+    queue with only a delayed job counts), ``known`` is False for a name nothing used."""
+    s = settings.with_changes(prefix=queue_name)
+    with Producer(settings=s) as p:
+        p.enqueue("b", "x", job_id="same")
+        p.enqueue("a", "x", job_id="same", delay=3600)
+        p.enqueue("c", "x", job_id="other")
+        p.dead_letters("c")  # a read leaves no trace
+
+    async def read() -> tuple[list[str], bool, bool]:
+        async with AsyncAdmin(settings=s) as a:
+            found = [j.queue for j in await a.find_job("same")]
+            return found, await a.known("a"), await a.known("nothing")
+
+    with Admin(settings=s) as admin:
+        assert [(j.queue, j.state.value) for j in admin.find_job("same")] == [
+            ("a", "delayed"),
+            ("b", "waiting"),
+        ]
+        assert admin.find_job("missing") == [] and admin.find_job("sam*") == []
+        assert admin.known("a") and admin.known("c") and not admin.known("nothing")
+        admin.pause("nothing")
+        assert not admin.known("nothing")  # the paused flag alone is no trace of use
+    assert asyncio.run(read()) == (["a", "b"], True, False)
+
+
 def test_invalid_queue_names_are_refused_before_any_io(admin: Admin) -> None:
     with pytest.raises(ConfigError, match="invalid queue name"):
         admin.status(["bad name{}"])
+
+
+def test_job_listings_skip_offset_rows_in_every_state(
+    admin: Admin, producer: Producer, queue_name: str, redis_client: redis.Redis
+) -> None:
+    for n in range(4):
+        producer.enqueue(queue_name, "ok", job_id=f"later-{n}", delay=3600 + n)
+    for n in range(6):
+        producer.enqueue(queue_name, "ok", job_id=f"queued-{n}")
+    redis_client.xreadgroup(GROUP, "probe", {QueueKeys(queue_name).stream: ">"}, count=3)
+
+    def ids(state: str, offset: int) -> list[str]:
+        return [e.job_id for e in admin.jobs(queue_name, state, limit=2, offset=offset)]
+
+    assert ids("delayed", 1) == ["later-1", "later-2"]  # soonest first
+    assert ids("delayed", 4) == []
+    assert ids("active", 1) == ["queued-1", "queued-2"]  # PEL order
+    assert ids("waiting", 2) == ["queued-5"]
+    with pytest.raises(ConfigError, match="offset must be >= 0"):
+        admin.jobs(queue_name, "waiting", offset=-1)

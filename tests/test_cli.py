@@ -105,6 +105,16 @@ def test_status_json_matches_producer_status(cli: Run, producer: Producer, queue
     assert code == 0 and queue_name in [r["queue"] for r in orjson.loads(out)]
 
 
+def test_status_on_a_server_without_queues_exits_0_and_says_so(cli: Run, queue_name: str) -> None:
+    """An empty server (here: a prefix nothing uses) is a healthy answer, not "not found"."""
+    code, out, err = cli("status", "--prefix", queue_name)
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"no queues yet under prefix {queue_name!r} (nothing enqueued)"
+    assert "error" not in err
+    code, out, _ = cli("status", "--prefix", queue_name, "--json")
+    assert code == 0 and orjson.loads(out) == []
+
+
 def test_status_prints_an_aligned_table_without_the_password(
     cli: Run, producer: Producer, server: EmbeddedServer, queue_name: str
 ) -> None:
@@ -238,6 +248,41 @@ def test_unknown_job_exits_1(cli: Run, queue_name: str) -> None:
     assert out == "" and "no job 'no-such-job'" in err
 
 
+def test_job_without_the_queue_finds_it_in_whichever_queue_holds_it(
+    cli: Run, settings: Settings, queue_name: str
+) -> None:
+    prefix = queue_name  # only this test's queues under it
+    with Producer(settings=settings.with_changes(prefix=prefix)) as p:
+        p.enqueue("orders:emails", "send", {"to": "a"}, job_id="mail-7")
+        p.enqueue("later", "remind", {}, job_id="nudge-1", delay=3600)  # no stream yet
+        p.enqueue("a", "x", {}, job_id="twice")
+        p.enqueue("b", "x", {}, job_id="twice")
+
+    code, out, err = cli("job", "mail-7", "--prefix", prefix, "--json")
+    assert code == 0, err
+    record = orjson.loads(out)
+    assert (record["queue"], record["id"], record["data"]) == (
+        "orders:emails",
+        "mail-7",
+        {"to": "a"},
+    )
+    code, out, _ = cli("job", "nudge-1", "--prefix", prefix)
+    assert code == 0 and "later" in out and "delayed" in out
+    code, out, _ = cli("job", "orders:emails", "mail-7", "--prefix", prefix)  # the old form
+    assert code == 0 and "mail-7" in out
+
+    code, out, err = cli("job", "twice", "--prefix", prefix)
+    assert code == 2 and out == ""
+    assert "exists in 2 queues" in err and "streamq job QUEUE twice" in err
+    assert [line.split()[0] for line in err.splitlines()[1:]] == ["a", "b"]
+    code, out, _ = cli("job", "b", "twice", "--prefix", prefix, "--json")
+    assert code == 0 and orjson.loads(out)["queue"] == "b"
+
+    code, out, err = cli("job", "no-such-job", "--prefix", prefix)
+    assert code == 1 and out == ""
+    assert f"no job 'no-such-job' in any queue under prefix {prefix!r}" in err
+
+
 def test_job_shows_error_and_traceback_of_a_failed_job(
     cli: Run, producer: Producer, settings: Settings, queue_name: str
 ) -> None:
@@ -328,6 +373,26 @@ def test_pause_sets_the_key_and_resume_clears_it(
     assert redis_client.exists(key) == 0
     code, out, _ = cli("resume", queue_name)
     assert code == 0 and "already running" in out
+
+
+def test_pausing_an_unknown_queue_warns_but_pauses(
+    cli: Run, producer: Producer, redis_client: redis.Redis, queue_name: str
+) -> None:
+    """Operators may pause a queue before its first job, so it is paused, but a name nothing
+    uses is most often a typo: stderr says so and suggests the close known names."""
+    known = f"{queue_name}-emails"
+    producer.enqueue(known, "send", {})
+    code, out, err = cli("pause", known)
+    assert code == 0 and f"{known}: paused" in out and err == ""
+
+    typo = f"{queue_name}-emials"
+    code, out, err = cli("pause", typo)
+    assert code == 0 and f"{typo}: paused" in out
+    assert f"warning: no queue {typo!r} is known" in err
+    assert f"did you mean {known!r}" in err
+    assert redis_client.exists(QueueKeys(typo).paused) == 1
+    code, _, err = cli("resume", typo)
+    assert code == 0 and err == ""  # resuming never needs the warning
 
 
 def test_schedules_list_and_remove(cli: Run, producer: Producer, queue_name: str) -> None:

@@ -46,6 +46,8 @@ ENDPOINTS = [
     ("DELETE", f"/api/queues/{Q}/dlq/{DEAD_ID}"),
     ("POST", f"/api/queues/{Q}/pause"),
     ("POST", f"/api/queues/{Q}/resume"),
+    ("GET", f"/api/queues/{Q}/schedules"),
+    ("GET", "/api/jobs/some-job"),
     ("GET", "/api/workers"),
     ("GET", "/metrics"),
 ]
@@ -467,3 +469,164 @@ def test_dashboard_files_and_dependencies_are_declared_in_pyproject() -> None:
     extras = project["project"]["optional-dependencies"]
     assert any(d.replace("_", "-").startswith("prometheus-client") for d in extras["web"])
     assert any(d.startswith("playwright") for d in extras["dev"])
+
+
+# --------------------------------------------------------------------------- pages, search
+
+
+def get_ok(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
+    r = client.get(path, params=params, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_waiting_jobs_page_by_offset_with_the_total_and_both_neighbours(
+    client: TestClient, producer: Producer
+) -> None:
+    ids = [producer.enqueue(QUEUE, "send", {"n": n}).job_id for n in range(7)]
+    path = f"/api/queues/{Q}/jobs"
+    first = get_ok(client, path, state="waiting", limit=3)
+    assert [j["id"] for j in first["jobs"]] == ids[:3]  # oldest first
+    assert first["page"] == {
+        "offset": 0,
+        "limit": 3,
+        "total": 7,
+        "next_offset": 3,
+        "prev_offset": None,
+    }
+    assert first["all_time"] is None  # only completed and failed have a lifetime counter
+    second = get_ok(client, path, state="waiting", limit=3, offset=3)
+    assert [j["id"] for j in second["jobs"]] == ids[3:6]
+    assert (second["page"]["prev_offset"], second["page"]["next_offset"]) == (0, 6)
+    last = get_ok(client, path, state="waiting", limit=3, offset=6)
+    assert [j["id"] for j in last["jobs"]] == ids[6:]
+    assert (last["page"]["prev_offset"], last["page"]["next_offset"]) == (3, None)
+    beyond = get_ok(client, path, state="waiting", limit=3, offset=50)
+    assert beyond["jobs"] == [] and beyond["page"]["total"] == 7
+
+
+def test_active_jobs_page_through_the_pending_entries_list(
+    client: TestClient, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    ids = [producer.enqueue(QUEUE, "send", {"n": n}).job_id for n in range(5)]
+    redis_client.xreadgroup(GROUP, "some-worker", {keys.stream: ">"}, count=5)
+    body = get_ok(client, f"/api/queues/{Q}/jobs", state="active", limit=2, offset=2)
+    assert [j["id"] for j in body["jobs"]] == ids[2:4]
+    assert body["page"]["total"] == 5 and body["page"]["next_offset"] == 4
+    assert all(j["consumer"] == "some-worker" for j in body["jobs"])
+
+
+def test_completed_listing_shows_the_retained_count_beside_the_all_time_total(
+    redis_url: str, queue_name: str, producer: Producer
+) -> None:
+    # Retention keeps the last 2 records, the counter remembers all 5.
+    settings = Settings(redis=RedisSettings(url=redis_url), prefix=queue_name, keep_completed=2)
+    app = App()
+
+    @app.handler("ok")
+    def ok(job: Job) -> int:
+        return int(job.data["n"])
+
+    ids = [producer.enqueue(QUEUE, "ok", {"n": n}).job_id for n in range(5)]
+    run_burst(settings, app)
+    with make_client(settings) as client:
+        body = get_ok(client, f"/api/queues/{Q}/jobs", state="completed", limit=1)
+        assert body["page"]["total"] == 2 and body["all_time"] == 5
+        assert body["page"]["next_offset"] == 1
+        second = get_ok(client, f"/api/queues/{Q}/jobs", state="completed", limit=1, offset=1)
+        shown = {body["jobs"][0]["id"], second["jobs"][0]["id"]}
+        assert shown <= set(ids) and len(shown) == 2
+        row = queue_row(client)
+        assert (row["completed"], row["completed_total"]) == (2, 5)
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "complaint"),
+    [
+        (f"/api/queues/{Q}/jobs", "offset=-1", "offset must be within [0, 10000], got -1"),
+        (f"/api/queues/{Q}/jobs", "offset=abc", "offset must be an integer, got 'abc'"),
+        (f"/api/queues/{Q}/jobs", "offset=10001", "offset must be within [0, 10000]"),
+        (f"/api/queues/{Q}/jobs", "state=completed&offset=100001", "offset must be within"),
+        (f"/api/queues/{Q}/jobs", "limit=0", "limit must be within [1, 500], got 0"),
+        (f"/api/queues/{Q}/jobs", "limit=501", "limit must be within [1, 500], got 501"),
+        ("/api/queues", "offset=x", "offset must be an integer"),
+        ("/api/queues", "limit=-5", "limit must be within"),
+        ("/api/workers", "offset=1.5", "offset must be an integer"),
+        (f"/api/queues/{Q}/schedules", "limit=1000", "limit must be within"),
+        (f"/api/queues/{Q}/dlq", "after=nope", "after must be a dead-letter entry id"),
+        (f"/api/queues/{Q}/dlq", "limit=0", "limit must be within"),
+    ],
+)
+def test_bad_paging_parameters_are_refused_with_a_message_naming_them(
+    client: TestClient, path: str, query: str, complaint: str
+) -> None:
+    r = client.get(f"{path}?{query}", headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert complaint in r.json()["error"]
+
+
+def test_dlq_pages_by_cursor_until_the_last_page(
+    client: TestClient, settings: Settings, producer: Producer
+) -> None:
+    ids = make_dead(settings, producer, 5)
+    seen: list[str] = []
+    after = "-"
+    pages = 0
+    while True:
+        body = get_ok(client, f"/api/queues/{Q}/dlq", limit=2, after=after)
+        assert body["total"] == 5 and len(body["entries"]) <= 2
+        seen += [e["job_id"] for e in body["entries"]]
+        pages += 1
+        if body["next_after"] is None:
+            break
+        assert body["next_after"] == body["entries"][-1]["dead_id"]
+        after = body["next_after"]
+    assert pages == 3 and seen == ids  # oldest first, each once
+
+
+def test_queues_workers_and_schedules_page_with_totals(
+    client: TestClient, producer: Producer, redis_client: redis.Redis, settings: Settings
+) -> None:
+    for queue in ("q-a", "q-b", "q-c"):
+        producer.enqueue(queue, "send", {})
+    body = get_ok(client, "/api/queues", limit=2)
+    assert [q["queue"] for q in body["queues"]] == ["q-a", "q-b"]
+    assert body["page"]["total"] == 3 and body["page"]["next_offset"] == 2
+    rest = get_ok(client, "/api/queues", limit=2, offset=2)
+    assert [q["queue"] for q in rest["queues"]] == ["q-c"] and rest["page"]["next_offset"] is None
+
+    beats = QueueKeys("q-a", settings.prefix).workers
+    sec, _ = redis_client.time()
+    for n in range(5):
+        beat = {"host": "h", "pid": n, "seen_ms": int(sec) * 1000}
+        redis_client.hset(beats, f"w-{n}", orjson.dumps(beat))
+    workers = get_ok(client, "/api/workers", limit=2, offset=4)
+    assert [w["name"] for w in workers["workers"]] == ["w-4"]
+    assert workers["page"]["total"] == 5 and workers["page"]["prev_offset"] == 2
+
+    for n in range(3):
+        producer.add_schedule(QUEUE, f"refresh-{n}", "token_refresh", {"c": n}, every=60 + n)
+    first = get_ok(client, f"/api/queues/{Q}/schedules", limit=2)
+    assert [s["key"] for s in first["schedules"]] == ["refresh-0", "refresh-1"]  # soonest first
+    assert first["schedules"][0]["data"] == {"c": 0}
+    assert first["schedules"][0]["every_ms"] == 60_000
+    assert first["page"]["total"] == 3 and first["page"]["next_offset"] == 2
+    last = get_ok(client, f"/api/queues/{Q}/schedules", limit=2, offset=2)
+    assert [s["key"] for s in last["schedules"]] == ["refresh-2"]
+
+
+def test_find_a_job_by_id_in_every_queue(client: TestClient, producer: Producer) -> None:
+    producer.enqueue(QUEUE, "send", {"where": "dispatch"}, job_id="post-123")
+    producer.enqueue("distribution:scheduled", "publish", {"where": "sched"}, job_id="post-123")
+    producer.enqueue("distribution:scheduled", "publish", {}, job_id="other-1")
+    body = get_ok(client, "/api/jobs/post-123")
+    assert [(j["queue"], j["data"]["where"]) for j in body["jobs"]] == [
+        ("distribution:dispatch", "dispatch"),
+        ("distribution:scheduled", "sched"),
+    ]
+    missing = client.get("/api/jobs/no-such-job", headers=AUTH)
+    assert missing.status_code == 404
+    assert "no job 'no-such-job' in any queue" in missing.json()["error"]
+    bad = client.get(f"/api/jobs/{quote('bad id!', safe='')}", headers=AUTH)
+    assert bad.status_code == 400 and "invalid job id" in bad.json()["error"]

@@ -117,9 +117,18 @@ def test_metrics_expose_the_contract_keys_written_by_hand(
     assert 0 <= sample(s, "streamq_oldest_waiting_age_seconds", **q) < 60
     assert sample(s, "streamq_queue_paused", **q) == 1
     assert sample(s, "streamq_workers", **q) == 1
-    for field, n in {"completed": 10, "failed": 4, "retried": 3, "dead": 1, "reclaimed": 2}.items():
-        assert types[f"streamq_jobs_{field}"] == "counter"
-        assert sample(s, f"streamq_jobs_{field}_total", **q) == n, field
+    # The stats hash's "failed" field counts failed attempts; a failed job is a "dead" one.
+    counters = {
+        "streamq_jobs_completed": 10,
+        "streamq_jobs_failed": 1,
+        "streamq_jobs_retried": 3,
+        "streamq_jobs_dead": 1,
+        "streamq_attempts_failed": 4,
+        "streamq_jobs_reclaimed": 2,
+    }
+    for family, n in counters.items():
+        assert types[family] == "counter"
+        assert sample(s, f"{family}_total", **q) == n, family
 
     assert types["streamq_job_duration_seconds"] == "histogram"
     cumulative = {"0.001": 2, "0.005": 5, "0.01": 5, "0.05": 5, "0.1": 6, "60.0": 6, "+Inf": 7}
@@ -152,7 +161,8 @@ def test_missing_and_malformed_contract_fields_read_as_zero(
 
     q = {"queue": QUEUE}
     assert sample(s, "streamq_jobs_completed_total", **q) == 0
-    assert sample(s, "streamq_jobs_failed_total", **q) == 0
+    assert sample(s, "streamq_attempts_failed_total", **q) == 0
+    assert sample(s, "streamq_jobs_failed_total", **q) == 5
     assert sample(s, "streamq_jobs_dead_total", **q) == 5
     assert sample(s, "streamq_jobs_reclaimed_total", **q) == 0
     assert sample(s, "streamq_job_duration_seconds_bucket", **q, le="+Inf") == 0

@@ -49,7 +49,14 @@ from streamq import (
     Settings,
     WaitTimeoutError,
 )
-from streamq.job import MAX_BACKOFF_MS
+from streamq.job import (
+    EXPLICIT_RETRIES,
+    EXPLICIT_TIMEOUT,
+    MAX_AT_S,
+    MAX_BACKOFF_MS,
+    MAX_DELAY_S,
+    MAX_RETRIES,
+)
 from streamq.protocol import ops
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
@@ -364,7 +371,9 @@ def test_a_waiting_job_record_has_no_attempts_field_and_is_created_at_its_entry_
 def test_default_options_are_stored_empty_and_custom_ones_exactly(
     producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
 ) -> None:
-    custom = JobOptions(3, Backoff.exponential(5000, 5.0), 1)  # one field off the defaults
+    # One field off the defaults, and marked as given for this job (handler defaults
+    # must not replace it).
+    custom = JobOptions(3, Backoff.exponential(5000, 5.0), 1, EXPLICIT_TIMEOUT)
     a = producer.enqueue(queue_name, "dispatch", {})
     b = producer.enqueue(queue_name, "dispatch", {}, timeout=0.001)
     c = producer.enqueue(queue_name, "dispatch", {}, delay=60, max_retries=0)
@@ -372,13 +381,16 @@ def test_default_options_are_stored_empty_and_custom_ones_exactly(
 
     assert entries[a.job_id][b"o"] == b"" == redis_client.hget(keys.job(a.job_id), "o")
     assert entries[b.job_id][b"o"] == custom.encode() == redis_client.hget(keys.job(b.job_id), "o")
-    assert redis_client.hget(keys.job(c.job_id), "o") == JobOptions(max_retries=0).encode()
+    retries = JobOptions(max_retries=0, explicit=EXPLICIT_RETRIES)
+    assert redis_client.hget(keys.job(c.job_id), "o") == retries.encode()
     got = {r.job_id: producer.get_job(queue_name, r.job_id) for r in (a, b, c)}
     assert {k: j.options for k, j in got.items() if j} == {
         a.job_id: JobOptions(),
         b.job_id: custom,
         c.job_id: JobOptions(max_retries=0),
     }
+    explicit = [got[r.job_id].options.explicit for r in (a, b, c)]  # type: ignore[union-attr]
+    assert explicit == [0, EXPLICIT_TIMEOUT, EXPLICIT_RETRIES]
 
 
 def test_producer_defaults_from_settings_are_stored_in_full(
@@ -406,7 +418,7 @@ def test_a_schedule_with_default_options_keeps_their_explicit_form_in_its_defini
     custom = producer.add_schedule(queue_name, "c", "dispatch", {}, every=3600, max_retries=1)
     assert custom > 0
     by_key = {s.key: s.options for s in producer.list_schedules(queue_name)}
-    assert by_key["c"] == JobOptions(max_retries=1).encode()
+    assert by_key["c"] == JobOptions(max_retries=1, explicit=EXPLICIT_RETRIES).encode()
 
 
 @pytest.mark.parametrize(
@@ -438,6 +450,36 @@ def test_unserialisable_payload_is_refused_and_nothing_is_written(
     with pytest.raises(PayloadError):
         producer.enqueue(queue_name, "dispatch", {"big": 2**70}, job_id="j1")
     assert queue_keys(redis_client, queue_name) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [float("nan"), {"score": float("inf")}, [1, {"x": [-float("inf")]}]],
+    ids=["nan", "inf-in-dict", "neg-inf-nested"],
+)
+def test_nan_or_infinity_in_a_payload_is_refused_and_nothing_is_written(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, data: Any
+) -> None:
+    # orjson would silently write them as null.
+    with pytest.raises(PayloadError, match="NaN or Infinity"):
+        producer.enqueue(queue_name, "dispatch", data)
+    with pytest.raises(PayloadError, match="NaN or Infinity"):
+        producer.enqueue_many(queue_name, [JobSpec("dispatch", 1), JobSpec("dispatch", data)])
+    assert queue_keys(redis_client, queue_name) == []
+    assert producer.enqueue(queue_name, "dispatch", {"x": None, "y": 1.5}).created
+
+
+def test_a_due_time_at_the_documented_maximum_reads_back(
+    producer: Producer, queue_name: str
+) -> None:
+    r = producer.enqueue(queue_name, "dispatch", {}, at=MAX_AT_S)
+    job = producer.get_job(queue_name, r.job_id)
+    assert job is not None and job.due_at_ms == MAX_AT_S * 1000
+    assert producer.reschedule(queue_name, r.job_id, delay=MAX_DELAY_S) > MAX_DELAY_S * 1000
+    with pytest.raises(ConfigError, match="100 years"):
+        producer.reschedule(queue_name, r.job_id, delay=1e300)
+    job = producer.get_job(queue_name, r.job_id)
+    assert job is not None and job.state == "delayed"
 
 
 def test_oversized_payload_is_refused_and_nothing_is_written(
@@ -498,8 +540,28 @@ def test_a_naive_datetime_for_at_is_refused(
         {"at": -10},
         {"at": float("nan")},
         {"delay": 10, "at": datetime(2030, 1, 1, tzinfo=UTC)},
+        {"delay": 1e300},
+        {"delay": 10**400},
+        {"delay": MAX_DELAY_S + 1},
+        {"at": 1e300},
+        {"at": MAX_AT_S + 1},
+        {"delay": "5"},
     ],
-    ids=["negative", "nan", "inf", "negative-td", "negative-at", "nan-at", "both"],
+    ids=[
+        "negative",
+        "nan",
+        "inf",
+        "negative-td",
+        "negative-at",
+        "nan-at",
+        "both",
+        "huge-delay",
+        "huge-int-delay",
+        "past-max-delay",
+        "huge-at",
+        "past-max-at",
+        "str-delay",
+    ],
 )
 def test_impossible_timing_is_refused_and_nothing_is_written(
     producer: Producer, redis_client: redis.Redis, queue_name: str, when: dict[str, Any]
@@ -520,8 +582,23 @@ def test_impossible_timing_is_refused_and_nothing_is_written(
         {"max_retries": "3"},
         {"max_retries": 2.5},
         {"backoff": "fast"},
+        {"max_retries": 10**30},
+        {"max_retries": MAX_RETRIES + 1},
+        {"timeout": 1e300},
     ],
-    ids=["nan", "inf", "negative", "str", "neg-retries", "str-retries", "float-retries", "bo"],
+    ids=[
+        "nan",
+        "inf",
+        "negative",
+        "str",
+        "neg-retries",
+        "str-retries",
+        "float-retries",
+        "bo",
+        "huge-retries",
+        "past-max-retries",
+        "huge-timeout",
+    ],
 )
 def test_bad_job_options_raise_config_error_and_nothing_is_written(
     producer: Producer, redis_client: redis.Redis, queue_name: str, options: dict[str, Any]
@@ -1018,7 +1095,9 @@ def test_backoff_delay_is_capped_instead_of_overflowing() -> None:
     huge = Backoff.exponential(5000, 1000.0)
     assert huge.delay_for(2) == 5000 * 1000
     assert huge.delay_for(500) == MAX_BACKOFF_MS  # 1000**499 overflows a float
-    assert Backoff.fixed(10**15).delay_for(1) == MAX_BACKOFF_MS
+    assert Backoff.fixed(MAX_BACKOFF_MS).delay_for(1) == MAX_BACKOFF_MS
+    with pytest.raises(ConfigError, match="30 days"):
+        Backoff.fixed(MAX_BACKOFF_MS + 1)  # a base delay past the cap is refused, not cut
 
 
 def test_backoff_delay_for_fixed() -> None:
@@ -1061,6 +1140,9 @@ def test_backoff_jitter_stays_within_bounds_and_varies() -> None:
         lambda: JobOptions(max_retries=-1),
         lambda: JobOptions(max_retries=True),
         lambda: JobOptions(timeout_ms=-5),
+        lambda: JobOptions(max_retries=10**30),
+        lambda: JobOptions(timeout_ms=10**30),
+        lambda: Backoff(delay_ms=10**30),
     ],
 )
 def test_bad_backoff_or_options_raise_config_error(make: Callable[[], object]) -> None:
@@ -1292,3 +1374,16 @@ def test_an_unreachable_server_raises_connection_failed_within_the_retry_budget(
         assert elapsed >= 0.5
     assert f"127.0.0.1:{port}" in str(info.value)
     assert not _leaks(info.value, secret)
+
+
+@pytest.mark.parametrize(
+    "every",
+    [0.5, 1e300, float("nan"), float("inf"), -60, "hourly"],
+    ids=["sub-second", "huge", "nan", "inf", "negative", "str"],
+)
+def test_a_schedule_with_an_impossible_interval_is_refused_and_nothing_is_written(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, every: Any
+) -> None:
+    with pytest.raises(ConfigError, match="every"):
+        producer.add_schedule(queue_name, "bad", "dispatch", {}, every=every)
+    assert queue_keys(redis_client, queue_name) == []

@@ -319,7 +319,7 @@ def test_reprs_never_show_the_secret(tmp_path: Path) -> None:
         producer, admin = Producer(settings=s), Admin(settings=s)
         async_producer, async_admin = AsyncProducer(settings=s), AsyncAdmin(settings=s)
         worker = Worker(App(), ["q"], settings=s)
-        closers += [producer.close, admin.close, worker._pool.shutdown]
+        closers += [producer.close, admin.close, worker._threads.close]
         objects += [s, s.redis, producer, admin, async_producer, async_admin, worker]
         objects.append(WebSettings(api_token=token, engine=s))
         objects.append(s.redis.describe())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import hmac
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,34 @@ def test_health_is_500_unhealthy_when_redis_goes_away_and_hides_the_password(
     assert "cannot reach Redis" in body["error"]
     assert srv.password not in r.text
     assert "queues" not in body
+
+
+@pytest.mark.parametrize("shape", ["url", "url-password", "url-user-password", "fields-password"])
+def test_unhealthy_answer_names_no_host_port_or_credentials_whatever_the_url_shape(
+    server_factory: Callable[..., EmbeddedServer], queue_name: str, shape: str
+) -> None:
+    """With or without a password, in a URL or in REDIS_HOST/PORT/PASSWORD-style fields, the
+    answers an HTTP client sees while Redis is down name neither where Redis lives nor how
+    to log in (the password-less answer used to mask the address, the others leaked it)."""
+    srv = server_factory(password=None if shape == "url" else "pw-Hidden-9")
+    port = srv.port
+    redis = {
+        "url": RedisSettings(url=f"redis://127.0.0.1:{port}/0"),
+        "url-password": RedisSettings(url=f"redis://:pw-Hidden-9@127.0.0.1:{port}/0"),
+        "url-user-password": RedisSettings(url=f"redis://opsuser:pw-Hidden-9@127.0.0.1:{port}/0"),
+        "fields-password": RedisSettings(host="127.0.0.1", port=port, password="pw-Hidden-9"),
+    }[shape]
+    settings = Settings(redis=replace(redis, connect_timeout=0.5), prefix=queue_name)
+    srv.stop(save=False)
+    with TestClient(make_app(settings, health_timeout=3.0)) as client:
+        answers = [client.get(HEALTH, headers=AUTH), client.get("/api/queues", headers=AUTH)]
+    health, api = answers
+    assert health.status_code == 500 and health.json()["status"] == "unhealthy"
+    assert api.status_code == 503
+    for r in answers:
+        assert "cannot reach Redis" in r.json()["error"], r.text
+        for leak in (str(port), "127.0.0.1", "pw-Hidden-9", "opsuser", "redis://"):
+            assert leak not in r.text, (shape, leak, r.text)
 
 
 def test_health_answers_unhealthy_when_redis_refuses_the_password(

@@ -4,11 +4,12 @@ code; errors propagate to :func:`streamq.cli.entry._dispatch`."""
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime
 from typing import Any
 
 from streamq.admin import JobEntry, QueueInfo, WorkerInfo
-from streamq.cli.context import EXIT_OK, Context, _listing
+from streamq.cli.context import EXIT_OK, EXIT_USAGE, Context, _listing
 from streamq.cli.output import (
     _block,
     _data_text,
@@ -29,23 +30,24 @@ def _status_tail(i: QueueInfo) -> tuple[str, int, str]:
 
 
 def cmd_status(ctx: Context) -> int:
-    """``streamq status [Q ...]``."""
+    """``streamq status [Q ...]``. An empty server is a healthy answer, not an error: with
+    no queue at all it says so and exits 0 (``[]`` with ``--json``)."""
     admin = ctx.admin
     infos: list[QueueInfo] = admin.status(ctx.args.queues or None)
-
-    def human() -> None:
-        ctx.say(f"server {admin.where}  prefix {admin.settings.prefix}")
-        counts = ("waiting", "active", "delayed", "completed", "failed", "dead")
-        rows = [
-            [i.queue, *(getattr(i.status, c) for c in counts), i.lag, *_status_tail(i)]
-            for i in infos
-        ]
-        headers = ["QUEUE", *(c.upper() for c in counts), "LAG", "OLDEST", "WORKERS", "STATE"]
-        table(headers, rows, ctx.out)
-
-    if not infos and not ctx.json:
-        print(f"no queues under prefix {admin.settings.prefix!r}", file=ctx.err)
-    return _listing(ctx, infos, [i.as_dict() for i in infos], human)
+    if ctx.json:
+        ctx.emit_json([i.as_dict() for i in infos])
+        return EXIT_OK
+    ctx.say(f"server {admin.where}  prefix {admin.settings.prefix}")
+    if not infos:
+        ctx.say(f"no queues yet under prefix {admin.settings.prefix!r} (nothing enqueued)")
+        return EXIT_OK
+    counts = ("waiting", "active", "delayed", "completed", "failed", "dead")
+    rows = [
+        [i.queue, *(getattr(i.status, c) for c in counts), i.lag, *_status_tail(i)] for i in infos
+    ]
+    headers = ["QUEUE", *(c.upper() for c in counts), "LAG", "OLDEST", "WORKERS", "STATE"]
+    table(headers, rows, ctx.out)
+    return EXIT_OK
 
 
 def _job_row(e: JobEntry, now: int) -> list[Any]:
@@ -96,10 +98,37 @@ def cmd_jobs(ctx: Context) -> int:
     return _listing(ctx, entries, entries, human)
 
 
+def _find_job(ctx: Context, job_id: str) -> Job | int:
+    """The one job ``job_id`` of any queue; an exit code when there is none or several."""
+    found = ctx.admin.find_job(job_id)
+    prefix = ctx.admin.settings.prefix
+    if not found:
+        raise JobNotFoundError(f"no job {job_id!r} in any queue under prefix {prefix!r}")
+    if len(found) > 1:
+        # Ids are unique per queue only: showing one of them could mislead.
+        print(
+            f"error: job id {job_id!r} exists in {len(found)} queues; name one "
+            f"(streamq job QUEUE {job_id}):",
+            file=ctx.err,
+        )
+        for j in found:
+            print(f"  {j.queue}  ({j.state.value})", file=ctx.err)
+        return EXIT_USAGE
+    return found[0]
+
+
 def cmd_job(ctx: Context) -> int:
-    """``streamq job Q ID``: the full record."""
+    """``streamq job [Q] ID``: the full record. Without the queue, every queue under the
+    prefix is searched (an id held by several queues asks for the queue, exit 2)."""
     a = ctx.args
-    job: Job | None = ctx.admin.job(a.queue, a.job_id)
+    job: Job | None
+    if a.queue is None:
+        got = _find_job(ctx, a.job_id)
+        if isinstance(got, int):
+            return got
+        job = got
+    else:
+        job = ctx.admin.job(a.queue, a.job_id)
     if job is None:
         raise JobNotFoundError(f"no job {a.job_id!r} in queue {a.queue!r}")
     if ctx.json:
@@ -158,10 +187,27 @@ def cmd_enqueue(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _warn_unknown(ctx: Context, queue: str) -> None:
+    """Pausing a name nothing uses is allowed (pause a queue before its first job), but it
+    is most often a typo: say so on stderr, with the closest known names."""
+    prefix = ctx.admin.settings.prefix
+    hint = ""
+    close = difflib.get_close_matches(queue, ctx.admin.queues(), n=3)
+    if close:
+        hint = "; did you mean " + " or ".join(repr(q) for q in close) + "?"
+    print(
+        f"warning: no queue {queue!r} is known under prefix {prefix!r} (no jobs, dead "
+        f"letters, schedules or workers): pausing it anyway{hint}",
+        file=ctx.err,
+    )
+
+
 def cmd_pause(ctx: Context) -> int:
     """``streamq pause Q`` / ``streamq resume Q``."""
     a = ctx.args
     pausing = a.command == "pause"
+    if pausing and not ctx.admin.known(a.queue):
+        _warn_unknown(ctx, a.queue)
     changed = ctx.admin.pause(a.queue) if pausing else ctx.admin.resume(a.queue)
     state = "paused" if pausing else "running"
     if ctx.json:
@@ -186,7 +232,8 @@ def cmd_workers(ctx: Context) -> int:
             for w in items
         ]
         headers = ["QUEUE", "WORKER", "STATE", "HOST", "PID", "RUNNING", "CONC", "DONE"]
-        table([*headers, "FAILED", "HELD", "SEEN", "IDLE"], rows, ctx.out)
+        # The heartbeat counts failed *attempts* (retries included), not failed jobs.
+        table([*headers, "FAILED-ATT", "HELD", "SEEN", "IDLE"], rows, ctx.out)
 
     if not items and not ctx.json:
         print("no workers", file=ctx.err)

@@ -21,6 +21,7 @@ from streamq.cli.commands import (
 from streamq.cli.context import Context
 from streamq.cli.dlq import cmd_dlq_list, cmd_dlq_purge, cmd_dlq_retry, cmd_dlq_show
 from streamq.cli.schedules import cmd_schedules_list, cmd_schedules_remove
+from streamq.cli.web import cmd_web
 
 
 def _json_arg(text: str) -> Any:
@@ -47,6 +48,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within [0, 65535], got {text}")
     return value
 
 
@@ -95,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", "-n", type=_positive, default=20, help="default 20")
 
     p = add("job", cmd_job, "one job's record: state, attempts, error, traceback")
-    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument(
+        "queue", metavar="QUEUE", nargs="?", default=None, help="default: search every queue"
+    )
     p.add_argument("job_id", metavar="ID")
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue", description="the dead-letter queue")
@@ -127,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-id", default=None, help="custom id (deduplicates)")
     p.add_argument("--max-retries", type=int, default=None, help="retry budget")
 
-    for name, verb in (("pause", "stop workers fetching from a queue"), ("resume", "undo pause")):
+    pause_help = "stop workers fetching from a queue (warns if nothing uses the name yet)"
+    for name, verb in (("pause", pause_help), ("resume", "undo pause")):
         p = add(name, cmd_pause, verb)
         p.add_argument("queue", metavar="QUEUE")
 
@@ -143,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("workers", cmd_workers, "workers: heartbeat, running jobs, idle time")
     p.add_argument("queues", nargs="*", metavar="QUEUE", help="default: every queue found")
+
+    p = add("web", cmd_web, "serve the dashboard, JSON API, health and /metrics (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
+    p.add_argument(
+        "--allow-no-token",
+        action="store_true",
+        help="serve without STREAMQ_API_TOKEN (no authentication; loopback --host only)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="uvicorn's log level (default info)",
+    )
 
     for name, what in (
         ("server", "run an embedded Redis/Valkey server (python -m streamq.server)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, NamedTuple
@@ -61,7 +62,31 @@ def encode_payload(
             f"{_what(what, job)} is {len(raw)} bytes as JSON, over the limit of {max_bytes} "
             "bytes (STREAMQ_MAX_PAYLOAD_BYTES)"
         )
+    # orjson writes NaN and +-Infinity as null, which would silently change the data. They
+    # can only hide behind a null in the output, so the walk runs for those payloads alone.
+    if b"null" in raw and (where := _non_finite(data, "")) is not None:
+        raise PayloadError(
+            f"{_what(what, job)} holds {where[1]} at {where[0] or 'the top level'}: JSON "
+            "has no NaN or Infinity (send null or a string instead)"
+        )
     return raw
+
+
+def _non_finite(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+    """Where ``value`` holds a NaN or infinite float: (path, repr), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, repr(value))
+    if depth > 256:  # orjson refuses deeper nesting anyway
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (found := _non_finite(v, f"{path}[{k!r}]", depth + 1)) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            if (found := _non_finite(v, f"{path}[{i}]", depth + 1)) is not None:
+                return found
+    return None
 
 
 def _what(what: str, job: str | None) -> str:

@@ -242,8 +242,15 @@ def get_job(keys: QueueKeys, job_id: str) -> Call[Job | None]:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatus:
-    """Counts of one queue. ``completed``/``failed`` count retained records; ``*_total`` are
-    lifetime counters."""
+    """Counts of one queue.
+
+    A job is *failed* when it ended in the failed state: retries exhausted, timed out on its
+    last attempt, stalled too often, or not runnable (no handler, undecodable); each such
+    job also got a dead-letter entry. An attempt that failed and will run again is a
+    *retry*, never counted as failed. So: ``failed`` is the retained records of failed jobs
+    (the last ``STREAMQ_KEEP_FAILED``), ``failed_total`` every job that ever ended failed,
+    ``dead`` the dead-letter entries now (replay and purge remove them), ``retried_total``
+    every retry scheduled. ``completed`` / ``completed_total`` likewise."""
 
     queue: str
     waiting: int

@@ -2,18 +2,27 @@
 mutating routes are POST/DELETE only and also refuse cross-site requests (see
 :func:`cross_site`), so a page on another site can neither read nor change anything.
 
-=========================================================  ===================================
-``GET    /api/queues``                                      status of every queue (discovered)
-``GET    /api/queues/{q}/jobs?state=waiting&limit=50``      jobs in a state (summaries)
-``GET    /api/queues/{q}/jobs/{id}``                        one job: payload, error, traceback
-``GET    /api/queues/{q}/throughput?minutes=60``            completed/failed per minute
-``GET    /api/queues/{q}/dlq?limit=100&after=-``            dead-letter entries, oldest first
-``POST   /api/queues/{q}/dlq/{dead_id}/retry``              replay one dead-letter entry
-``POST   /api/queues/{q}/dlq/retry-all``                    replay every dead-letter entry
-``DELETE /api/queues/{q}/dlq/{dead_id}``                    delete one dead-letter entry
-``POST   /api/queues/{q}/pause`` / ``.../resume``           set / clear the paused flag
-``GET    /api/workers``                                     workers with their running jobs
-=========================================================  ===================================
+===============================================================  =============================
+``GET    /api/queues?offset=0&limit=500``                         status of the queues found
+``GET    /api/queues/{q}/jobs?state=waiting&offset=0&limit=50``   jobs in a state (summaries)
+``GET    /api/queues/{q}/jobs/{id}``                              one job: payload, error...
+``GET    /api/jobs/{id}``                                         find a job in every queue
+``GET    /api/queues/{q}/throughput?minutes=60``                  completed/failed per minute
+``GET    /api/queues/{q}/dlq?limit=100&after=-``                  dead-letter entries, oldest
+``POST   /api/queues/{q}/dlq/{dead_id}/retry``                    replay one dead-letter entry
+``POST   /api/queues/{q}/dlq/retry-all``                          replay every entry
+``DELETE /api/queues/{q}/dlq/{dead_id}``                          delete one entry
+``POST   /api/queues/{q}/pause`` / ``.../resume``                 set / clear the paused flag
+``GET    /api/queues/{q}/schedules?offset=0&limit=50``            repeating schedules
+``GET    /api/workers?offset=0&limit=500``                        workers, their running jobs
+===============================================================  =============================
+
+Listings are paged on the server: ``offset``/``limit`` answers carry a ``page`` object
+(``offset``, ``limit``, ``total``, ``next_offset``, ``prev_offset``, see
+:mod:`streamq.web.paging`); the dead-letter queue pages by cursor (``after`` = the last
+entry id of the previous page; the answer's ``next_after`` is None on the last page).
+A job listing also carries ``all_time``: for completed and failed, the lifetime counter
+beside the retained count (retention keeps only the last N records).
 
 Queue names may contain ``:`` (``distribution:dispatch``); clients should percent-encode the
 path segment (``distribution%3Adispatch``), plain ``:`` works too. Errors are JSON
@@ -40,28 +49,34 @@ from streamq.admin import LIST_STATES, JobEntry, WorkerInfo
 from streamq.errors import ConfigError, JobNotFoundError, StreamQError
 from streamq.job import Job
 from streamq.protocol.ops import DeadEntry
+from streamq.scheduler import Schedule
 from streamq.web.auth import authorized, unauthorized
-from streamq.web.errors import safe_error
+from streamq.web.errors import BadRequest, safe_error
 from streamq.web.fleet import DEAD_ID_RE, THROUGHPUT_MINUTES, WebAdmin
+from streamq.web.paging import MAX_LIMIT, MAX_OFFSET, int_param, page_json, page_params
 
-__all__ = ["API_ROUTES", "cross_site", "dead_json", "job_json", "job_summary"]
+__all__ = [
+    "API_ROUTES",
+    "BadRequest",
+    "cross_site",
+    "dead_json",
+    "job_json",
+    "job_summary",
+    "schedule_json",
+]
 
 log = logging.getLogger("streamq.web")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-#: Most rows one listing returns.
-MAX_LIMIT = 500
+#: Largest ``offset`` for waiting and active jobs, which are skipped by reading entries.
+STREAM_MAX_OFFSET = 10_000
 #: Running jobs listed per queue for ``GET /api/workers``.
 ACTIVE_LIMIT = 500
 #: Characters of payload preview in job listings (the full payload is in the job view).
 PREVIEW_CHARS = 200
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-class BadRequest(Exception):
-    """A query parameter or path segment the API cannot use (answered with 400)."""
 
 
 # ---------------------------------------------------------------------------- guards
@@ -141,16 +156,7 @@ def _queue(request: Request) -> str:
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be within [{lo}, {hi}], got {value}")
-    return value
+    return int_param(request.query_params, name, default, lo, hi)
 
 
 def _dead_id(request: Request) -> str:
@@ -253,18 +259,40 @@ def _worker_json(w: WorkerInfo) -> dict[str, Any]:
     return asdict(w)
 
 
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """One repeating schedule: its key, job name and payload, rule and next tick."""
+    try:
+        data: Any = orjson.loads(schedule.data)
+    except orjson.JSONDecodeError:
+        data = schedule.data.decode("utf-8", "replace")
+    return {
+        "key": schedule.key,
+        "name": schedule.name,
+        "data": data,
+        "every_ms": schedule.every_ms,
+        "cron": schedule.cron,
+        "tz": schedule.tz,
+        "next_tick_ms": schedule.next_tick_ms,
+    }
+
+
 # ---------------------------------------------------------------------------- endpoints
 
 
 @api_endpoint()
 async def queues(request: Request) -> Response:
-    """``GET /api/queues``: :meth:`Admin.status` of every queue, with the Redis clock and
-    the lease the dashboard judges running jobs by."""
+    """``GET /api/queues?offset=&limit=``: :meth:`Admin.status` of one page of the queues
+    found (by name), with the Redis clock and the lease the dashboard judges running jobs
+    by."""
+    page = page_params(request.query_params, default_limit=MAX_LIMIT)
     admin = _admin(request)
-    infos = await admin.status()
+    names = await admin.queues()
+    shown = page.slice(names)
+    infos = await admin.status(shown) if shown else []
     now = await admin.server_time_ms()
     return JSONResponse(
         {
+            "page": page_json(page, len(infos), len(names)),
             "queues": [i.as_dict() for i in infos],
             "server_time_ms": now,
             "lease_ms": admin.settings.lease_ms,
@@ -274,20 +302,32 @@ async def queues(request: Request) -> Response:
 
 @api_endpoint()
 async def jobs(request: Request) -> Response:
-    """``GET /api/queues/{q}/jobs?state=&limit=``: up to ``limit`` jobs in ``state``."""
+    """``GET /api/queues/{q}/jobs?state=&offset=&limit=``: one page of the jobs in
+    ``state``, with how many there are (``page.total``, the retained records for completed
+    and failed) and, for completed and failed, the lifetime counter (``all_time``)."""
     queue = _queue(request)
     state = request.query_params.get("state") or "waiting"
     if state not in LIST_STATES:
         raise BadRequest(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
-    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    seeks = state in ("delayed", "completed", "failed")
+    page = page_params(
+        request.query_params,
+        default_limit=50,
+        max_offset=MAX_OFFSET if seeks else STREAM_MAX_OFFSET,
+    )
     admin = _admin(request)
-    rows = await admin.jobs(queue, state, limit=limit)
+    (info,) = await admin.status([queue])
+    rows = await admin.jobs(queue, state, limit=page.limit, offset=page.offset)
+    st = info.status
+    totals = {"completed": st.completed_total, "failed": st.failed_total}
     lease_ms = admin.settings.lease_ms
     return JSONResponse(
         {
             "queue": queue,
             "state": state,
             "lease_ms": lease_ms,
+            "page": page_json(page, len(rows), int(getattr(st, state))),
+            "all_time": totals.get(state),
             "jobs": [job_summary(r, lease_ms) for r in rows],
         }
     )
@@ -305,6 +345,19 @@ async def job(request: Request) -> Response:
 
 
 @api_endpoint()
+async def find_job(request: Request) -> Response:
+    """``GET /api/jobs/{id}``: the job's full record in every queue that holds one (400 for
+    an id that no job can have, 404 when no queue has a record of it)."""
+    job_id: str = request.path_params["job_id"]
+    found = await _admin(request).find_job(job_id)
+    if not found:
+        raise JobNotFoundError(
+            f"no job {job_id!r} in any queue (never enqueued here, or retention removed its record)"
+        )
+    return JSONResponse({"id": job_id, "jobs": [job_json(j) for j in found]})
+
+
+@api_endpoint()
 async def queue_throughput(request: Request) -> Response:
     """``GET /api/queues/{q}/throughput``: per-minute counts, oldest first (Redis clock)."""
     queue = _queue(request)
@@ -315,17 +368,29 @@ async def queue_throughput(request: Request) -> Response:
 
 @api_endpoint()
 async def dlq(request: Request) -> Response:
-    """``GET /api/queues/{q}/dlq?limit=&after=``: dead-letter entries, oldest first."""
+    """``GET /api/queues/{q}/dlq?limit=&after=``: up to ``limit`` dead-letter entries,
+    oldest first, after entry id ``after``; ``next_after`` is the cursor of the next page
+    (None on the last one)."""
     queue = _queue(request)
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
     after = request.query_params.get("after") or "-"
     if after != "-" and not DEAD_ID_RE.match(after):
         raise BadRequest(f"after must be a dead-letter entry id, got {after!r}")
     admin = _admin(request)
-    entries = await admin.dead_letters(queue, limit=limit, after=after)
+    # One more than asked says whether there is a next page without a second round trip.
+    entries = await admin.dead_letters(queue, limit=limit + 1, after=after)
+    more = len(entries) > limit
+    entries = entries[:limit]
     total = await admin.dead_count(queue)
     return JSONResponse(
-        {"queue": queue, "total": total, "entries": [dead_json(e) for e in entries]}
+        {
+            "queue": queue,
+            "total": total,
+            "limit": limit,
+            "after": after,
+            "next_after": entries[-1].dead_id if more else None,
+            "entries": [dead_json(e) for e in entries],
+        }
     )
 
 
@@ -374,11 +439,30 @@ async def resume(request: Request) -> Response:
 
 
 @api_endpoint()
+async def queue_schedules(request: Request) -> Response:
+    """``GET /api/queues/{q}/schedules?offset=&limit=``: repeating schedules, soonest
+    tick first."""
+    queue = _queue(request)
+    page = page_params(request.query_params, default_limit=50)
+    found, total = await _admin(request).schedules_page(queue, page.offset, page.limit)
+    return JSONResponse(
+        {
+            "queue": queue,
+            "page": page_json(page, len(found), total),
+            "schedules": [schedule_json(s) for s in found],
+        }
+    )
+
+
+@api_endpoint()
 async def workers(request: Request) -> Response:
-    """``GET /api/workers``: every worker with the jobs it runs, each with its idle time
-    (XPENDING) against the lease, so a job stuck in ``active`` shows at a glance."""
+    """``GET /api/workers?offset=&limit=``: one page of the workers (by queue and name)
+    with the jobs each runs, each with its idle time (XPENDING) against the lease, so a job
+    stuck in ``active`` shows at a glance."""
+    page = page_params(request.query_params, default_limit=MAX_LIMIT)
     admin = _admin(request)
-    found = await admin.workers()
+    every = await admin.workers()
+    found = page.slice(every)
     lease_ms = admin.settings.lease_ms
     running: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for queue in sorted({w.queue for w in found}):
@@ -389,6 +473,7 @@ async def workers(request: Request) -> Response:
         {
             "server_time_ms": now,
             "lease_ms": lease_ms,
+            "page": page_json(page, len(found), len(every)),
             "workers": [
                 {**_worker_json(w), "jobs": running.get((w.queue, w.name), [])} for w in found
             ],
@@ -410,5 +495,7 @@ API_ROUTES: list[BaseRoute] = [
     Route(f"{_Q}/dlq/{{dead_id}}", dlq_delete, methods=["DELETE"]),
     Route(f"{_Q}/pause", pause, methods=["POST"]),
     Route(f"{_Q}/resume", resume, methods=["POST"]),
+    Route(f"{_Q}/schedules", queue_schedules, methods=["GET"]),
+    Route("/api/jobs/{job_id}", find_job, methods=["GET"]),
     Route("/api/workers", workers, methods=["GET"]),
 ]

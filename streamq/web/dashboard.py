@@ -4,9 +4,10 @@ security headers of every answer.
 The shell holds no queue data and needs no token. Its script (``static/dashboard.js``,
 plain JavaScript, no build step, no CDN) reads the token from the URL fragment
 ``#token=...`` (which browsers never send to the server) or from a login field, keeps it in
-``sessionStorage`` (gone when the tab closes), and calls the JSON API with
-``Authorization: Bearer``. A cross-site form cannot set that header, and mutating routes
-are POST/DELETE only, so the actions are not CSRF-able.
+``sessionStorage`` (gone when the tab closes; a later ``#token=`` in the same tab replaces
+it without a reload), and calls the JSON API with ``Authorization: Bearer``. A cross-site
+form cannot set that header, and mutating routes are POST/DELETE only, so the actions are
+not CSRF-able.
 
 Every answer carries a strict Content-Security-Policy (scripts and styles from this origin
 only, no inline code, no framing, ``connect-src 'self'``), ``X-Frame-Options: DENY``,

@@ -1,5 +1,6 @@
 """Error messages safe to put in an HTTP answer: streamq's own messages (which name no
-secret), else just the exception type, with any credential that slipped in masked."""
+secret), else just the exception type, with any credential that slipped in masked, and the
+server's address masked too (an HTTP client has no business knowing where Redis lives)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from urllib.parse import quote
 from streamq.config import Settings
 from streamq.errors import StreamQError
 
-__all__ = ["safe_error", "secrets_of"]
+__all__ = ["BadRequest", "safe_error", "secrets_of"]
+
+
+class BadRequest(Exception):
+    """A query parameter or path segment the API cannot use (answered with 400); the
+    message names the parameter and the value received."""
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The strings an answer must never contain: the password and the URLs carrying it."""
+    """The strings an answer must never contain: the password, the URLs carrying it, and the
+    address streamq's own messages name (``RedisSettings.describe()``: scheme, host, port,
+    db), whether or not a password is set."""
     r = settings.redis
-    values = [r.password, r.url, r.to_url()]
+    values = [r.password, r.url, r.to_url(), r.describe()]
     if r.password:
         values.append(quote(r.password, safe=""))
     return [v for v in values if v]

@@ -26,9 +26,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamq.admin import AsyncAdmin, QueueInfo, discover, queue_status, server_time
-from streamq.protocol.keys import BUCKETS_MS, QueueKeys
+from streamq.admin import (
+    AsyncAdmin,
+    QueueInfo,
+    _score_pairs,
+    discover,
+    queue_status,
+    server_time,
+)
+from streamq.job import Job
+from streamq.protocol import ops
+from streamq.protocol.keys import BUCKETS_MS, QueueKeys, validate_job_id
 from streamq.protocol.ops import Call, Flow, _s, raw
+from streamq.scheduler import Schedule
 
 __all__ = [
     "COUNTER_FIELDS",
@@ -39,10 +49,12 @@ __all__ = [
     "QueueMetrics",
     "WebAdmin",
     "delete_dead",
+    "find_job",
     "fleet_metrics",
     "parse_histogram",
     "read_counters",
     "read_histograms",
+    "schedules_page",
     "throughput",
 ]
 
@@ -227,6 +239,35 @@ def delete_dead(keys: QueueKeys, dead_id: str) -> Call[bool]:
     return raw("XDEL", keys.dead, dead_id, parse=lambda r: int(r) > 0)
 
 
+def find_job(prefix: str, job_id: str) -> Flow[list[Job]]:
+    """The record of job ``job_id`` in every queue under ``prefix`` that holds one (a custom
+    id may be used in several queues), by queue name; one round trip after discovery.
+    :class:`~streamq.errors.ConfigError` if ``job_id`` is not a valid job id."""
+    validate_job_id(job_id)
+    queues = yield from discover(prefix)
+    if not queues:
+        return []
+    found = yield [ops.get_job(QueueKeys(q, prefix), job_id) for q in queues]
+    return [j for j in found if j is not None]
+
+
+def schedules_page(keys: QueueKeys, offset: int, limit: int) -> Flow[tuple[list[Schedule], int]]:
+    """``limit`` repeating schedules of one queue after the first ``offset``, soonest tick
+    first, and how many there are: two round trips, whatever the number of schedules."""
+    ticks, total = yield [
+        raw("ZRANGE", keys.repeat, offset, offset + limit - 1, "WITHSCORES"),
+        raw("ZCARD", keys.repeat, parse=int),
+    ]
+    pairs = [(_s(m), int(float(sc))) for m, sc in _score_pairs(ticks)]
+    if not pairs:
+        return [], total
+    defs = yield raw("HMGET", keys.repeat_defs, *(k for k, _ in pairs))
+    # A tick without a definition is a schedule being removed right now: skip it.
+    return [
+        Schedule.from_definition(k, d, tick) for (k, tick), d in zip(pairs, defs, strict=True) if d
+    ], total
+
+
 # ---------------------------------------------------------------------------- driver
 
 
@@ -244,3 +285,14 @@ class WebAdmin(AsyncAdmin):
     async def delete_dead(self, queue: str, dead_id: str) -> bool:
         """Delete one dead-letter entry by its entry id; False if it was not there."""
         return await self._driver.run(delete_dead(self.keys(queue), dead_id))
+
+    async def find_job(self, job_id: str) -> list[Job]:
+        """Job ``job_id`` in every queue that holds a record of it (see :func:`find_job`)."""
+        return await self._driver.run(find_job(self.settings.prefix, job_id))
+
+    async def schedules_page(
+        self, queue: str, offset: int, limit: int
+    ) -> tuple[list[Schedule], int]:
+        """One page of the schedules of ``queue`` and their number (see
+        :func:`schedules_page`)."""
+        return await self._driver.run(schedules_page(self.keys(queue), offset, limit))

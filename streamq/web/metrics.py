@@ -15,15 +15,22 @@ metric                                      type       meaning
 ``streamq_queue_paused{queue}``             gauge      1 while paused
 ``streamq_workers{queue}``                  gauge      live workers (recent heartbeat)
 ``streamq_jobs_completed_total{queue}``     counter    jobs completed
-``streamq_jobs_failed_total{queue}``        counter    failed attempts (retried or dead)
+``streamq_jobs_failed_total{queue}``        counter    jobs that ended failed (= to the DLQ)
 ``streamq_jobs_retried_total{queue}``       counter    retries scheduled
-``streamq_jobs_dead_total{queue}``          counter    jobs moved to the DLQ
+``streamq_jobs_dead_total{queue}``          counter    jobs moved to the DLQ (= failed_total)
+``streamq_attempts_failed_total{queue}``    counter    failed attempts (retried + failed)
 ``streamq_jobs_reclaimed_total{queue}``     counter    entries taken over from a stalled worker
 ``streamq_job_duration_seconds{queue}``     histogram  handler run time
 ``streamq_delayed_lateness_seconds{queue}`` histogram  promotion time minus due time
 ``streamq_redis_up``                        gauge      1 if this scrape could read Redis
 ``streamq_scrape_duration_seconds``         gauge      time spent reading Redis
 ==========================================  =========  =====================================
+
+*Failed* has one meaning here as in ``streamq status`` and :class:`QueueStatus`: a job that
+ended in the failed state (and so got a dead-letter entry). A failed attempt that will run
+again is a *retry*. ``streamq_jobs_failed_total`` counted failed attempts in earlier
+releases; that number is ``streamq_attempts_failed_total`` now (``streamq_jobs_dead_total``
+stays, with the same value as ``streamq_jobs_failed_total``, for dashboards built on it).
 
 The route needs the bearer token like the API. Prometheus::
 
@@ -73,12 +80,32 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT_S = 8.0
 
 JOB_STATES = ("waiting", "active", "delayed", "completed", "failed", "dead")
+#: (metric family, field of :class:`Counters`, help). The ``failed`` field of the stats hash
+#: counts failed *attempts*; a job that ended failed is counted by its ``dead`` field.
 _COUNTERS = (
-    ("completed", "Jobs completed."),
-    ("failed", "Failed attempts (retried or moved to the dead-letter queue)."),
-    ("retried", "Retries scheduled after a failed attempt."),
-    ("dead", "Jobs moved to the dead-letter queue."),
-    ("reclaimed", "Running entries taken over from a stalled or crashed worker."),
+    ("streamq_jobs_completed", "completed", "Jobs completed."),
+    (
+        "streamq_jobs_failed",
+        "dead",
+        "Jobs that ended failed (retries exhausted, timed out, stalled or not runnable) "
+        "and so moved to the dead-letter queue; retries are not counted.",
+    ),
+    ("streamq_jobs_retried", "retried", "Retries scheduled after a failed attempt."),
+    (
+        "streamq_jobs_dead",
+        "dead",
+        "Jobs moved to the dead-letter queue (the same count as streamq_jobs_failed_total).",
+    ),
+    (
+        "streamq_attempts_failed",
+        "failed",
+        "Failed attempts, retried or not (streamq_jobs_retried_total + streamq_jobs_failed_total).",
+    ),
+    (
+        "streamq_jobs_reclaimed",
+        "reclaimed",
+        "Running entries taken over from a stalled or crashed worker.",
+    ),
 )
 
 
@@ -117,8 +144,8 @@ class FleetCollector:
     def _gauges(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
             "streamq_jobs",
-            "Jobs by state: waiting, active, delayed, completed and failed (retained "
-            "records), dead (dead-letter entries).",
+            "Jobs by state: waiting, active, delayed; completed and failed (jobs that ended "
+            "failed) are retained records, dead the dead-letter entries now.",
             labels=["queue", "state"],
         )
         lag = GaugeMetricFamily(
@@ -137,8 +164,15 @@ class FleetCollector:
         live = GaugeMetricFamily(
             "streamq_workers", "Live workers (recent heartbeat) of the queue.", labels=["queue"]
         )
+        stuck = GaugeMetricFamily(
+            "streamq_stuck_handlers",
+            "Sync handlers of live workers still running past their job's time limit; each "
+            "holds a worker slot until it returns.",
+            labels=["queue"],
+        )
         for q in self.queues:
             info, name = q.info, q.info.queue
+            stuck.add_metric([name], float(info.stuck_handlers))
             counts = info.as_dict()
             for state in JOB_STATES:
                 jobs.add_metric([name, state], float(counts[state]))
@@ -146,11 +180,11 @@ class FleetCollector:
             age.add_metric([name], (info.oldest_waiting_age_ms or 0) / 1000)
             paused.add_metric([name], 1.0 if info.paused else 0.0)
             live.add_metric([name], float(info.workers))
-        yield from (jobs, lag, age, paused, live)
+        yield from (jobs, lag, age, paused, live, stuck)
 
     def _counters(self) -> Iterator[Metric]:
-        for field, doc in _COUNTERS:
-            family = CounterMetricFamily(f"streamq_jobs_{field}", doc, labels=["queue"])
+        for metric, field, doc in _COUNTERS:
+            family = CounterMetricFamily(metric, doc, labels=["queue"])
             for q in self.queues:
                 family.add_metric([q.info.queue], float(getattr(q.counters, field)))
             yield family

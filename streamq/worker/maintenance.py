@@ -273,6 +273,10 @@ async def housekeeping_loop(w: Worker) -> None:
                 "lease_ms": s.lease_ms,
                 "processed": w.processed,
                 "failed": w.failed,
+                # Sync handlers past their time limit, each holding a slot (worker/threads.py).
+                "stuck": [h.as_dict() for h in w.stuck[:STUCK_LISTED]],
+                "stuck_count": len(w.stuck),
+                "stuck_by_queue": _count_by_queue(w),
             }
         )
         ticks += 1
@@ -297,6 +301,15 @@ async def housekeeping_loop(w: Worker) -> None:
     await _forever("housekeeping", 1.0, body)
 
 
+def _count_by_queue(w: Worker) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for h in w.stuck:
+        out[h.queue] = out.get(h.queue, 0) + 1
+    return out
+
+
+#: Stuck handlers listed in a heartbeat (the count is always whole).
+STUCK_LISTED = 20
 #: Heartbeats older than this are dropped from the registry (a worker that crashed).
 STALE_WORKER_MS = 3_600_000
 #: Per-minute throughput counters are kept this long.
@@ -358,7 +371,9 @@ async def burst_watch(w: Worker) -> None:
 
     while True:
         await asyncio.sleep(0.05)
-        if w.running or w._executing:
+        # A stuck sync handler (past its time limit, attempt recorded) is not a job any
+        # more: it holds a slot, but burst mode does not wait for it.
+        if w.running or w._executing > len(w.stuck):
             continue
         try:
             sts = [await w.driver.run(ops.status(k)) for k in w.keys]

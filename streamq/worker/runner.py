@@ -16,8 +16,7 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Awaitable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +44,7 @@ from streamq.worker.app import App, Registered
 from streamq.worker.checks import ServerInfo, check_server
 from streamq.worker.logs import log_event
 from streamq.worker.pool import RunnerPool
+from streamq.worker.threads import HandlerThreads, StuckHandler
 
 __all__ = ["Worker"]
 
@@ -78,6 +78,10 @@ async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for t in tasks:
         if not t.cancelled():
             t.exception()  # retrieve it: a loop that died is reported by its own logs
+
+
+class _TimedOut(Exception):
+    """The job's time limit expired (a sync handler's thread runs on: see :mod:`.threads`)."""
 
 
 @dataclass(slots=True)
@@ -142,7 +146,9 @@ class Worker:
         self._flush_busy = False  # a completion batch is being sent
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=JOB_THREAD)
+        self._threads = HandlerThreads(JOB_THREAD)
+        #: Sync handlers still running past their time limit; each holds a slot.
+        self.stuck: list[StuckHandler] = []
         self._tasks: list[asyncio.Task[Any]] = []
         #: Queues paused by an operator (``sq:{Q}:paused``): not fetched nor reclaimed from.
         self.paused: set[str] = set()
@@ -273,7 +279,7 @@ class Worker:
         handed = await self._hand_back()
         await _cancel_and_wait([renew, flush])
         await maintenance.unregister(self)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
         await self.client.aclose()
         log_event(
             "worker_stopped",
@@ -485,6 +491,8 @@ class Worker:
                 run, f"no handler registered for job name {run.name!r}", "", -1, "no-handler", opts
             )
             return
+        if reg.has_defaults:
+            opts = reg.options(raw_opts, opts)
         job = Job(
             run.keys.queue,
             run.job_id,
@@ -498,28 +506,16 @@ class Worker:
             entry_id=run.entry_id,
         )
         t0 = time.perf_counter()
-        timeout = opts.timeout_ms / 1000 if opts.timeout_ms else None
-        limit: asyncio.Timeout | None = None
         try:
-            if timeout is None:
-                result = await self._call(reg, job)
-            else:
-                # asyncio.timeout, not wait_for: wait_for runs the handler in a task of its own.
-                limit = asyncio.timeout(timeout)
-                async with limit:
-                    result = await self._call(reg, job)
+            result = await self._invoke(reg, job, run, opts.timeout_ms)
             raw_result = encode_payload(
                 result, self.settings.max_payload_bytes, what="result", job=run.job_id
             )
         except asyncio.CancelledError:
             raise  # shutdown past the grace: the entry is handed back
-        except TimeoutError as exc:
-            if limit is not None and limit.expired():
-                await self._fail(run, f"timed out after {timeout} s", "", None, "timeout", opts, t0)
-            else:  # the handler's own TimeoutError (a client call of its own timed out)
-                tb = traceback.format_exc()
-                msg = f"{type(exc).__name__}: {exc}"
-                await self._fail(run, msg, tb, None, "failed", opts, t0)
+        except _TimedOut:
+            limit_s = opts.timeout_ms / 1000
+            await self._fail(run, f"timed out after {limit_s} s", "", None, "timeout", opts, t0)
             return
         except PayloadError as exc:
             await self._fail(run, str(exc), "", None, "failed", opts, t0)
@@ -548,10 +544,74 @@ class Worker:
         self._pending.done.append((done, run, took))
         # The flush loop is woken by _release_slot, after the fetch loop (see there).
 
-    def _call(self, reg: Registered, job: Job) -> Awaitable[Any]:
-        if reg.is_async:
-            return reg.fn(job)
-        return asyncio.get_running_loop().run_in_executor(self._pool, reg.fn, job)
+    async def _invoke(self, reg: Registered, job: Job, run: Running, timeout_ms: int) -> Any:
+        """Run the handler under the job's time limit; :class:`_TimedOut` when it expires
+        (a ``TimeoutError`` of the handler's own is an ordinary failure)."""
+        if not reg.is_async:
+            return await self._run_sync(reg, job, run, timeout_ms)
+        if not timeout_ms:
+            return await reg.fn(job)
+        # asyncio.timeout, not wait_for: wait_for runs the handler in a task of its own.
+        limit = asyncio.timeout(timeout_ms / 1000)
+        try:
+            async with limit:
+                return await reg.fn(job)
+        except TimeoutError:
+            if limit.expired():
+                raise _TimedOut from None
+            raise
+
+    async def _run_sync(self, reg: Registered, job: Job, run: Running, timeout_ms: int) -> Any:
+        """Run a sync handler on a free thread; its time limit starts when it starts. One
+        that outlives the limit raises :class:`_TimedOut` and becomes *stuck*: its
+        thread runs on and keeps a slot until it returns (see :mod:`.threads`)."""
+        started, done = self._threads.submit(reg.fn, job, signal_start=timeout_ms > 0)
+        if started is None:
+            return await done  # a cancellation (shutdown) cancels ``done``: it is dropped
+        try:
+            await started
+            t_start = time.monotonic()
+            await asyncio.wait((done,), timeout=timeout_ms / 1000)
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        if done.done():
+            return done.result()
+        stuck = StuckHandler(run.keys.queue, run.job_id, run.name, timeout_ms, t_start)
+        self.stuck.append(stuck)
+        self._executing += 1  # released by _unstuck when the thread returns
+        log_event(
+            "handler_stuck",
+            WARN,
+            queue=run.keys.queue,
+            job_id=run.job_id,
+            name=run.name,
+            attempt=run.attempt,
+            timeout_ms=timeout_ms,
+            stuck=len(self.stuck),
+            concurrency=self.concurrency,
+            detail="a sync handler outlived its time limit: the job fails as timed out, its "
+            "thread runs on and holds a slot until the handler returns",
+        )
+        done.add_done_callback(lambda f: self._unstuck(stuck, f))
+        raise _TimedOut
+
+    def _unstuck(self, stuck: StuckHandler, done: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self.stuck.remove(stuck)
+        self._executing -= 1
+        self._slot.set()
+        failed = not done.cancelled() and done.exception() is not None  # retrieved: no warning
+        log_event(
+            "handler_unstuck",
+            WARN,
+            queue=stuck.queue,
+            job_id=stuck.job_id,
+            name=stuck.name,
+            ran_ms=int((time.monotonic() - stuck.started) * 1000),
+            outcome="raised" if failed else "returned",
+            detail="the late result is discarded: the attempt was already recorded as timed out",
+        )
 
     async def _fail(
         self,

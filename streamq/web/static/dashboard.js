@@ -2,20 +2,28 @@
 //
 // The page at "/" is a static shell. This script reads the API token from the URL fragment
 // (#token=..., never sent to the server) or the login field, keeps it in sessionStorage and
-// calls the JSON API with "Authorization: Bearer". Data is put into the page with
-// textContent / DOM nodes only, never as HTML, so a job payload cannot inject markup.
+// calls the JSON API with "Authorization: Bearer". A later change of the fragment (a new
+// #token=... link pasted into the same tab) is picked up without reloading the page. Data is
+// put into the page with textContent / DOM nodes only, never as HTML, so a job payload cannot
+// inject markup. Every list is paged on the server (offset/limit, or a cursor for the DLQ).
 "use strict";
 
 (function () {
   const TOKEN_KEY = "streamq.token";
   const REFRESH_MS = 5000;
   const COUNTS = ["waiting", "active", "delayed", "completed", "failed", "dead"];
+  // Retained counts that have a lifetime counter beside them (GET /api/queues).
+  const ALL_TIME = { completed: "completed_total", failed: "failed_total" };
   const SVG_NS = "http://www.w3.org/2000/svg";
+  // Rows per page of each list.
+  const PAGE = { queues: 20, jobs: 50, dead: 50, schedules: 50, workers: 20 };
 
   const view = {
     queue: null, // selected queue name
     state: "waiting", // selected tab
     open: new Set(), // expanded job ids / dead ids in the list
+    offset: { queues: 0, jobs: 0, schedules: 0, workers: 0 }, // first row of each list
+    deadCursors: ["-"], // DLQ: the "after" cursor of each page seen so far; last = current
     clockOffset: 0, // Redis clock minus local clock, ms
     timer: null,
     busy: false, // a refresh is running
@@ -25,6 +33,22 @@
   // ------------------------------------------------------------------ helpers
 
   const $ = (id) => document.getElementById(id);
+
+  // Children as DOM nodes: nested arrays flattened, null/undefined/false dropped, anything
+  // else as a text node. replaceChildren() would print "null" or "[object HTML...]" instead.
+  function nodes(children) {
+    const out = [];
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      out.push(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return out;
+  }
+
+  function fill(node, ...children) {
+    node.replaceChildren(...nodes(children));
+    return node;
+  }
 
   function el(tag, props, ...children) {
     const node = document.createElement(tag);
@@ -36,10 +60,7 @@
       else if (key === "dataset") Object.assign(node.dataset, value);
       else node.setAttribute(key, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
+    node.append(...nodes(children));
     return node;
   }
 
@@ -67,8 +88,9 @@
   const ago = (ms) => (ms ? duration(redisNow() - ms) + " ago" : "–");
   const inTime = (ms) => (ms ? "in " + duration(ms - redisNow()) : "–");
   const stamp = (ms) => (ms ? new Date(ms).toLocaleString() : "–");
-  const pretty = (value) => JSON.stringify(value, null, 2);
+  const pretty = (value) => (value === undefined ? "–" : JSON.stringify(value, null, 2));
   const enc = encodeURIComponent;
+  const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : String(n));
 
   function badge(text, kind) {
     return el("span", { class: "badge " + (kind || ""), text });
@@ -83,16 +105,25 @@
 
   // ------------------------------------------------------------------ token and API
 
+  // Keep a #token=... from the fragment and take it out of the address bar (and history).
+  // True when the fragment carried a token.
   function takeTokenFromFragment() {
     const params = new URLSearchParams(window.location.hash.slice(1));
-    const token = params.get("token");
-    if (token) {
-      sessionStorage.setItem(TOKEN_KEY, token);
-      history.replaceState(null, "", window.location.pathname + window.location.search);
-    }
+    const token = (params.get("token") || "").trim();
+    if (!token) return false;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    return true;
   }
 
   class Unauthorized extends Error {}
+
+  class ApiError extends Error {
+    constructor(text, status) {
+      super(text);
+      this.status = status;
+    }
+  }
 
   async function api(method, path) {
     const headers = { Accept: "application/json" };
@@ -113,7 +144,7 @@
     }
     if (response.status === 401) throw new Unauthorized("the API refused the token");
     if (!response.ok) {
-      throw new Error((body && body.error) || "HTTP " + response.status);
+      throw new ApiError((body && body.error) || "HTTP " + response.status, response.status);
     }
     return body;
   }
@@ -139,6 +170,55 @@
     $("auto-wrap").hidden = false;
   }
 
+  // ------------------------------------------------------------------ pages
+
+  // "51–100 of 1,234" with Prev / Next buttons. `first` is the 0-based index of the first
+  // row shown, `count` how many are shown; `prev` / `next` are callbacks, or null at an end.
+  function pager(name, first, count, total, prev, next) {
+    const range = count ? `${fmt(first + 1)}–${fmt(first + count)} of ${fmt(total)}` : `0 of ${fmt(total)}`;
+    return el("div", { class: "pager", dataset: { pager: name } },
+      el("span", { class: "range", text: range }),
+      el("button", { type: "button", class: "prev", text: "‹ Prev", disabled: !prev, onclick: prev }),
+      el("button", { type: "button", class: "next", text: "Next ›", disabled: !next, onclick: next }),
+    );
+  }
+
+  // A pager for an offset/limit list: `page` is the API's page object.
+  function offsetPager(name, page, count) {
+    const go = (offset) => () => {
+      view.offset[name] = offset;
+      view.open.clear();
+      refresh();
+    };
+    return pager(name, page.offset, count, page.total,
+      page.prev_offset === null ? null : go(page.prev_offset),
+      page.next_offset === null ? null : go(page.next_offset));
+  }
+
+  function resetPages(lists) {
+    for (const name of lists) {
+      if (name === "dead") view.deadCursors = ["-"];
+      else view.offset[name] = 0;
+    }
+  }
+
+  // A table inside a box that scrolls sideways on a narrow screen, not the whole page.
+  const scroller = (table) => el("div", { class: "scroll" }, table);
+
+  // A list table that turns into one card per row on a narrow screen (dashboard.css): each
+  // cell is labelled with its column's heading, since the heading row is then hidden.
+  function stacked(table) {
+    const heads = [...table.tHead.rows[0].cells].map((th) => th.textContent);
+    for (const row of table.tBodies[0].rows) {
+      if (row.classList.contains("detailrow")) continue;
+      [...row.cells].forEach((cell, i) => {
+        if (heads[i]) cell.dataset.label = heads[i];
+      });
+    }
+    table.classList.add("stack");
+    return scroller(table);
+  }
+
   // ------------------------------------------------------------------ queues
 
   function sparkline(minutes) {
@@ -158,33 +238,42 @@
     return el("span", { class: "sparkwrap" }, chart, el("span", { class: "sparktotal", text: total + " / h" }));
   }
 
+  // A count cell; retained counts (completed, failed) show the lifetime counter beside them.
+  function countCell(q, name) {
+    const total = ALL_TIME[name] ? q[ALL_TIME[name]] : null;
+    return el("td", {
+      class: "num" + (name === "dead" && q.dead ? " alert" : ""),
+      dataset: { count: name },
+      title: total === null ? null : `${fmt(q[name])} retained record(s) of ${fmt(total)} ${name} all time`,
+    },
+    el("span", { class: "n", text: fmt(q[name]) }),
+    total === null ? null : el("span", { class: "total", dataset: { total: name }, text: " of " + fmt(total) }));
+  }
+
   function renderQueues(data, throughput) {
-    const body = $("queues").tBodies[0];
-    body.replaceChildren();
-    $("no-queues").hidden = data.queues.length > 0;
-    for (const q of data.queues) {
-      const row = el(
-        "tr",
-        {
-          dataset: { queue: q.queue },
-          class: q.queue === view.queue ? "selected" : "",
-          tabindex: 0,
-          onclick: () => selectQueue(q.queue),
-          onkeydown: (e) => {
-            if (e.key === "Enter") selectQueue(q.queue);
-          },
+    $("no-queues").hidden = data.page.total > 0;
+    const rows = data.queues.map((q) => el(
+      "tr",
+      {
+        dataset: { queue: q.queue },
+        class: q.queue === view.queue ? "selected" : "",
+        tabindex: 0,
+        onclick: () => selectQueue(q.queue),
+        onkeydown: (e) => {
+          if (e.key === "Enter") selectQueue(q.queue);
         },
-        el("th", { scope: "row" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: q.queue }),
-          q.paused ? badge("paused", "bad") : null),
-        COUNTS.map((name) =>
-          el("td", { class: "num" + (name === "dead" && q.dead ? " alert" : ""), dataset: { count: name }, text: q[name] })),
-        el("td", { class: "num", dataset: { count: "lag" }, text: q.lag }),
-        el("td", { class: "num", text: q.oldest_waiting_age_ms === null ? "–" : duration(q.oldest_waiting_age_ms) }),
-        el("td", { class: "num" + (q.workers === 0 && q.waiting > 0 ? " alert" : ""), dataset: { count: "workers" }, text: q.workers }),
-        el("td", {}, throughput[q.queue] ? sparkline(throughput[q.queue]) : "–"),
-      );
-      body.append(row);
-    }
+      },
+      el("th", { scope: "row" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: q.queue }),
+        q.paused ? badge("paused", "bad") : null),
+      COUNTS.map((name) => countCell(q, name)),
+      el("td", { class: "num", dataset: { count: "lag" } }, el("span", { class: "n", text: fmt(q.lag) })),
+      el("td", { class: "num", text: q.oldest_waiting_age_ms === null ? "–" : duration(q.oldest_waiting_age_ms) }),
+      el("td", { class: "num" + (q.workers === 0 && q.waiting > 0 ? " alert" : ""), dataset: { count: "workers" } },
+        el("span", { class: "n", text: fmt(q.workers) })),
+      el("td", {}, throughput[q.queue] ? sparkline(throughput[q.queue]) : "–"),
+    ));
+    fill($("queues").tBodies[0], rows);
+    fill($("queues-pager"), data.page.total > PAGE.queues ? offsetPager("queues", data.page, data.queues.length) : null);
   }
 
   function renderChart(minutes) {
@@ -220,7 +309,7 @@
     });
   }
 
-  // ------------------------------------------------------------------ job lists
+  // ------------------------------------------------------------------ one job
 
   function leaseCell(job, leaseMs) {
     if (job.idle_ms === undefined || job.idle_ms === null) return el("td", { text: "–" });
@@ -244,28 +333,59 @@
     return "started " + ago(job.started_at_ms);
   }
 
+  const fact = (term, value) => [el("dt", { text: term }), el("dd", { text: value })];
+
+  // The full record of a job (GET .../jobs/{id}) as DOM nodes: facts, payload, then the
+  // result of a completed job or the error and traceback of a failed one.
+  function jobView(job) {
+    const ended = job.state === "completed" || job.state === "failed";
+    const earlier = job.state === "failed" ? "" : " of an earlier attempt";
+    const ran = job.started_at_ms && job.finished_at_ms ? duration(job.finished_at_ms - job.started_at_ms) : null;
+    return [
+      el("dl", { class: "facts" },
+        fact("queue", job.queue),
+        fact("job id", job.id),
+        fact("name", job.name || "–"),
+        fact("state", job.state + (job.dead_reason && job.dead_reason !== job.state ? " (" + job.dead_reason + ")" : "")),
+        fact("attempts", `${job.attempt} (max retries ${job.options.max_retries})`),
+        fact("created", stamp(job.created_at_ms)),
+        fact("started", stamp(job.started_at_ms)),
+        fact("finished", stamp(job.finished_at_ms) + (ran ? ` (ran ${ran})` : "")),
+        job.due_at_ms && !ended ? fact("due", stamp(job.due_at_ms) + " (" + inTime(job.due_at_ms) + ")") : null,
+        fact("worker", job.worker || "–"),
+      ),
+      el("h4", { text: "payload" }), el("pre", { class: "payload", text: pretty(job.data) }),
+      job.state === "completed"
+        ? [el("h4", { text: "result" }),
+          el("pre", { class: "result", text: job.result === null ? "(none: the handler returned nothing)" : pretty(job.result) })]
+        : null,
+      job.error ? [el("h4", { text: "error" + earlier }), el("pre", { class: "error", text: job.error })] : null,
+      job.traceback ? [el("h4", { text: "traceback" + earlier }), el("pre", { class: "traceback", text: job.traceback })] : null,
+    ];
+  }
+
   async function jobDetail(queue, id, cell) {
-    cell.replaceChildren(el("span", { class: "hint", text: "loading…" }));
+    fill(cell, el("span", { class: "hint", text: "loading…" }));
     try {
-      const job = await api("GET", `queues/${enc(queue)}/jobs/${enc(id)}`);
-      cell.replaceChildren(
-        el("dl", { class: "facts" },
-          el("dt", { text: "state" }), el("dd", { text: job.state + (job.dead_reason ? " (" + job.dead_reason + ")" : "") }),
-          el("dt", { text: "attempt" }), el("dd", { text: `${job.attempt} (max retries ${job.options.max_retries})` }),
-          el("dt", { text: "created" }), el("dd", { text: stamp(job.created_at_ms) }),
-          el("dt", { text: "started" }), el("dd", { text: stamp(job.started_at_ms) }),
-          el("dt", { text: "finished" }), el("dd", { text: stamp(job.finished_at_ms) }),
-          el("dt", { text: "worker" }), el("dd", { text: job.worker || "–" }),
-        ),
-        el("h4", { text: "payload" }), el("pre", { class: "payload", text: pretty(job.data) }),
-        job.result !== null ? [el("h4", { text: "result" }), el("pre", { text: pretty(job.result) })] : null,
-        job.error ? [el("h4", { text: job.state === "failed" ? "error" : "error of an earlier attempt" }), el("pre", { class: "error", text: job.error })] : null,
-        job.traceback ? [el("h4", { text: job.state === "failed" ? "traceback" : "traceback of an earlier attempt" }), el("pre", { class: "traceback", text: job.traceback })] : null,
-      );
+      fill(cell, jobView(await api("GET", `queues/${enc(queue)}/jobs/${enc(id)}`)));
     } catch (e) {
       if (e instanceof Unauthorized) return showLogin(e.message);
-      cell.replaceChildren(el("span", { class: "error", text: e.message }));
+      fill(cell, el("span", { class: "error", text: e.message }));
     }
+  }
+
+  // ------------------------------------------------------------------ job lists
+
+  // "completed: 100 retained of 12,345 all time" above a list of completed or failed jobs.
+  function listSummary(data) {
+    const n = data.page.total;
+    if (data.all_time === null || data.all_time === undefined) {
+      return el("span", { class: "hint summary", text: `${data.state}: ${fmt(n)} job${n === 1 ? "" : "s"}` });
+    }
+    return el("span", {
+      class: "hint summary",
+      text: `${data.state}: ${fmt(n)} retained of ${fmt(data.all_time)} all time (retention keeps only the most recent records)`,
+    });
   }
 
   function renderJobs(data) {
@@ -307,10 +427,12 @@
     const head = el("tr", {},
       ["job id", "name", "attempt", state === "active" ? "lease (idle vs lease)" : "when", state === "active" ? "worker" : "last error", "payload"]
         .map((t) => el("th", { scope: "col", text: t })));
-    $("list").replaceChildren(
+    fill($("list"),
+      el("div", { class: "row wrap" }, listSummary(data), el("span", { class: "spacer" }),
+        offsetPager("jobs", data.page, data.jobs.length)),
       data.jobs.length
-        ? el("table", { class: "grid jobs", dataset: { state } }, el("thead", {}, head), el("tbody", {}, rows))
-        : el("p", { class: "hint", text: `No ${state} job.` }),
+        ? stacked(el("table", { class: "grid jobs", dataset: { state } }, el("thead", {}, head), el("tbody", {}, rows)))
+        : el("p", { class: "hint", text: data.page.total ? `No ${state} job on this page.` : `No ${state} job.` }),
     );
   }
 
@@ -325,6 +447,21 @@
     await refresh();
   }
 
+  function deadPager(data) {
+    const index = view.deadCursors.length - 1;
+    const prev = index > 0 ? () => {
+      view.deadCursors.pop();
+      view.open.clear();
+      refresh();
+    } : null;
+    const next = data.next_after ? () => {
+      view.deadCursors.push(data.next_after);
+      view.open.clear();
+      refresh();
+    } : null;
+    return pager("dead", index * data.limit, data.entries.length, data.total, prev, next);
+  }
+
   function renderDead(data) {
     const q = view.queue;
     const rows = [];
@@ -332,6 +469,13 @@
       const open = view.open.has(d.dead_id);
       const detailRow = el("tr", { class: "detailrow", hidden: !open },
         el("td", { colspan: 7, class: "detail" },
+          el("dl", { class: "facts" },
+            fact("job id", d.job_id),
+            fact("dead-letter entry", d.dead_id),
+            fact("reason", d.reason || "failed"),
+            fact("attempts", d.attempts),
+            fact("failed", stamp(d.failed_at_ms)),
+          ),
           el("h4", { text: "payload" }), el("pre", { class: "payload", text: pretty(d.data) }),
           el("h4", { text: "error" }), el("pre", { class: "error", text: d.error || "–" }),
           d.traceback ? [el("h4", { text: "traceback" }), el("pre", { class: "traceback", text: d.traceback })] : null,
@@ -374,18 +518,39 @@
       );
     }
     const retryAll = el("button", {
-      type: "button", id: "retry-all", text: `Retry all (${data.total})`, disabled: data.total === 0,
+      type: "button", id: "retry-all", text: `Retry all (${fmt(data.total)})`, disabled: data.total === 0,
       onclick: () => {
         if (!window.confirm(`Move all ${data.total} dead-letter entries of ${q} back to the queue?`)) return;
         dlqAction("POST", `queues/${enc(q)}/dlq/retry-all`, (r) => `${r.retried} job(s) are back in ${q}.`);
       },
     });
     const head = el("tr", {}, ["job id", "name", "attempts", "reason", "error", "failed", ""].map((t) => el("th", { scope: "col", text: t })));
-    $("list").replaceChildren(
-      el("div", { class: "row" }, el("span", { class: "hint", text: `${data.total} entr${data.total === 1 ? "y" : "ies"} in the dead-letter queue` }), el("span", { class: "spacer" }), retryAll),
+    fill($("list"),
+      el("div", { class: "row wrap" },
+        el("span", { class: "hint summary", text: `${fmt(data.total)} entr${data.total === 1 ? "y" : "ies"} in the dead-letter queue` }),
+        el("span", { class: "spacer" }), deadPager(data), retryAll),
       data.entries.length
-        ? el("table", { class: "grid jobs dlq" }, el("thead", {}, head), el("tbody", {}, rows))
+        ? stacked(el("table", { class: "grid jobs dlq" }, el("thead", {}, head), el("tbody", {}, rows)))
         : el("p", { class: "hint", text: "The dead-letter queue is empty." }),
+    );
+  }
+
+  function renderSchedules(data) {
+    const rows = data.schedules.map((s) => el("tr", { class: "schedule", dataset: { schedule: s.key } },
+      el("td", {}, el("code", { text: s.key })),
+      el("td", { text: s.name }),
+      el("td", { text: s.every_ms !== null ? "every " + duration(s.every_ms) : `cron ${s.cron} (${s.tz})` }),
+      el("td", { text: s.next_tick_ms ? `${stamp(s.next_tick_ms)} (${inTime(s.next_tick_ms)})` : "–" }),
+      el("td", {}, el("code", { class: "preview", text: JSON.stringify(s.data) })),
+    ));
+    const head = el("tr", {}, ["schedule", "job name", "repeats", "next tick", "payload"].map((t) => el("th", { scope: "col", text: t })));
+    fill($("list"),
+      el("div", { class: "row wrap" },
+        el("span", { class: "hint summary", text: `${fmt(data.page.total)} repeating schedule${data.page.total === 1 ? "" : "s"}` }),
+        el("span", { class: "spacer" }), offsetPager("schedules", data.page, data.schedules.length)),
+      data.schedules.length
+        ? stacked(el("table", { class: "grid schedules" }, el("thead", {}, head), el("tbody", {}, rows)))
+        : el("p", { class: "hint", text: "No repeating schedule." }),
     );
   }
 
@@ -393,8 +558,8 @@
 
   function renderWorkers(data) {
     const box = $("workers");
-    if (!data.workers.length) {
-      box.replaceChildren(el("p", { class: "hint", text: "No worker has registered yet." }));
+    if (!data.workers.length && !data.page.total) {
+      fill(box, el("p", { class: "hint", text: "No worker has registered yet." }));
       return;
     }
     const kind = { alive: "ok", stale: "warn", gone: "bad" };
@@ -432,7 +597,30 @@
     }
     const head = el("tr", {}, ["worker", "queue", "state", "host", "running", "processed", "failed", "heartbeat", "idle", "pending"]
       .map((t) => el("th", { scope: "col", text: t })));
-    box.replaceChildren(el("table", { class: "grid", id: "workers-table" }, el("thead", {}, head), el("tbody", {}, rows)));
+    fill(box,
+      data.page.total > PAGE.workers ? el("div", { class: "row wrap" }, el("span", { class: "spacer" }), offsetPager("workers", data.page, data.workers.length)) : null,
+      scroller(el("table", { class: "grid", id: "workers-table" }, el("thead", {}, head), el("tbody", {}, rows))));
+  }
+
+  // ------------------------------------------------------------------ search by id
+
+  async function findJob(id) {
+    const box = $("search-result");
+    if (!id) {
+      fill(box);
+      return;
+    }
+    fill(box, el("span", { class: "hint", text: "searching…" }));
+    try {
+      const found = await api("GET", `jobs/${enc(id)}`);
+      fill(box, found.jobs.map((job) => el("article", { class: "found", dataset: { jobId: job.id, queue: job.queue } },
+        el("h3", {}, el("code", { text: job.id }), " in ", job.queue, " ", badge(job.state, job.state === "failed" ? "bad" : job.state === "completed" ? "ok" : "")),
+        jobView(job))));
+    } catch (e) {
+      if (e instanceof Unauthorized) return showLogin(e.message);
+      const text = e.status === 404 ? `Not found: no queue holds a job with id “${id}”.` : e.message;
+      fill(box, el("p", { class: "error notfound", text }));
+    }
   }
 
   // ------------------------------------------------------------------ refresh
@@ -443,8 +631,34 @@
       button.classList.toggle("current", state === view.state);
       button.setAttribute("aria-pressed", String(state === view.state));
       const n = queueInfo ? queueInfo[state] : null;
-      button.textContent = (state === "dead" ? "dead-letter queue" : state) + (n === null || n === undefined ? "" : ` (${n})`);
+      const total = queueInfo && ALL_TIME[state] ? queueInfo[ALL_TIME[state]] : null;
+      const label = state === "dead" ? "dead-letter queue" : state;
+      const count = n === null || n === undefined ? "" : total === null ? ` (${fmt(n)})` : ` (${fmt(n)} of ${fmt(total)})`;
+      button.textContent = label + count;
     }
+  }
+
+  // One page of the list of the selected tab; if it came back empty past the end (rows went
+  // away since), step back to the last page that has rows.
+  async function loadList(queue) {
+    const q = enc(queue);
+    if (view.state === "dead") {
+      let data = await api("GET", `queues/${q}/dlq?limit=${PAGE.dead}&after=${enc(view.deadCursors.at(-1))}`);
+      if (!data.entries.length && view.deadCursors.length > 1) {
+        view.deadCursors = ["-"];
+        data = await api("GET", `queues/${q}/dlq?limit=${PAGE.dead}`);
+      }
+      return renderDead(data);
+    }
+    const name = view.state === "schedules" ? "schedules" : "jobs";
+    const path = name === "schedules" ? `queues/${q}/schedules?` : `queues/${q}/jobs?state=${view.state}&`;
+    let data = await api("GET", `${path}offset=${view.offset[name]}&limit=${PAGE[name]}`);
+    const rows = name === "schedules" ? data.schedules : data.jobs;
+    if (!rows.length && data.page.offset > 0 && data.page.total > 0) {
+      view.offset[name] = Math.floor((data.page.total - 1) / PAGE[name]) * PAGE[name];
+      data = await api("GET", `${path}offset=${view.offset[name]}&limit=${PAGE[name]}`);
+    }
+    return name === "schedules" ? renderSchedules(data) : renderJobs(data);
   }
 
   async function refresh() {
@@ -455,10 +669,18 @@
     view.busy = true;
     view.again = false;
     try {
-      const data = await api("GET", "queues");
+      let data = await api("GET", `queues?offset=${view.offset.queues}&limit=${PAGE.queues}`);
+      if (!data.queues.length && view.offset.queues > 0) {
+        view.offset.queues = 0;
+        data = await api("GET", `queues?limit=${PAGE.queues}`);
+      }
       view.clockOffset = data.server_time_ms - Date.now();
       const names = data.queues.map((q) => q.queue);
-      if (!names.includes(view.queue)) view.queue = names[0] || null;
+      if (!names.includes(view.queue)) {
+        view.queue = names[0] || null;
+        view.open.clear();
+        resetPages(["jobs", "dead", "schedules"]);
+      }
       const tputs = await Promise.all(names.map((q) => api("GET", `queues/${enc(q)}/throughput`)));
       const throughput = Object.fromEntries(tputs.map((t) => [t.queue, t.minutes]));
       renderQueues(data, throughput);
@@ -471,10 +693,14 @@
         $("resume").disabled = !info.paused;
         renderTabs(info);
         renderChart(throughput[info.queue] || []);
-        if (view.state === "dead") renderDead(await api("GET", `queues/${enc(info.queue)}/dlq?limit=100`));
-        else renderJobs(await api("GET", `queues/${enc(info.queue)}/jobs?state=${view.state}&limit=50`));
+        await loadList(info.queue);
       }
-      renderWorkers(await api("GET", "workers"));
+      let workers = await api("GET", `workers?offset=${view.offset.workers}&limit=${PAGE.workers}`);
+      if (!workers.workers.length && view.offset.workers > 0) {
+        view.offset.workers = 0;
+        workers = await api("GET", `workers?limit=${PAGE.workers}`);
+      }
+      renderWorkers(workers);
       showApp();
       $("status").textContent = "updated " + new Date().toLocaleTimeString();
       $("status").className = "status";
@@ -494,7 +720,10 @@
   }
 
   function selectQueue(name) {
-    if (name !== view.queue) view.open.clear();
+    if (name !== view.queue) {
+      view.open.clear();
+      resetPages(["jobs", "dead", "schedules"]);
+    }
     view.queue = name;
     refresh();
   }
@@ -522,8 +751,20 @@
     await refresh();
   }
 
+  // A new #token=... in the address bar (pasted link, bookmark): use it at once, from the
+  // first page of everything, without reloading the page.
+  function onHashChange() {
+    if (!takeTokenFromFragment()) return;
+    view.open.clear();
+    resetPages(["queues", "jobs", "dead", "schedules", "workers"]);
+    message("", "");
+    fill($("search-result"));
+    refresh().then(startTimer);
+  }
+
   function start() {
     takeTokenFromFragment();
+    window.addEventListener("hashchange", onHashChange);
     $("login-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const token = $("token").value.trim();
@@ -533,7 +774,12 @@
     });
     $("logout").addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
+      fill($("search-result"));
       showLogin("");
+    });
+    $("search-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      findJob($("search-id").value.trim());
     });
     $("refresh").addEventListener("click", refresh);
     $("auto").addEventListener("change", startTimer);
@@ -543,6 +789,7 @@
       button.addEventListener("click", () => {
         view.state = button.dataset.state;
         view.open.clear();
+        resetPages(["jobs", "dead", "schedules"]);
         refresh();
       });
     }
