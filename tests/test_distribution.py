@@ -166,8 +166,10 @@ BAD_IDS = [
     pytest.param(-1, id="negative"),
     pytest.param(2**53, id="2**53"),
     pytest.param(2**64, id="2**64"),
+    pytest.param(10**5000, id="10**5000"),
     pytest.param("", id="empty"),
     pytest.param("has space", id="space"),
+    pytest.param("ends-in-newline\n", id="newline"),
     pytest.param([1], id="list"),
     pytest.param({"id": 1}, id="object"),
 ]

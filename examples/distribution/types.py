@@ -47,7 +47,7 @@ __all__ = [
     "validate_id",
 ]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")  # used with fullmatch: no "\n" after "$"
 MAX_MESSAGE_CHARS = 10_000
 #: The largest integer id: JavaScript's ``Number.MAX_SAFE_INTEGER``.
 MAX_INT_ID = 2**53 - 1
@@ -73,15 +73,17 @@ def validate_id(value: Any, field: str) -> Id:
         raise JobDataError(field, f"must be a string or an integer id, got {value!r}")
     if isinstance(value, int):
         if not 1 <= value <= MAX_INT_ID:
+            # A huge int is not printed whole (str() refuses past 4300 digits).
+            got = value if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
             raise JobDataError(
-                field, f"an integer id must be within 1..{MAX_INT_ID} (2**53 - 1), got {value}"
+                field, f"an integer id must be within 1..{MAX_INT_ID} (2**53 - 1), got {got}"
             )
         return value
     if not isinstance(value, str):
         raise JobDataError(
             field, f"must be a string or an integer id, got {type(value).__name__} {value!r:.60}"
         )
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise JobDataError(
             field, f"must be 1-200 characters from A-Z a-z 0-9 _ . : -, got {value[:60]!r}"
         )
