@@ -526,6 +526,10 @@ class EmbeddedServer:
                     stderr=subprocess.STDOUT,
                     cwd=self._data_dir,
                     close_fds=True,
+                    # Its own session: a terminal's Ctrl-C (SIGINT to the foreground process
+                    # group) reaches our process only, which stops the server when it is
+                    # done with it, instead of the server exiting under its users.
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise ServerError(f"cannot run {binary}: {exc}") from exc
@@ -734,6 +738,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # The server runs in a session of its own, so a closed terminal's SIGHUP reaches only
+    # us: stop it then too, rather than leave it running.
+    signal.signal(signal.SIGHUP, _raise_interrupt)
     try:
         server.start()
         kind = "valkey" if server.is_valkey else "redis"

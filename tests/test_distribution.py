@@ -9,9 +9,12 @@ fixed distribution queue names never collide between tests sharing the session s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 from examples.distribution import app as handlers
@@ -59,9 +63,13 @@ from streamq import (
     JobState,
     Producer,
     RedisSettings,
+    RetryJobError,
     Settings,
 )
+from streamq.protocol.keys import QueueKeys
 from streamq.worker import Worker
+from tests._distribution_support import first_use
+from tests._worker_support import run_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "dist-test-token"
@@ -107,7 +115,7 @@ def test_dispatch_data_round_trips_its_camel_case_wire_form() -> None:
         ({"postId": "p", "targetId": "t"}, "scheduleId"),
         ({"scheduleId": "s", "targetId": "t"}, "postId"),
         ({"scheduleId": "s", "postId": None, "targetId": "t"}, "postId"),
-        ({"scheduleId": "s", "postId": 42, "targetId": "t"}, "postId"),
+        ({"scheduleId": "s", "postId": 4.2, "targetId": "t"}, "postId"),
         ({"scheduleId": "s", "postId": "p", "targetId": "has space"}, "targetId"),
         ({"scheduleId": "s", "postId": "p", "targetId": ""}, "targetId"),
         ({**dispatch_data(), "requestAiAssets": "yes"}, "requestAiAssets"),
@@ -145,6 +153,128 @@ def test_retry_and_token_refresh_data_validate_their_fields() -> None:
     assert TokenRefreshData.from_dict({"connectionId": "c-1"}).to_dict() == {"connectionId": "c-1"}
     with pytest.raises(JobDataError, match="connectionId"):
         TokenRefreshData.from_dict({})
+
+
+# --------------------------------------------------------------------------- ids
+
+BAD_IDS = [
+    pytest.param(True, id="true"),
+    pytest.param(False, id="false"),
+    pytest.param(1.0, id="float-1.0"),
+    pytest.param(2.5, id="float"),
+    pytest.param(0, id="zero"),
+    pytest.param(-1, id="negative"),
+    pytest.param(2**53, id="2**53"),
+    pytest.param(2**64, id="2**64"),
+    pytest.param(10**5000, id="10**5000"),
+    pytest.param("", id="empty"),
+    pytest.param("has space", id="space"),
+    pytest.param("ends-in-newline\n", id="newline"),
+    pytest.param([1], id="list"),
+    pytest.param({"id": 1}, id="object"),
+]
+
+
+def test_ids_may_be_integer_database_keys_or_strings_and_are_kept_as_given() -> None:
+    raw = {"scheduleId": 11, "postId": 1, "targetId": "linkedin-42"}
+    data = DispatchData.from_dict(raw)
+    assert (data.schedule_id, data.post_id, data.target_id) == (11, 1, "linkedin-42")
+    assert data.to_dict() == raw  # an int stays an int on the wire, a string a string
+    assert DispatchData.from_dict({**raw, "postId": "1"}).to_dict()["postId"] == "1"
+    biggest = {"scheduleId": 2**53 - 1, "postId": 1, "targetId": 2}
+    assert DispatchData.from_dict(biggest).to_dict() == biggest
+    retry = RetryData.from_dict({**raw, "failedJobId": 99})
+    assert retry.to_dict()["failedJobId"] == 99
+    assert TokenRefreshData.from_dict({"connectionId": 7}).to_dict() == {"connectionId": 7}
+    when = "2030-01-01T09:00:00.000Z"
+    assert ScheduledPublishData.from_dict({"scheduleId": 5, "scheduledFor": when}).to_dict() == {
+        "scheduleId": 5,
+        "scheduledFor": when,
+    }
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda v: DispatchData.from_dict(dispatch_data(**{"scheduleId": v})), "scheduleId"),
+        (lambda v: DispatchData.from_dict(dispatch_data(**{"postId": v})), "postId"),
+        (lambda v: DispatchData.from_dict(dispatch_data(**{"targetId": v})), "targetId"),
+        (lambda v: RetryData.from_dict(dispatch_data(failedJobId=v)), "failedJobId"),
+        (lambda v: TokenRefreshData.from_dict({"connectionId": v}), "connectionId"),
+        (
+            lambda v: ScheduledPublishData.from_dict(
+                {"scheduleId": v, "scheduledFor": "2030-01-01T09:00:00Z"}
+            ),
+            "scheduleId",
+        ),
+        (lambda v: publish_job_id(v), "scheduleId"),
+    ],
+    ids=[
+        "dispatch.scheduleId",
+        "postId",
+        "targetId",
+        "failedJobId",
+        "connectionId",
+        "publish.scheduleId",
+        "publish_job_id",
+    ],
+)
+def test_bad_ids_are_refused_naming_the_field(make: Any, field: str, bad: Any) -> None:
+    with pytest.raises(JobDataError) as info:
+        make(bad)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_an_integer_id_and_its_string_name_the_same_schedule(service: QueueService) -> None:
+    when = datetime.now(UTC) + timedelta(hours=1)
+    added = service.add_scheduled_publish_job({"scheduleId": 7, "scheduledFor": when})
+    assert added.job_id == publish_job_id(7) == publish_job_id("7") == "publish.1:7"
+    job = service.producer.get_job(SCHEDULED_QUEUE, added.job_id)
+    assert job is not None and job.data["scheduleId"] == 7  # the payload keeps the int
+    again = service.add_scheduled_publish_job({"scheduleId": "7", "scheduledFor": when})
+    assert (again.job_id, again.created) == (added.job_id, False)
+    later = when + timedelta(hours=1)
+    assert abs((service.reschedule_publish("7", later) - later).total_seconds()) < 0.001
+    assert service.cancel_scheduled_publish(7) is True
+    fresh = service.get_scheduled_publish("7")
+    assert fresh is not None and fresh.state is JobState.CANCELLED
+
+
+def test_service_methods_taking_ids_accept_integers_and_refuse_bad_ones(
+    service: QueueService,
+) -> None:
+    service.add_token_refresh_job(42, timedelta(hours=24))
+    assert [s.key for s in service.token_refresh_schedules()] == ["42"]
+    assert service.remove_token_refresh_job(42) is True
+    result = service.add_dispatch_job({"scheduleId": 3, "postId": 1, "targetId": 42})
+    job = service.producer.get_job(DISPATCH_QUEUE, result.job_id)
+    assert job is not None and job.data == {"scheduleId": 3, "postId": 1, "targetId": 42}
+    when = datetime.now(UTC) + timedelta(hours=1)
+    calls: list[tuple[str, Any]] = [
+        ("scheduleId", lambda: service.cancel_scheduled_publish(True)),  # type: ignore[arg-type]
+        ("scheduleId", lambda: service.reschedule_publish(1.5, when)),  # type: ignore[arg-type]
+        ("scheduleId", lambda: service.get_scheduled_publish(0)),
+        ("connectionId", lambda: service.add_token_refresh_job(-3)),
+        ("connectionId", lambda: service.remove_token_refresh_job("")),
+        ("connectionId", lambda: service.add_token_refresh_job(2**53)),
+    ]
+    for field, call in calls:
+        with pytest.raises(JobDataError) as info:
+            call()
+        assert info.value.field == field
+
+
+def test_handlers_record_integer_ids_in_text_form(results_db: ResultsDB) -> None:
+    out = handlers.dispatch(job_of(JOB_DISPATCH, {"scheduleId": 3, "postId": 1, "targetId": 42}))
+    assert out["platform"] == "generic"
+    (row,) = results_db.rows(post_id="1")
+    assert (row.schedule_id, row.post_id, row.target_id) == ("3", "1", "42")
+    handlers.token_refresh(
+        job_of(JOB_TOKEN_REFRESH, {"connectionId": 9}, queue=TOKEN_REFRESH_QUEUE)
+    )
+    assert [r.connection_id for r in results_db.rows() if r.job_name == JOB_TOKEN_REFRESH] == ["9"]
 
 
 # --------------------------------------------------------------------------- backoff
@@ -365,6 +495,35 @@ def test_results_db_keeps_one_row_per_job_attempt(tmp_path: Path) -> None:
     assert default_db_path({"DISTRIBUTION_DATA_DIR": "/d"}) == Path("/d/results.sqlite3")
 
 
+@pytest.mark.slow
+def test_results_db_first_use_from_many_processes_and_threads_is_never_locked(
+    tmp_path: Path,
+) -> None:
+    # Worker handler threads and a reader opening a fresh file together. Before the set-up
+    # lock and retry, 3 of 4 runs of this test failed with "database is locked" in
+    # PRAGMA journal_mode=WAL (that switch does not wait out the busy timeout).
+    procs, threads, rounds = 4, 8, 20
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(procs * threads)
+    out = ctx.Queue()
+    children = [
+        ctx.Process(target=first_use, args=(str(tmp_path), k, rounds, threads, barrier, out))
+        for k in range(procs)
+    ]
+    for child in children:
+        child.start()
+    errors = [e for _ in children for e in out.get(timeout=90)]
+    for child in children:
+        child.join(timeout=30)
+        assert child.exitcode == 0
+    assert errors == []
+    for round_ in range(rounds):
+        path = tmp_path / f"round-{round_}.sqlite3"
+        assert len(ResultsDB(path).rows()) == procs * threads
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 # --------------------------------------------------------------------------- handlers
 
 
@@ -399,6 +558,45 @@ def test_retry_and_token_refresh_handlers_record_their_rows(results_db: ResultsD
         handlers.token_refresh(job_of(JOB_TOKEN_REFRESH, {}, queue=TOKEN_REFRESH_QUEUE))
     kinds = sorted((r.job_name, r.status) for r in results_db.rows())
     assert kinds == [(JOB_RETRY, "ok"), (JOB_TOKEN_REFRESH, "ok")]
+
+
+def test_a_rate_limited_dispatch_retries_after_the_platforms_retry_after_not_the_backoff(
+    settings: Settings, results_db: ResultsDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTRIBUTION_RETRY_AFTER_MS", "30000")
+    with QueueService(settings=settings, backoff=Backoff.fixed(50)) as svc:
+        added = svc.add_dispatch_job(dispatch_data("ratelimit-threads-1"))
+        worker = Worker(handlers.app, [DISPATCH_QUEUE], settings=settings, promote_poll_ms=50)
+
+        def retry_pending() -> Job | None:
+            job = svc.producer.get_job(DISPATCH_QUEUE, added.job_id)
+            return job if job is not None and job.state is JobState.DELAYED else None
+
+        asyncio.run(run_until([worker], retry_pending, what="the 429'd attempt to fail"))
+        job = retry_pending()
+        assert job is not None and job.attempt == 1
+        assert job.due_at_ms is not None and job.started_at_ms is not None
+        waited = job.due_at_ms - job.started_at_ms  # the handler's run time plus the delay
+        assert 30_000 <= waited < 35_000  # retry-after 30 s, not the 50 ms backoff
+        keys = QueueKeys(DISPATCH_QUEUE, settings.prefix)
+        with redis.Redis.from_url(settings.redis.url or "") as client:
+            assert client.zscore(keys.delayed, added.job_id) == job.due_at_ms
+        assert "RetryJobError" in (job.error or "") and "retry after 30 s" in (job.error or "")
+    (row,) = results_db.rows(job_id=added.job_id)
+    assert row.status == "error" and "RateLimitedError" in (row.detail or "")
+
+
+def test_a_token_refresh_that_hits_a_rate_limit_raises_retry_job_error(
+    results_db: ResultsDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTRIBUTION_RETRY_AFTER_MS", "2500")
+    job = job_of(JOB_TOKEN_REFRESH, {"connectionId": "ratelimit-x-1"}, queue=TOKEN_REFRESH_QUEUE)
+    with pytest.raises(RetryJobError) as info:
+        handlers.token_refresh(job)
+    assert info.value.delay == 2.5
+    assert isinstance(info.value.__cause__, RateLimitedError)
+    with pytest.raises(RetryJobError):
+        handlers.dispatch(job_of(JOB_DISPATCH, dispatch_data("ratelimit-x-1")))
 
 
 def test_scheduled_publish_runs_when_due_in_a_worker(
@@ -445,6 +643,24 @@ def test_dispatch_route_requires_the_token() -> None:
         (b'{"postId": "p", "connectionIds": ["c", "c"]}', 422, "connectionIds"),
         (b'{"postId": "p", "connectionIds": ["c"], "requestAiAssets": 1}', 422, "requestAiAssets"),
         (b'{"postId": "p", "connectionIds": ["c"], "priority": 1}', 422, "priority"),
+        (b'{"postId": true, "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": 1.5, "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": 1.0, "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": 0, "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": -1, "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": "", "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": 9007199254740992, "connectionIds": [1]}', 422, "postId"),
+        (b'{"postId": 1, "connectionIds": [1, false]}', 422, "connectionIds[1]"),
+        (b'{"postId": 1, "connectionIds": [1, 2.0]}', 422, "connectionIds[1]"),
+        (b'{"postId": 1, "connectionIds": [-5]}', 422, "connectionIds[0]"),
+        (b'{"postId": 1, "connectionIds": [""]}', 422, "connectionIds[0]"),
+        (b'{"postId": 1, "connectionIds": [7, "7"]}', 422, "connectionIds"),
+        (b'{"postId": 1, "connectionIds": [1], "scheduleId": 0}', 422, "scheduleId"),
+        (
+            b'{"postId": 1, "connectionIds": [1], "scheduleId": 123456789012345678901234}',
+            422,
+            "scheduleId",
+        ),
     ],
 )
 def test_dispatch_route_rejects_bad_bodies_with_a_message(
@@ -476,6 +692,27 @@ def test_dispatch_route_queues_one_job_per_connection(settings: Settings) -> Non
         jobs = [producer.get_job(DISPATCH_QUEUE, i) for i in reply["jobIds"]]
     assert [j.data["targetId"] for j in jobs if j] == ["li-1", "x-2"]
     assert all(j and j.data["requestAiAssets"] is True for j in jobs)
+
+
+def test_dispatch_route_takes_integer_ids_as_in_the_original_spec(settings: Settings) -> None:
+    body = {"postId": 1, "connectionIds": [1, 2, 3], "scheduleId": 77}
+    with TestClient(dist_app(settings)) as client:
+        r = client.post(DISPATCH_PATH, json=body, headers=AUTH)
+        mixed = client.post(
+            DISPATCH_PATH, json={"postId": "p-1", "connectionIds": [4, "li-5"]}, headers=AUTH
+        )
+    assert r.status_code == 202, r.text
+    reply = r.json()
+    assert (reply["postId"], reply["scheduleId"]) == (1, 77)
+    assert [j["connectionId"] for j in reply["jobs"]] == [1, 2, 3]
+    assert mixed.status_code == 202, mixed.text
+    with Producer(settings=settings) as producer:
+        jobs = [producer.get_job(DISPATCH_QUEUE, i) for i in reply["jobIds"]]
+        mixed_jobs = [producer.get_job(DISPATCH_QUEUE, i) for i in mixed.json()["jobIds"]]
+    assert [j.data for j in jobs if j] == [
+        {"scheduleId": 77, "postId": 1, "targetId": t} for t in (1, 2, 3)
+    ]
+    assert [j.data["targetId"] for j in mixed_jobs if j] == [4, "li-5"]
 
 
 def test_module_level_app_is_built_on_first_access(

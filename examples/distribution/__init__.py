@@ -9,7 +9,9 @@
   rate-limits on purpose; :mod:`~examples.distribution.db` — results in SQLite;
 * :mod:`~examples.distribution.web` — the generic web app plus the admin dispatch route
   (``uvicorn examples.distribution.web:app``);
-* :mod:`~examples.distribution.demo` — ``make demo``.
+* :mod:`~examples.distribution.demo` — ``make demo``, with its embedded server (a data
+  directory per server kind: :mod:`~examples.distribution.embedded`) and its live view
+  (the queues' events streams: :mod:`~examples.distribution.live`).
 
 Nothing is imported here, so importing one module does not drag in the web stack.
 """

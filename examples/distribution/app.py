@@ -11,7 +11,9 @@ plain functions (the engine runs them in its thread pool): they validate the pay
 the simulated platform (:mod:`examples.distribution.platforms`) and record every attempt in
 SQLite (:mod:`examples.distribution.db`, path from ``DISTRIBUTION_DB``). A failing attempt
 is recorded, then re-raised so the engine retries it with backoff or, once the retries are
-spent, moves it to the dead-letter queue.
+spent, moves it to the dead-letter queue. A rate limit (HTTP 429) is re-raised as
+:class:`streamq.RetryJobError` with the platform's retry-after as the delay: the retry
+waits that long instead of the backoff, and the attempt still counts.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.distribution.db import ResultRow, ResultsDB, default_db_path
-from examples.distribution.platforms import SimulatedPlatform
+from examples.distribution.platforms import RateLimitedError, SimulatedPlatform
 from examples.distribution.service import (
     JOB_DISPATCH,
     JOB_RETRY,
@@ -35,8 +37,9 @@ from examples.distribution.types import (
     RetryData,
     ScheduledPublishData,
     TokenRefreshData,
+    id_key,
 )
-from streamq import Job
+from streamq import Job, RetryJobError
 from streamq.worker import App
 
 __all__ = ["app", "dispatch", "retry", "scheduled_publish", "token_refresh"]
@@ -68,12 +71,24 @@ def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _retry_after(exc: RateLimitedError) -> RetryJobError:
+    """A 429: retry when the platform said, not after the backoff (the attempt counts)."""
+    return RetryJobError(str(exc), delay=exc.retry_after_s)
+
+
 def _publish(job: Job, d: DispatchData) -> dict[str, Any]:
-    ids = {"schedule_id": d.schedule_id, "post_id": d.post_id, "target_id": d.target_id}
+    ids = {
+        "schedule_id": id_key(d.schedule_id),
+        "post_id": id_key(d.post_id),
+        "target_id": id_key(d.target_id),
+    }
     try:
         receipt = _platform().publish(
-            d.target_id, d.post_id, attempt=job.attempt, message=d.custom_message
+            ids["target_id"], ids["post_id"], attempt=job.attempt, message=d.custom_message
         )
+    except RateLimitedError as exc:
+        _db().record(_row(job, "error", detail=_error(exc), **ids))
+        raise _retry_after(exc) from exc
     except Exception as exc:
         _db().record(_row(job, "error", detail=_error(exc), **ids))
         raise
@@ -122,7 +137,7 @@ def scheduled_publish(job: Job) -> dict[str, Any]:
         _row(
             job,
             "ok",
-            schedule_id=d.schedule_id,
+            schedule_id=id_key(d.schedule_id),
             detail=f"fired at {fired} (requested for {requested})",
         )
     )
@@ -133,17 +148,21 @@ def scheduled_publish(job: Job) -> dict[str, Any]:
 def token_refresh(job: Job) -> dict[str, Any]:
     """Refresh a connection's OAuth token (repeats every 24 h per connection)."""
     d = TokenRefreshData.from_dict(job.data)
+    connection = id_key(d.connection_id)
     try:
-        receipt = _platform().refresh_token(d.connection_id, attempt=job.attempt)
+        receipt = _platform().refresh_token(connection, attempt=job.attempt)
+    except RateLimitedError as exc:
+        _db().record(_row(job, "error", detail=_error(exc), connection_id=connection))
+        raise _retry_after(exc) from exc
     except Exception as exc:
-        _db().record(_row(job, "error", detail=_error(exc), connection_id=d.connection_id))
+        _db().record(_row(job, "error", detail=_error(exc), connection_id=connection))
         raise
     expires = receipt.expires_at.isoformat(timespec="seconds")
     _db().record(
         _row(
             job,
             "ok",
-            connection_id=d.connection_id,
+            connection_id=connection,
             platform=receipt.platform,
             detail=f"token valid until {expires}",
         )

@@ -6,13 +6,20 @@ writes one row, keyed by (job id, attempt): a job that runs twice after a worker
 (at-least-once delivery) overwrites its row instead of adding a duplicate.
 
 Each call opens its own short-lived connection, so handlers running in the worker's thread
-pool never share one; WAL mode lets the demo read while the worker writes.
+pool never share one; WAL mode lets the demo read while the worker writes. The file is set
+up (WAL, schema) once per process under a lock, so the first jobs of a fresh worker cannot
+race each other into ``database is locked``: switching the journal mode needs the file to
+itself, and two threads that both hold a read lock and both want that are a deadlock SQLite
+refuses at once, without waiting out the busy timeout. Another process setting up the same
+file at that moment (the demo reading while the worker writes) is waited for.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -40,6 +47,14 @@ CREATE TABLE IF NOT EXISTS job_results (
 );
 CREATE INDEX IF NOT EXISTS job_results_post ON job_results (post_id);
 """
+
+#: Seconds a connection waits for another one's lock (SQLite's busy timeout), and how long
+#: the one-time setup keeps retrying when another process sets up the same file.
+BUSY_TIMEOUT_S = 30.0
+
+# One setup at a time in this process; files already set up (by resolved path).
+_SETUP_LOCK = threading.Lock()
+_SET_UP: set[Path] = set()
 
 _COLUMNS = (
     "job_id",
@@ -88,24 +103,47 @@ class ResultRow:
     recorded_at: str = ""
 
 
+def _set_up(path: Path) -> None:
+    """WAL mode and the schema, once per file and process (see the module docstring)."""
+    key = path.resolve()
+    if key in _SET_UP and path.exists():  # the usual case: no lock taken
+        return
+    with _SETUP_LOCK:
+        if key in _SET_UP and path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.005
+        while True:
+            try:
+                # isolation_level=None: the script's own BEGIN IMMEDIATE takes the write lock
+                # up front (waiting on the busy timeout), so no read-then-upgrade deadlock.
+                conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                with closing(conn):
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                break
+            except sqlite3.OperationalError as exc:
+                # Another process switching the same fresh file to WAL: wait for it.
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        _SET_UP.add(key)
+
+
 class ResultsDB:
     """The results table in one SQLite file (created with its directory on first use)."""
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
-        self._ready = False
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30)) as conn:
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                self._ready = True
-            with conn:  # one transaction, committed on success
-                yield conn
+        _set_up(self.path)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        with closing(conn), conn:  # one transaction, committed on success, then closed
+            yield conn
 
     def record(self, row: ResultRow) -> None:
         """Insert (or replace: same job id and attempt) one attempt's outcome."""

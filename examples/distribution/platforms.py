@@ -9,14 +9,16 @@ id starts with     behaviour
 ``fail-``          always fails (the job exhausts its retries and lands in the DLQ)
 ``flaky-``         fails the first ``flaky_failures`` attempts (default 2), then succeeds;
                    ``flaky<N>-`` fails the first N attempts
-``ratelimit-``     attempt 1 is refused with a rate limit (HTTP 429 style), later ones succeed
+``ratelimit-``     attempt 1 is refused with a rate limit (HTTP 429 style) whose retry-after is
+                   ``retry_after_ms`` (default 1000 ms), later ones succeed
 ``slow-``          sleeps ``slow_ms`` (default 1500 ms) before succeeding
 anything else      succeeds after ``latency_ms`` (default 20 ms)
 =================  ===========================================================================
 
 Failures depend on the attempt number only (no hidden state), so every worker process
 agrees on them. The platform name is the part of the id before the first ``-`` or ``:``
-(``linkedin-42`` -> ``linkedin``), after any behaviour prefix.
+(``linkedin-42`` -> ``linkedin``), after any behaviour prefix; a bare number (an integer
+connection id such as ``42``) is platform ``generic``.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _platform_of(ident: str) -> str:
     for prefix in _BEHAVIOURS:
         rest = rest.removeprefix(prefix)
     name = re.split(r"[-:]", rest, maxsplit=1)[0]
-    return name or "generic"
+    return "generic" if not name or name.isdigit() else name
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -100,16 +102,18 @@ class SimulatedPlatform:
     flaky_failures: int = 2
     slow_ms: int = 1500
     latency_ms: int = 20
+    retry_after_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SimulatedPlatform:
-        """From ``DISTRIBUTION_FLAKY_FAILURES``, ``DISTRIBUTION_SLOW_MS`` and
-        ``DISTRIBUTION_LATENCY_MS``."""
+        """From ``DISTRIBUTION_FLAKY_FAILURES``, ``DISTRIBUTION_SLOW_MS``,
+        ``DISTRIBUTION_LATENCY_MS`` and ``DISTRIBUTION_RETRY_AFTER_MS``."""
         env = os.environ if env is None else env
         return cls(
             _env_int(env, "DISTRIBUTION_FLAKY_FAILURES", 2),
             _env_int(env, "DISTRIBUTION_SLOW_MS", 1500),
             _env_int(env, "DISTRIBUTION_LATENCY_MS", 20),
+            _env_int(env, "DISTRIBUTION_RETRY_AFTER_MS", 1000),
         )
 
     def _behave(self, ident: str, attempt: int, what: str) -> None:
@@ -128,7 +132,9 @@ class SimulatedPlatform:
                 )
             return
         if ident.startswith("ratelimit-") and attempt <= 1:
-            raise RateLimitedError(f"{_platform_of(ident)} rate limit hit (HTTP 429)", 1.0)
+            raise RateLimitedError(
+                f"{_platform_of(ident)} rate limit hit (HTTP 429)", self.retry_after_ms / 1000
+            )
         delay = self.slow_ms if ident.startswith("slow-") else self.latency_ms
         time.sleep(delay / 1000)
 

@@ -5,12 +5,17 @@ onto three queues with the defaults of the original spec::
 
     with QueueService() as queues:  # settings from the environment
         queues.add_dispatch_job({"scheduleId": "s1", "postId": "p1", "targetId": "li-42"})
+        queues.add_dispatch_job({"scheduleId": 11, "postId": 1, "targetId": 42})  # db keys
         queues.add_scheduled_publish_job(
             {"scheduleId": "s2", "scheduledFor": "2030-01-01T09:00:00Z"}
         )
         queues.reschedule_publish("s2", datetime(2030, 1, 2, 9, tzinfo=UTC))
         queues.add_token_refresh_job("conn-7")  # every 24 h, keyed by connection
         queues.get_queue_status("dispatch").counts()
+
+Ids are integers (database keys) or strings, as in the original backend's TypeScript
+interfaces (:mod:`~examples.distribution.types` says which); every method that takes an
+id takes either.
 
 :class:`AsyncQueueService` is the asyncio twin (same methods, awaited). Each operation is
 written once as a *flow* (a generator yielding producer calls, like the engine's protocol
@@ -36,10 +41,12 @@ from typing import Any, Final, TypeVar
 
 from examples.distribution.types import (
     DispatchData,
+    Id,
     JobDataError,
     RetryData,
     ScheduledPublishData,
     TokenRefreshData,
+    id_key,
     parse_time,
     validate_id,
 )
@@ -139,18 +146,20 @@ def worker_settings(settings: Settings | None = None) -> Settings:
     return base.with_changes(keep_completed=KEEP_COMPLETED, keep_failed=KEEP_FAILED)
 
 
-def publish_job_id(schedule_id: str, generation: int = 1) -> str:
-    """The job id of a scheduled publish: ``publish.<generation>:<scheduleId>``.
+def publish_job_id(schedule_id: Id, generation: int = 1) -> str:
+    """The job id of a scheduled publish: ``publish.<generation>:<scheduleId>``, with the
+    id in its text form (:func:`~examples.distribution.types.id_key`: ``1`` and ``"1"`` are
+    one schedule).
 
     The id is derived from the schedule so the job can be found, cancelled and moved without
     storing anything. A cancelled job keeps its record (and so its id), so adding the same
     schedule again after a cancellation uses the next generation. The prefix before the
     first ``:`` holds no ``:``, so different (schedule, generation) pairs never collide.
     """
-    validate_id(schedule_id, "scheduleId")
+    key = id_key(validate_id(schedule_id, "scheduleId"))
     if generation < 1:
         raise ValueError(f"generation must be >= 1, got {generation}")
-    return f"publish.{generation}:{schedule_id}"
+    return f"publish.{generation}:{key}"
 
 
 def resolve_queue(name: str) -> str:
@@ -223,7 +232,7 @@ class _Flows:
 
     # -- scheduled publish ------------------------------------------------------------------
 
-    def _latest_publish(self, schedule_id: str) -> _Flow[tuple[int, Job | None]]:
+    def _latest_publish(self, schedule_id: Id) -> _Flow[tuple[int, Job | None]]:
         """(generation, job) of the newest publish job of a schedule; (0, None) if none."""
         validate_id(schedule_id, "scheduleId")
         generation: int = 0
@@ -271,18 +280,18 @@ class _Flows:
         )
         return results[0]  # type: ignore[no-any-return]
 
-    def get_scheduled_publish(self, schedule_id: str) -> _Flow[Job | None]:
+    def get_scheduled_publish(self, schedule_id: Id) -> _Flow[Job | None]:
         _, latest = yield from self._latest_publish(schedule_id)
         return latest
 
-    def cancel_scheduled_publish(self, schedule_id: str) -> _Flow[bool]:
+    def cancel_scheduled_publish(self, schedule_id: Id) -> _Flow[bool]:
         _, latest = yield from self._latest_publish(schedule_id)
         if latest is None or latest.state is JobState.CANCELLED:
             return False
         yield _Call("cancel", (SCHEDULED_QUEUE, latest.id))
         return True
 
-    def reschedule_publish(self, schedule_id: str, new_time: datetime | str) -> _Flow[datetime]:
+    def reschedule_publish(self, schedule_id: Id, new_time: datetime | str) -> _Flow[datetime]:
         when = parse_time(new_time, "newTime")
         _, latest = yield from self._latest_publish(schedule_id)
         if latest is None or latest.state is JobState.CANCELLED:
@@ -294,7 +303,7 @@ class _Flows:
 
     def token_refresh(
         self,
-        connection_id: str,
+        connection_id: Id,
         every: timedelta | float,
         first_at: datetime | None,
     ) -> _Flow[datetime]:
@@ -304,7 +313,7 @@ class _Flows:
             raise JobDataError("every", f"must be at least 1 second, got {seconds}")
         tick_ms = yield _Call(
             "add_schedule",
-            (TOKEN_REFRESH_QUEUE, data.connection_id, JOB_TOKEN_REFRESH, data.to_dict()),
+            (TOKEN_REFRESH_QUEUE, id_key(data.connection_id), JOB_TOKEN_REFRESH, data.to_dict()),
             {
                 "every": every,
                 "first_at": first_at,
@@ -314,9 +323,9 @@ class _Flows:
         )
         return datetime.fromtimestamp(int(tick_ms) / 1000, tz=UTC)
 
-    def remove_token_refresh(self, connection_id: str) -> _Flow[bool]:
-        validate_id(connection_id, "connectionId")
-        removed = yield _Call("remove_schedule", (TOKEN_REFRESH_QUEUE, connection_id))
+    def remove_token_refresh(self, connection_id: Id) -> _Flow[bool]:
+        key = id_key(validate_id(connection_id, "connectionId"))
+        removed = yield _Call("remove_schedule", (TOKEN_REFRESH_QUEUE, key))
         return bool(removed)
 
     def token_refresh_schedules(self) -> _Flow[list[Schedule]]:
@@ -427,16 +436,16 @@ class QueueService:
         :meth:`cancel_scheduled_publish` a new job is created."""
         return _run_sync(self.producer, self._flows.scheduled_publish(data, scheduled_for))
 
-    def get_scheduled_publish(self, schedule_id: str) -> Job | None:
+    def get_scheduled_publish(self, schedule_id: Id) -> Job | None:
         """The newest publish job of a schedule, or None."""
         return _run_sync(self.producer, self._flows.get_scheduled_publish(schedule_id))
 
-    def cancel_scheduled_publish(self, schedule_id: str) -> bool:
+    def cancel_scheduled_publish(self, schedule_id: Id) -> bool:
         """Cancel the schedule's pending publish. False when there is none (never added, or
         already cancelled); InvalidStateError when it is running or has finished."""
         return _run_sync(self.producer, self._flows.cancel_scheduled_publish(schedule_id))
 
-    def reschedule_publish(self, schedule_id: str, new_time: datetime | str) -> datetime:
+    def reschedule_publish(self, schedule_id: Id, new_time: datetime | str) -> datetime:
         """Move the schedule's pending publish to ``new_time`` (atomic); returns the new due
         time. JobNotFoundError without a pending publish, InvalidStateError once it runs.
         The payload keeps the ``scheduledFor`` it was created with."""
@@ -444,7 +453,7 @@ class QueueService:
 
     def add_token_refresh_job(
         self,
-        connection_id: str,
+        connection_id: Id,
         every: timedelta | float = TOKEN_REFRESH_EVERY,
         *,
         first_at: datetime | None = None,
@@ -454,7 +463,7 @@ class QueueService:
         definition keeps its next tick). Returns the next tick."""
         return _run_sync(self.producer, self._flows.token_refresh(connection_id, every, first_at))
 
-    def remove_token_refresh_job(self, connection_id: str) -> bool:
+    def remove_token_refresh_job(self, connection_id: Id) -> bool:
         """Stop refreshing ``connection_id``; True when a schedule existed."""
         return _run_sync(self.producer, self._flows.remove_token_refresh(connection_id))
 
@@ -529,15 +538,15 @@ class AsyncQueueService:
         """See :meth:`QueueService.add_scheduled_publish_job`."""
         return await _run_async(self.producer, self._flows.scheduled_publish(data, scheduled_for))
 
-    async def get_scheduled_publish(self, schedule_id: str) -> Job | None:
+    async def get_scheduled_publish(self, schedule_id: Id) -> Job | None:
         """See :meth:`QueueService.get_scheduled_publish`."""
         return await _run_async(self.producer, self._flows.get_scheduled_publish(schedule_id))
 
-    async def cancel_scheduled_publish(self, schedule_id: str) -> bool:
+    async def cancel_scheduled_publish(self, schedule_id: Id) -> bool:
         """See :meth:`QueueService.cancel_scheduled_publish`."""
         return await _run_async(self.producer, self._flows.cancel_scheduled_publish(schedule_id))
 
-    async def reschedule_publish(self, schedule_id: str, new_time: datetime | str) -> datetime:
+    async def reschedule_publish(self, schedule_id: Id, new_time: datetime | str) -> datetime:
         """See :meth:`QueueService.reschedule_publish`."""
         return await _run_async(
             self.producer, self._flows.reschedule_publish(schedule_id, new_time)
@@ -545,7 +554,7 @@ class AsyncQueueService:
 
     async def add_token_refresh_job(
         self,
-        connection_id: str,
+        connection_id: Id,
         every: timedelta | float = TOKEN_REFRESH_EVERY,
         *,
         first_at: datetime | None = None,
@@ -555,7 +564,7 @@ class AsyncQueueService:
             self.producer, self._flows.token_refresh(connection_id, every, first_at)
         )
 
-    async def remove_token_refresh_job(self, connection_id: str) -> bool:
+    async def remove_token_refresh_job(self, connection_id: Id) -> bool:
         """See :meth:`QueueService.remove_token_refresh_job`."""
         return await _run_async(self.producer, self._flows.remove_token_refresh(connection_id))
 

@@ -14,8 +14,17 @@ job type            queue                        data
 ``token_refresh``   ``distribution:token-refresh`` connectionId
 ==================  ===========================  ==================================================
 
-Identifiers (scheduleId, postId, targetId, connectionId, failedJobId) are 1-200 characters
-from ``A-Z a-z 0-9 _ . : -``: some of them become parts of job ids and schedule keys.
+Identifiers (scheduleId, postId, targetId, connectionId, failedJobId) are what the original
+backend's TypeScript interfaces allow: integer database keys or strings.
+
+* an integer id is 1 .. 2**53 - 1 (``Number.MAX_SAFE_INTEGER``, so a TypeScript client sends
+  it exactly); booleans, floats (``1.0`` too), zero and negative numbers are refused;
+* a string id is 1-200 characters from ``A-Z a-z 0-9 _ . : -``.
+
+An id is kept in the payload as given (``1`` stays ``1``, ``"1"`` stays ``"1"``), so a
+handler sees what the backend sent. Where an id becomes part of a key (job ids, schedule
+keys, the SQLite columns) it is used in its text form, :func:`id_key`: ``1`` and ``"1"``
+name the same schedule, connection or post.
 """
 
 from __future__ import annotations
@@ -24,20 +33,27 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
 __all__ = [
     "DispatchData",
+    "Id",
     "JobDataError",
     "RetryData",
     "ScheduledPublishData",
     "TokenRefreshData",
+    "id_key",
     "parse_time",
     "validate_id",
 ]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")  # used with fullmatch: no "\n" after "$"
 MAX_MESSAGE_CHARS = 10_000
+#: The largest integer id: JavaScript's ``Number.MAX_SAFE_INTEGER``.
+MAX_INT_ID = 2**53 - 1
+
+Id: TypeAlias = str | int
+"""An identifier: an integer database key or a string (see the module docstring)."""
 
 
 class JobDataError(ValueError):
@@ -49,15 +65,34 @@ class JobDataError(ValueError):
         self.message = message
 
 
-def validate_id(value: Any, field: str) -> str:
-    """Return ``value`` if it is a usable identifier, else raise :class:`JobDataError`."""
+def validate_id(value: Any, field: str) -> Id:
+    """Return ``value`` unchanged if it is a usable identifier (an integer 1 .. 2**53 - 1 or
+    a string of 1-200 characters from ``A-Z a-z 0-9 _ . : -``), else raise
+    :class:`JobDataError` naming ``field``."""
+    if isinstance(value, bool):  # before int: True is an int to Python, not an id
+        raise JobDataError(field, f"must be a string or an integer id, got {value!r}")
+    if isinstance(value, int):
+        if not 1 <= value <= MAX_INT_ID:
+            # A huge int is not printed whole (str() refuses past 4300 digits).
+            got = value if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+            raise JobDataError(
+                field, f"an integer id must be within 1..{MAX_INT_ID} (2**53 - 1), got {got}"
+            )
+        return value
     if not isinstance(value, str):
-        raise JobDataError(field, f"must be a string, got {type(value).__name__}")
-    if not _ID_RE.match(value):
+        raise JobDataError(
+            field, f"must be a string or an integer id, got {type(value).__name__} {value!r:.60}"
+        )
+    if not _ID_RE.fullmatch(value):
         raise JobDataError(
             field, f"must be 1-200 characters from A-Z a-z 0-9 _ . : -, got {value[:60]!r}"
         )
     return value
+
+
+def id_key(value: Id) -> str:
+    """The text form of an id, used in job ids, schedule keys and SQLite (``1`` -> ``"1"``)."""
+    return str(value)
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -124,9 +159,9 @@ def _optional_text(
 class DispatchData:
     """Post ``post_id`` to one platform connection (``target_id``) for schedule ``schedule_id``."""
 
-    schedule_id: str
-    post_id: str
-    target_id: str
+    schedule_id: Id
+    post_id: Id
+    target_id: Id
     request_ai_assets: bool | None = None
     custom_message: str | None = None
 
@@ -172,12 +207,12 @@ class DispatchData:
 class RetryData:
     """Re-dispatch a schedule that failed: the dispatch fields plus where the failure was."""
 
-    schedule_id: str
-    post_id: str
-    target_id: str
+    schedule_id: Id
+    post_id: Id
+    target_id: Id
     request_ai_assets: bool | None = None
     custom_message: str | None = None
-    failed_job_id: str | None = None
+    failed_job_id: Id | None = None
     reason: str | None = None
 
     _REQUIRED = ("scheduleId", "postId", "targetId")
@@ -229,7 +264,7 @@ class RetryData:
 class ScheduledPublishData:
     """Publish schedule ``schedule_id`` at ``scheduled_for`` (an aware datetime, kept in UTC)."""
 
-    schedule_id: str
+    schedule_id: Id
     scheduled_for: datetime
 
     _REQUIRED = ("scheduleId", "scheduledFor")
@@ -257,7 +292,7 @@ class ScheduledPublishData:
 class TokenRefreshData:
     """Refresh the OAuth token of platform connection ``connection_id``."""
 
-    connection_id: str
+    connection_id: Id
 
     def __post_init__(self) -> None:
         validate_id(self.connection_id, "connectionId")

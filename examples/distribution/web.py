@@ -2,7 +2,9 @@
 
 * everything of :func:`streamq.web.create_app` (``GET /api/queue/health``...);
 * ``POST /api/admin/distribution/dispatch`` (bearer token) with
-  ``{"postId": "...", "connectionIds": ["...", ...]}`` and optionally ``scheduleId``,
+  ``{"postId": 1, "connectionIds": [1, 2, 3]}`` (ids are integer database keys or strings,
+  see :mod:`~examples.distribution.types`; each is kept in the job data as sent) and
+  optionally ``scheduleId``,
   ``requestAiAssets``, ``customMessage``: one ``dispatch`` job per connection, all validated
   before any is queued, in one round trip. Answers 202 with the job ids; 400 for a body that
   is not a JSON object, 422 naming the bad field, 413 for a body over 1 MiB, 503 when Redis
@@ -24,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from examples.distribution.service import DISPATCH_QUEUE, QUEUES, AsyncQueueService
-from examples.distribution.types import DispatchData, JobDataError, validate_id
+from examples.distribution.types import DispatchData, JobDataError, id_key, validate_id
 from streamq import AsyncProducer, Backoff, Settings, StreamQError
 from streamq.web import create_app, require_token, safe_error
 from streamq.web.api import cross_site
@@ -62,7 +64,7 @@ def parse_dispatch_body(body: Any) -> list[DispatchData]:
     if len(connections) > MAX_CONNECTIONS:
         raise JobDataError("connectionIds", f"at most {MAX_CONNECTIONS} per request")
     ids = [validate_id(c, f"connectionIds[{i}]") for i, c in enumerate(connections)]
-    if len(set(ids)) != len(ids):
+    if len({id_key(c) for c in ids}) != len(ids):  # 7 and "7" are one connection
         raise JobDataError("connectionIds", "must not repeat a connection")
     schedule_id = body.get("scheduleId")
     if schedule_id is None:
