@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 import redis
+from _worker_support import run_until
 from starlette.testclient import TestClient
 
 from streamq import AsyncProducer, Producer, RedisSettings, Settings
@@ -529,7 +530,11 @@ def test_completed_listing_shows_the_retained_count_beside_the_all_time_total(
         return int(job.data["n"])
 
     ids = [producer.enqueue(QUEUE, "ok", {"n": n}).job_id for n in range(5)]
-    run_burst(settings, app)
+    # Retention runs in the worker's housekeeping loop (every second), not at each
+    # completion: run until it has trimmed, not merely until the queue is drained.
+    worker = Worker(app, [QUEUE], settings=settings, block_ms=100)
+    with Producer(settings=settings) as own:
+        asyncio.run(run_until([worker], lambda: own.status(QUEUE).completed == 2, what="retention"))
     with make_client(settings) as client:
         body = get_ok(client, f"/api/queues/{Q}/jobs", state="completed", limit=1)
         assert body["page"]["total"] == 2 and body["all_time"] == 5
