@@ -39,7 +39,7 @@ from apps import LEDGER_ENV, app, read_ledger, runs
 
 import streamq
 from streamq.errors import ServerError
-from streamq.protocol import worker_ops as wops
+from streamq.protocol import worker as wops
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.worker import maintenance

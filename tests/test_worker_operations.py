@@ -207,7 +207,7 @@ def test_a_retried_completion_is_recognised_not_fenced(
     answering) is sent again: the script sees its own record and answers OK, writing
     nothing twice; another consumer's retry of it is still fenced."""
     from streamq._driver import SyncDriver
-    from streamq.protocol import worker_ops as wops
+    from streamq.protocol import worker as wops
 
     keys = QueueKeys(queue_name)
     with streamq.Producer(redis_url) as p:
@@ -231,7 +231,7 @@ def test_a_completion_batch_is_fenced_entry_by_entry(
     consumer holds in between (here 300 running entries, more than the range read returns
     in one go, so the entry-by-entry fallback is exercised too)."""
     from streamq._driver import SyncDriver
-    from streamq.protocol import worker_ops as wops
+    from streamq.protocol import worker as wops
 
     keys = QueueKeys(queue_name)
     with streamq.Producer(redis_url) as p:
@@ -269,7 +269,7 @@ def test_trim_drops_only_records_still_in_the_index(
     by an operator, trimmed by another worker) keeps its record; the rest go, index entry
     and record together, in slices (here 2,500 ids: three slices)."""
     from streamq._driver import SyncDriver
-    from streamq.protocol import worker_ops as wops
+    from streamq.protocol import worker as wops
 
     keys = QueueKeys(queue_name)
     ids = [f"job-{i}" for i in range(2500)]

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamq.job import Job
-from streamq.protocol import ops, worker_ops
+from streamq.protocol import ops
+from streamq.protocol import worker as worker_ops
 from streamq.protocol.keys import QueueKeys
 from streamq.protocol.ops import Call, Flow, _s, raw
 

@@ -22,8 +22,9 @@ from streamq import connection
 from streamq._driver import AsyncDriver
 from streamq.config import Settings
 from streamq.errors import ConfigError, WaitTimeoutError
-from streamq.protocol import ops, worker_ops
+from streamq.protocol import ops
 from streamq.protocol import testing as tops
+from streamq.protocol import worker as worker_ops
 from streamq.protocol.keys import QueueKeys
 from streamq.protocol.ops import QueueStatus
 from streamq.worker.app import App
