@@ -186,7 +186,15 @@ def seed(settings: Settings, redis_client: redis.Redis) -> str:
     redis_client.xreadgroup(GROUP, "frozen-worker", {other.stream: ">"}, count=1)
     sec, usec = redis_client.time()
     now_ms = int(sec) * 1000 + int(usec) // 1000
-    beat = {"host": "box-1", "pid": 4242, "seen_ms": now_ms, "running": 1, "concurrency": 5}
+    beat = {
+        "host": "box-1",
+        "pid": 4242,
+        "seen_ms": now_ms,
+        "running": 1,
+        "concurrency": 5,
+        "stuck_count": 1,  # a sync handler past its time limit, holding a slot
+        "stuck_by_queue": {OTHER: 1},
+    }
     redis_client.hset(other.workers, "frozen-worker", orjson.dumps(beat))
     minute = now_ms // 60_000
     redis_client.hset(
@@ -223,6 +231,7 @@ def test_dashboard_retry_button_brings_a_dead_job_back_and_a_worker_completes_it
         # The frozen worker of the other queue shows its running job, stuck past the lease.
         worker = page.locator('#workers tr[data-worker="frozen-worker"]')
         assert worker.locator(".badge").first.inner_text() == "alive"
+        assert "1 / 5 1 stuck" in worker.locator("td.num").first.inner_text()
         assert page.locator("#workers tr[data-job-id]").count() == 1
         wait_until(
             lambda: api(base_url, "workers")["workers"][0]["jobs"][0]["lease"] == "expired",
