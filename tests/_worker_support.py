@@ -1,6 +1,7 @@
-"""Test-side helpers for the worker tests: waiting on conditions with deadlines, worker
-subprocesses, in-process log capture and PEL inspection. No fixtures here (conftest owns
-them); everything is a plain function or context manager."""
+"""Test-side helpers for the worker tests: in-process and subprocess workers, log capture
+and PEL inspection. No fixtures here (conftest owns them); everything is a plain function,
+class or context manager. The waiting helpers (``wait_until``, ``await_until``) live in
+:mod:`tests._support`; the worker tests import them from here too."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
@@ -23,42 +23,10 @@ import streamq
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.worker.logs import JsonFormatter
 from streamq.worker.runner import Worker
+from tests._support import await_until, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.apps:app"
-
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------- waiting
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy (returned); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-async def await_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """:func:`wait_until` for coroutines: the event loop keeps running between polls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 # ---------------------------------------------------------------------- in-process workers

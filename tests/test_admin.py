@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 import redis
+from _support import redis_now_ms
 
 import streamq.worker
 from streamq import Producer, RedisSettings, Settings
@@ -40,11 +41,6 @@ def run_burst(settings: Settings, queue: str, app: streamq.worker.App | None = N
     """Run an in-process worker until the queue is drained."""
     worker = streamq.worker.Worker(app or streamq.worker.App(), [queue], settings=settings)
     asyncio.run(asyncio.wait_for(worker.run(burst=True), timeout=20))
-
-
-def redis_now_ms(client: redis.Redis) -> int:
-    sec, usec = client.time()
-    return int(sec) * 1000 + int(usec) // 1000
 
 
 def test_sync_and_async_admin_expose_the_same_signatures() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from _support import clear_env, closed_port, wait_until
 
 import streamq.worker
 from streamq import Producer, RedisSettings, Settings
@@ -31,9 +32,7 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's environment must not steer the command (nor reach port 6379)."""
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 @pytest.fixture
@@ -64,25 +63,6 @@ def run_burst(settings: Settings, queue: str, app: streamq.worker.App | None = N
     """Run an in-process worker until the queue is drained."""
     worker = streamq.worker.Worker(app or streamq.worker.App(), [queue], settings=settings)
     asyncio.run(asyncio.wait_for(worker.run(burst=True), timeout=20))
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 # ---------------------------------------------------------------------------- status
@@ -450,7 +430,7 @@ def test_workers_shows_a_running_workers_heartbeat_and_its_active_job(
             rows = orjson.loads(out) if code == 0 else []
             return next((w for w in rows if w["state"] == "alive" and w["running"] == 1), None)
 
-        worker = wait_for(busy_worker, 15, "the worker's heartbeat with one running job")
+        worker = wait_until(busy_worker, 15, "the worker's heartbeat with one running job")
         assert (worker["pid"], worker["concurrency"], worker["host"]) == (
             proc.pid,
             5,

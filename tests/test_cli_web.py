@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _support import clear_env
 
 from streamq import Producer, RedisSettings, Settings
 from streamq.cli import main
@@ -29,9 +30,7 @@ STARTED = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import time
 import tomllib
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -18,6 +17,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 import redis
+from _support import WEB_ENV, clear_env, wait_until
 from _worker_support import run_until
 from starlette.testclient import TestClient
 
@@ -56,8 +56,7 @@ ENDPOINTS = [
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 @pytest.fixture
@@ -117,14 +116,6 @@ def queue_row(client: TestClient, queue: str = QUEUE) -> dict[str, Any]:
     rows = {q["queue"]: q for q in r.json()["queues"]}
     assert queue in rows, rows
     return rows[queue]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- shell, headers

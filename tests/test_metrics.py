@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from _support import WEB_ENV, clear_env
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -30,8 +31,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 @pytest.fixture

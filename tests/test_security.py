@@ -32,6 +32,7 @@ import pytest
 import uvicorn
 import yaml
 from _producer_support import WorkerThread, wait_until
+from _support import clear_env
 from _worker_support import APP, WorkerProcess
 from apps import app as test_app
 from starlette.applications import Starlette
@@ -86,9 +87,7 @@ def _expect(kind: type[BaseException], fn: Callable[..., Any], *args: Any) -> Ba
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 # ---------------------------------------------------------------------------- auth

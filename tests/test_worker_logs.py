@@ -15,7 +15,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from _support import closed_port
 
 from streamq.worker.logs import (
     JsonFormatter,
@@ -170,12 +170,6 @@ def test_a_disabled_level_formats_nothing(fmt: str, restore_logger: None) -> Non
 # ---------------------------------------------------------------------- a real process
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = {
         k: v
@@ -183,7 +177,7 @@ def _env(**extra: str) -> dict[str, str]:
         if not k.startswith(("STREAMQ_", "REDIS_")) and k != "NO_COLOR"
     }
     env.update(
-        REDIS_URL=f"redis://:{SECRET}@127.0.0.1:{_closed_port()}/0",
+        REDIS_URL=f"redis://:{SECRET}@127.0.0.1:{closed_port()}/0",
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )

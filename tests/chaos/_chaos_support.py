@@ -22,15 +22,15 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from streamq.protocol.keys import GROUP, QueueKeys
-from tests._worker_support import json_events
+from tests._support import wait_until
+from tests._worker_support import json_events, keys_of, pending_count
 from tests.chaos.chaos_app import LEDGER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,23 +51,6 @@ BASE_ENV = {
     "STREAMQ_BACKOFF_DELAY": "100",
     "STREAMQ_LOG_LEVEL": "info",
 }
-
-
-# ---------------------------------------------------------------------- waiting
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------- ledger
@@ -189,7 +172,7 @@ class WorkerProc:
 
     def consumer(self, timeout: float = 10.0) -> str:
         """The consumer name it announced in ``worker_started``."""
-        found = wait_for(lambda: self.events("worker_started"), timeout, "worker_started")
+        found = wait_until(lambda: self.events("worker_started"), timeout, "worker_started")
         return str(found[0]["consumer"])
 
 
@@ -281,18 +264,6 @@ class Fleet:
 # ---------------------------------------------------------------------- inspection
 
 
-def keys_of(queue: str) -> QueueKeys:
-    return QueueKeys(queue)
-
-
-def pel_count(client: redis.Redis, queue: str) -> int:
-    """XPENDING summary count of the queue's group (0 when there is no group)."""
-    try:
-        return int(client.xpending(keys_of(queue).stream, GROUP)["pending"])
-    except redis.ResponseError:
-        return 0
-
-
 def states(client: redis.Redis, queue: str, ids: Sequence[str]) -> dict[str, str | None]:
     """The ``s`` field of each job record (None: no record)."""
     k = keys_of(queue)
@@ -322,7 +293,7 @@ def settle(
         now = states(client, queue, pending)
         final.update(now)
         pending = [j for j, s in now.items() if s not in FINAL]
-        if (not pending and pel_count(client, queue) == 0) or time.monotonic() >= deadline:
+        if (not pending and pending_count(client, queue) == 0) or time.monotonic() >= deadline:
             return {j: final[j] for j in unique}
         time.sleep(0.1)
 
@@ -411,7 +382,7 @@ def verify_ledger(
         dead=tally["failed"],
         cancelled=tally["cancelled"],
         lost=lost,
-        pel=pel_count(client, queue),
+        pel=pending_count(client, queue),
         duplicated=duplicated,
         extra_runs=extra,
         unexplained=unexplained,
