@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,32 +16,6 @@ from _worker_support import Spawner, job_hash, pel, wait_until
 from apps import read_ledger, runs
 
 import streamq
-from streamq.server import EmbeddedServer
-
-
-@pytest.fixture
-def srv(server_factory: Callable[..., EmbeddedServer]) -> EmbeddedServer:
-    return server_factory()
-
-
-@pytest.fixture
-def spawner(srv: EmbeddedServer, tmp_path: Path) -> Iterator[Spawner]:
-    sp = Spawner(srv.url, tmp_path, tmp_path / "ledger")
-    yield sp
-    sp.close()
-
-
-@pytest.fixture
-def client(srv: EmbeddedServer) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(srv.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def producer(srv: EmbeddedServer) -> Iterator[streamq.Producer]:
-    with streamq.Producer(srv.url) as p:
-        yield p
 
 
 @pytest.mark.parametrize("name", ["sleep", "sync_sleep"])
