@@ -22,6 +22,7 @@ from streamq.protocol.keys import QueueKeys
 from streamq.worker import App, Worker
 from tests._support import redis_now_ms as redis_now_ms
 from tests._support import wait_until as wait_until
+from tests._worker_support import run_burst as run_worker_burst
 
 
 def queue_keys(client: redis.Redis, queue: str, prefix: str = "sq") -> list[str]:
@@ -30,15 +31,12 @@ def queue_keys(client: redis.Redis, queue: str, prefix: str = "sq") -> list[str]
     return sorted(k.decode() for k in client.scan_iter(match=f"{base}:*", count=1000))
 
 
-def run_burst(app: App, queues: Sequence[str], settings: Settings, timeout: float = 20.0) -> None:
-    """Run an in-process worker until the queues are drained (nothing waiting, delayed or
-    running)."""
-
-    async def main() -> None:
-        worker = Worker(app, list(queues), settings=settings)
-        await asyncio.wait_for(worker.run(burst=True), timeout)
-
-    asyncio.run(main())
+def run_burst(
+    app: App, queues: Sequence[str], settings: Settings, timeout: float = 20.0, **kw: Any
+) -> None:
+    """Run an in-process worker (``kw``: more :class:`Worker` options) until the queues are
+    drained (nothing waiting, delayed or running)."""
+    run_worker_burst(Worker(app, list(queues), settings=settings, **kw), timeout)
 
 
 class WorkerThread:

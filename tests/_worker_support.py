@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -23,9 +22,8 @@ import streamq
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.worker.logs import JsonFormatter
 from streamq.worker.runner import Worker
-from tests._support import await_until, wait_until
+from tests._support import ROOT, await_until, child_env, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.apps:app"
 
 
@@ -139,13 +137,21 @@ def capture_logs(level: int = logging.INFO) -> Iterator[LogCapture]:
 
 
 class WorkerProcess:
-    """``python -m streamq.worker`` in a subprocess; stderr (JSON lines) goes to a file."""
+    """``python -m streamq.worker`` (or another ``module``) in a subprocess; its stdout and
+    stderr (JSON log lines) go to a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        module: str = "streamq.worker",
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in wait()/close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamq.worker", *args],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -157,8 +163,12 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
+        self.proc.send_signal(sig)  # a no-op once it exited (and was reaped)
 
     def kill(self) -> None:
         """SIGKILL (a crash: nothing runs on the way out) and reap."""
@@ -174,7 +184,8 @@ class WorkerProcess:
             self.proc.wait(10)
             self._log.close()
             raise AssertionError(
-                f"worker did not exit within {timeout} s; output:\n{self.output()[-3000:]}"
+                f"worker {self.pid} did not exit within {timeout} s; output:\n"
+                + self.output()[-3000:]
             ) from None
         self._log.close()
         return rc
@@ -192,9 +203,9 @@ class WorkerProcess:
         """The JSON log lines printed so far (all of them, or those called ``event``)."""
         return json_events(self.output(), event)
 
-    def consumer(self) -> str:
+    def consumer(self, timeout: float = 10.0) -> str:
         """The consumer name it announced in ``worker_started``."""
-        found = wait_until(lambda: self.events("worker_started"), 10, what="worker_started")
+        found = wait_until(lambda: self.events("worker_started"), timeout, "worker_started")
         return str(found[0]["consumer"])
 
 
@@ -208,15 +219,8 @@ class Spawner:
         self.procs: list[WorkerProcess] = []
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMQ_", "REDIS_"))}
-        env.update(
-            REDIS_URL=self.url,
-            SQ_TEST_LEDGER=str(self.ledger),
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
+        own = {"REDIS_URL": self.url, "SQ_TEST_LEDGER": str(self.ledger), "PYTHONUNBUFFERED": "1"}
+        return child_env(own, extra)
 
     def start(
         self,

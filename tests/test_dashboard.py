@@ -17,6 +17,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 import redis
+from _producer_support import run_burst
 from _support import WEB_ENV, clear_env, wait_until
 from _worker_support import run_until
 from starlette.testclient import TestClient
@@ -87,19 +88,13 @@ def producer(settings: Settings) -> Iterator[Producer]:
         yield p
 
 
-def run_burst(settings: Settings, app: App, queue: str = QUEUE) -> None:
-    """Run a worker until the queue is drained (30 s deadline)."""
-    worker = Worker(app, [queue], settings=settings, block_ms=100)
-    asyncio.run(asyncio.wait_for(worker.run(burst=True), 30))
-
-
 def make_dead(settings: Settings, producer: Producer, n: int = 1) -> list[str]:
     """``n`` jobs named "flaky" that die at once (no handler, max_retries=0)."""
     ids = [
         producer.enqueue(QUEUE, "flaky", {"n": i, "html": "<b>x</b>"}, max_retries=0).job_id
         for i in range(n)
     ]
-    run_burst(settings, App())
+    run_burst(App(), [QUEUE], settings, 30, block_ms=100)
     return ids
 
 
@@ -228,7 +223,7 @@ def test_counts_equal_producer_status(
     for n in range(3):
         producer.enqueue(QUEUE, "ok", {"n": n})
     producer.enqueue(QUEUE, "broken", {}, max_retries=0)
-    run_burst(settings, app)
+    run_burst(app, [QUEUE], settings, 30, block_ms=100)
     producer.enqueue(QUEUE, "ok", {"n": 9})
     producer.enqueue(QUEUE, "ok", {"n": 10})
     producer.enqueue(QUEUE, "ok", {"n": 11}, delay=3600)
@@ -263,7 +258,7 @@ def test_jobs_by_state_and_the_full_record_with_error_and_traceback(
         raise ValueError(f"boom for {job.data['who']}")
 
     failed_id = producer.enqueue(QUEUE, "explode", {"who": "alice"}, max_retries=0).job_id
-    run_burst(settings, app)
+    run_burst(app, [QUEUE], settings, 30, block_ms=100)
     waiting_id = producer.enqueue(QUEUE, "later", {"big": "x" * 1000}).job_id
 
     r = client.get(f"/api/queues/{Q}/jobs", params={"state": "waiting"}, headers=AUTH)

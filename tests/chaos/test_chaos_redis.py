@@ -21,17 +21,17 @@ from streamq.errors import ConnectionFailedError, QueueFullError
 from streamq.protocol.codec import new_job_id
 from streamq.protocol.keys import QueueKeys
 from streamq.server import EmbeddedServer
+from tests._support import wait_until
 from tests.chaos._chaos_support import (
     Fleet,
     Ledger,
     LedgerCheck,
-    WorkerProc,
+    WorkerProcess,
     rounded,
     settle,
     states,
     stats_completed,
     verify_ledger,
-    wait_until,
 )
 
 pytestmark = pytest.mark.chaos
@@ -93,7 +93,7 @@ class Feeder(threading.Thread):
 
 
 def _recovery(
-    client: redis.Redis, queue: str, ledger: Ledger, workers: list[WorkerProc], t0: float
+    client: redis.Redis, queue: str, ledger: Ledger, workers: list[WorkerProcess], t0: float
 ) -> tuple[float, list[float]]:
     """Seconds from ``t0`` (wall clock, Redis back) to the first completion, and to each
     worker's first run after it. Waits at most 3x the limit, then reports what it saw."""

@@ -19,7 +19,7 @@ from tests._support import redis_now_ms
 from tests.chaos._chaos_support import (
     Fleet,
     Ledger,
-    WorkerProc,
+    WorkerProcess,
     keys_of,
     settle,
     verify_ledger,
@@ -36,7 +36,7 @@ RETRY_DELAY_MS = 1000
 LATE_LIMIT_MS = 500
 
 
-def _log_skew_s(worker: WorkerProc) -> float:
+def _log_skew_s(worker: WorkerProcess) -> float:
     """How far the worker's clock is from ours, from the ``ts`` of its last log line (written
     a moment ago: the result is good to a few seconds, plenty to tell an hour)."""
     last = worker.events()[-1]

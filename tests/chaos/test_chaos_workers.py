@@ -16,6 +16,7 @@ import redis
 import streamq
 from streamq.protocol.keys import GROUP
 from streamq.server import EmbeddedServer
+from tests._support import wait_until
 from tests.chaos._chaos_support import (
     Fleet,
     Ledger,
@@ -23,7 +24,6 @@ from tests.chaos._chaos_support import (
     pending_count,
     settle,
     verify_ledger,
-    wait_until,
 )
 
 pytestmark = pytest.mark.chaos
