@@ -18,7 +18,7 @@ import orjson
 import pytest
 import redis
 from _producer_support import run_burst
-from _support import WEB_ENV, clear_env, wait_until
+from _support import WEB_ENV, clear_env, redis_now_ms, wait_until
 from _worker_support import run_until
 from starlette.testclient import TestClient
 
@@ -368,8 +368,7 @@ def test_workers_show_running_jobs_with_idle_time_against_the_lease(
     keys = QueueKeys(QUEUE, queue_name)
     job_id = producer.enqueue(QUEUE, "slow", {"n": 1}).job_id
     redis_client.xreadgroup(GROUP, "frozen-worker", {keys.stream: ">"}, count=1)
-    sec, usec = redis_client.time()
-    beat = {"host": "box", "pid": 42, "seen_ms": int(sec) * 1000 + int(usec) // 1000}
+    beat = {"host": "box", "pid": 42, "seen_ms": redis_now_ms(redis_client)}
     redis_client.hset(keys.workers, "frozen-worker", orjson.dumps({**beat, "concurrency": 5}))
 
     with make_client(settings) as client:

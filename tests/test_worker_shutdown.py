@@ -6,12 +6,12 @@ Subprocess workers on a fresh redis7 server (``server_factory``)."""
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import redis
+from _support import closed_port
 from _worker_support import Spawner, job_hash, pel, wait_until
 from apps import read_ledger, runs
 
@@ -108,9 +108,7 @@ def test_a_second_signal_skips_the_rest_of_the_grace(
 def test_sigterm_stops_a_worker_still_waiting_for_redis_at_startup(
     tmp_path: Path, queue_name: str
 ) -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     sp = Spawner(f"redis://127.0.0.1:{port}/0", tmp_path, tmp_path / "ledger")
     try:
         w = sp.start(queue_name)

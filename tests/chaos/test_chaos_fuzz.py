@@ -32,6 +32,7 @@ from streamq.protocol.codec import Entry, decode_entry
 from streamq.server import EmbeddedServer
 from streamq.worker.app import App
 from streamq.worker.runner import Worker
+from tests._worker_support import settings as _settings  # hypothesis owns "settings"
 from tests.chaos._chaos_support import Ledger, keys_of, pending_count, settle, verify_ledger
 from tests.chaos.chaos_app import LEDGER_ENV
 from tests.chaos.chaos_app import app as chaos_app
@@ -199,10 +200,6 @@ def _worker_thread(worker: Worker) -> Iterator[threading.Thread]:
         gc.collect()
         assert not thread.is_alive(), "the worker did not stop"
         assert not errors, f"the worker crashed: {errors[0]!r}"
-
-
-def _settings(url: str, **changes: Any) -> streamq.Settings:
-    return streamq.Settings(redis=streamq.RedisSettings(url=url)).with_changes(**changes)
 
 
 def test_garbage_entries_xadded_to_a_running_worker_all_end_in_the_dlq(
