@@ -23,7 +23,7 @@ import orjson
 import pytest
 import redis
 import uvicorn
-from _support import WEB_ENV, clear_env, redis_now_ms, wait_until
+from _support import WEB_ENV, clear_env, wait_until
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
@@ -175,7 +175,8 @@ def seed(settings: Settings, redis_client: redis.Redis) -> str:
         producer.enqueue(OTHER, "scheduled_publish", {"n": 9}, delay=3600)
     other = QueueKeys(OTHER, settings.prefix)
     redis_client.xreadgroup(GROUP, "frozen-worker", {other.stream: ">"}, count=1)
-    now_ms = redis_now_ms(redis_client)
+    sec, usec = redis_client.time()
+    now_ms = int(sec) * 1000 + int(usec) // 1000
     beat = {"host": "box-1", "pid": 4242, "seen_ms": now_ms, "running": 1, "concurrency": 5}
     redis_client.hset(other.workers, "frozen-worker", orjson.dumps(beat))
     minute = now_ms // 60_000
