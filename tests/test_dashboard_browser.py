@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import orjson
 import pytest
 import redis
 import uvicorn
+from _support import WEB_ENV, clear_env, wait_until
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
@@ -58,8 +58,7 @@ DASHBOARD_LEASE_MS = 1000
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +109,6 @@ def base_url(settings: Settings) -> Iterator[str]:
         thread.join(15)
         sock.close()
         assert not thread.is_alive(), "uvicorn did not stop"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def run_burst(settings: Settings, app: App, queue: str = QUEUE) -> None:
