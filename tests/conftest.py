@@ -7,6 +7,8 @@
 * ``queue_name``: a queue name unique to the test, so tests share the session server but
   never each other's keys (no ``FLUSHALL``).
 * ``server_factory``: fresh servers for tests that kill, restart or reconfigure them.
+* ``figures`` and the JSON report hook (``tests/_report_plugin.py``): what a chaos,
+  durability or security test measured, written only when ``SQ_CHAOS_REPORT`` is set.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import redis
 
 from streamq.errors import ServerError
 from streamq.server import EmbeddedServer, find_server_binary
+
+# Found by pytest here: the per-test figures and the SQ_CHAOS_REPORT writer.
+from tests._report_plugin import figures, pytest_runtest_makereport  # noqa: F401
 
 _KINDS = {"redis": "redis7", "valkey": "valkey8"}
 _ALIASES = {"redis": "redis", "redis7": "redis", "valkey": "valkey", "valkey8": "valkey"}

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests._report_plugin import REPORT_ENV
 from tests.chaos._chaos_support import ROOT, SUITE_BUDGET_S
-from tests.chaos.conftest import REPORT_ENV
 
 DOC = ROOT / "docs" / "reliability.md"
 # Figures shown in the summary table, in this order (others go to the detail lists).
