@@ -65,6 +65,8 @@ def test_a_durable_enqueue_waits_for_waitaof_in_the_same_round_trip(
     srv = server_factory(prefer="valkey")  # Valkey 8 has WAITAOF; AOF on (default profile)
     figures["server"] = _kind(srv)
     client = redis.Redis.from_url(srv.url)
+    (fsync,) = client.config_get("appendfsync").values()
+    figures["appendfsync"] = fsync.decode() if isinstance(fsync, bytes) else fsync
     flows = _spy_on_durable_flows(monkeypatch)
     with streamq.Producer(srv.url, durable=True) as p:
         p.enqueue(queue_name, "warmup")  # the one-time capability check happens here
