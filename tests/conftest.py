@@ -12,6 +12,8 @@
   tests that crash, signal or restart worker processes, a client and a producer on it, and
   worker subprocesses (:class:`_worker_support.Spawner`) reaped at teardown. A test file's
   own fixture of the same name wins (the web tests' ``client`` is a ``TestClient``).
+* ``figures`` and the JSON report hook (``tests/_report_plugin.py``): what a chaos,
+  durability or security test measured, written only when ``SQ_CHAOS_REPORT`` is set.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from apps import LEDGER_ENV
 import streamq
 from streamq.errors import ServerError
 from streamq.server import EmbeddedServer, find_server_binary
+
+# Found by pytest here: the per-test figures and the SQ_CHAOS_REPORT writer.
+from tests._report_plugin import figures, pytest_runtest_makereport  # noqa: F401
 
 _KINDS = {"redis": "redis7", "valkey": "valkey8"}
 _ALIASES = {"redis": "redis", "redis7": "redis", "valkey": "valkey", "valkey8": "valkey"}

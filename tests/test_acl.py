@@ -286,6 +286,20 @@ def explained_by_the_acl_log(acl: AclServer) -> Iterator[None]:
         raise AssertionError(f"{exc}\nrefused to the {USER} user: {refused}") from exc
 
 
+def _commandstats(admin: redis.Redis) -> dict[str, tuple[int, int]]:
+    """``{command: (calls, rejected_calls)}`` from INFO commandstats (Lua's calls included)."""
+    stats: dict[str, dict[str, Any]] = admin.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v.get("rejected_calls", 0)))
+        for name, v in stats.items()
+    }
+
+
+#: What the test's own admin connection sends between the two commandstats snapshots: the
+#: first INFO (counted once it returned), and the metrics checks (HGET, HLEN x2).
+_ADMIN_CALLS = {"info": 1, "hget": 1, "hlen": 2}
+
+
 def _app(ran: list[tuple[str, Any]]) -> App:
     app = App()
 
@@ -303,9 +317,13 @@ def _app(ran: list[tuple[str, Any]]) -> App:
 
 
 def test_the_core_path_runs_as_the_least_privilege_user(
-    acl: AclServer, queue_name: str, capsys: pytest.CaptureFixture[str]
+    acl: AclServer,
+    queue_name: str,
+    capsys: pytest.CaptureFixture[str],
+    figures: dict[str, Any],
 ) -> None:
     q = queue_name
+    before = _commandstats(acl.admin)
     settings = acl.settings(lease_ms=2000)
     ran: list[tuple[str, Any]] = []
     app = _app(ran)
@@ -412,8 +430,30 @@ def test_the_core_path_runs_as_the_least_privilege_user(
         assert client.post(f"/api/queues/{q}/pause", headers=AUTH).status_code == 200
         assert client.post(f"/api/queues/{q}/resume", headers=AUTH).status_code == 200
 
+    # ---- what the user sent (INFO commandstats, less the test's admin calls)
+    after = _commandstats(acl.admin)
+    sent = {
+        name: calls - before.get(name, (0, 0))[0] - _ADMIN_CALLS.get(name, 0)
+        for name, (calls, _) in after.items()
+    }
+    sent = {name: n for name, n in sorted(sent.items()) if n > 0}
+    figures["server"] = f"{'valkey' if acl.server.is_valkey else 'redis'} " + ".".join(
+        map(str, acl.server.version)
+    )
+    figures["jobs_run"] = len(ran)
+    figures["distinct_commands_sent"] = len(sent)
+    figures["commands_sent"] = sum(sent.values())
+    figures["commands"] = sorted(sent)
+    figures["rejected_calls"] = {
+        name: rejected - before.get(name, (0, 0))[1]
+        for name, (_, rejected) in sorted(after.items())
+        if rejected - before.get(name, (0, 0))[1]
+    }
+    figures["durable_enqueue"] = "yes (WAITAOF)" if durable else "no (server lacks WAITAOF)"
+
     # ---- nothing streamq sent was refused, except the CONFIG GET the worker tolerates
     refused = {(e["object"], e["reason"]) for e in acl.denials()}
+    figures["acl_log_denials"] = sorted(f"{reason}: {obj}" for obj, reason in refused)
     assert {obj for obj, _ in refused} <= TOLERATED_DENIALS, refused
 
 
@@ -441,30 +481,47 @@ REFUSED: list[tuple[str, ...]] = [
 ]
 
 
-def test_the_user_cannot_touch_other_keys_nor_run_admin_commands(acl: AclServer) -> None:
+def test_the_user_cannot_touch_other_keys_nor_run_admin_commands(
+    acl: AclServer, figures: dict[str, Any]
+) -> None:
     acl.admin.set("foo", "bar")
     acl.admin.set("otherprefix:x", "1")
     before = acl.admin.dbsize()
+    figures["server"] = f"{'valkey' if acl.server.is_valkey else 'redis'} " + ".".join(
+        map(str, acl.server.version)
+    )
+    tried = refused_count = 0
     client = redis.Redis.from_url(acl.url)
     try:
         assert client.exists("sq:{q}:stream") == 0  # its own keys: allowed
         for command in REFUSED:
             # DEBUG is refused even before the ACL (enable-debug-command defaults to no).
             allowed = "not allowed" if command[0] == "DEBUG" else "(?i)no permissions"
+            tried += 1
             with pytest.raises(redis.ResponseError, match=allowed):
                 client.execute_command(*command)
+            refused_count += 1
         # Scripts run with the caller's ACL: a loaded script cannot reach other keys either.
         sha = client.script_load("return redis.call('SET', KEYS[1], 'owned')")
+        tried += 1
         with pytest.raises(redis.ResponseError, match=r"(?i)no permissions|NOPERM|can't run"):
             client.evalsha(sha, 1, "foo")
+        refused_count += 1
         # streamq under another prefix is refused too (keys outside sq:*).
         other = Settings(redis=RedisSettings(url=acl.url), prefix="other")
+        tried += 1
         with Producer(settings=other) as p, pytest.raises(redis.ResponseError, match=r"(?i)perm"):
             p.enqueue("q", "ok")
+        refused_count += 1
     finally:
         client.close()
+        figures["forbidden_attempts"] = tried
+        figures["refused"] = refused_count
     assert acl.admin.get("foo") == "bar" and acl.admin.get("otherprefix:x") == "1"
     assert acl.admin.dbsize() == before
+    figures["keys_before_after"] = [before, acl.admin.dbsize()]
     assert acl.admin.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     refused = {(e["reason"], e["object"]) for e in acl.denials()}
+    figures["acl_log_denials"] = len(acl.denials())
+    figures["acl_log_refusals"] = sorted(f"{reason}: {obj}" for reason, obj in refused)
     assert {("command", "flushall"), ("command", "config|set"), ("key", "foo")} <= refused, refused

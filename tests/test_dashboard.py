@@ -168,7 +168,11 @@ def test_every_api_endpoint_requires_the_token(
 
 
 def test_a_cross_site_form_post_cannot_pause_a_queue(
-    client: TestClient, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+    client: TestClient,
+    producer: Producer,
+    redis_client: redis.Redis,
+    keys: QueueKeys,
+    figures: dict[str, Any],
 ) -> None:
     producer.enqueue(QUEUE, "send", {})
     # What a hostile page's <form method=post action=".../pause"> makes a browser send:
@@ -182,14 +186,19 @@ def test_a_cross_site_form_post_cannot_pause_a_queue(
     r = client.post(f"/api/queues/{Q}/pause", headers=form, content=b"x=1")
     assert r.status_code == 401
     assert not redis_client.exists(keys.paused)
+    figures["cross_site_post_status"] = r.status_code
     # A GET cannot mutate anything either.
-    assert client.get(f"/api/queues/{Q}/pause", headers=AUTH).status_code == 405
+    get = client.get(f"/api/queues/{Q}/pause", headers=AUTH)
+    assert get.status_code == 405
     assert not redis_client.exists(keys.paused)
+    figures["get_on_mutation_status"] = get.status_code
+    figures["pause_flag_set"] = redis_client.exists(keys.paused)
 
 
 def test_cross_site_mutations_are_refused_even_without_a_token(
-    settings: Settings, redis_client: redis.Redis, keys: QueueKeys
+    settings: Settings, redis_client: redis.Redis, keys: QueueKeys, figures: dict[str, Any]
 ) -> None:
+    figures["cross_site_posts_refused"] = 0
     with make_client(settings, api_token=None, allow_no_token=True) as client:
         url = f"/api/queues/{Q}/pause"
         for headers in (
@@ -201,6 +210,7 @@ def test_cross_site_mutations_are_refused_even_without_a_token(
             r = client.post(url, headers=headers)
             assert r.status_code == 403, headers
             assert not redis_client.exists(keys.paused)
+            figures["cross_site_posts_refused"] += 1
         assert client.post(url, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
         assert redis_client.exists(keys.paused)
         assert client.post(f"/api/queues/{Q}/resume", headers={}).status_code == 200  # curl

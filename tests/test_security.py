@@ -379,12 +379,15 @@ CROSS_SITE_FORM = {
 
 
 @pytest.mark.parametrize("kind", sorted(APPS))
-def test_every_route_with_queue_data_requires_the_token(kind: str) -> None:
+def test_every_route_with_queue_data_requires_the_token(kind: str, figures: dict[str, Any]) -> None:
     app = APPS[kind](api_token=TOKEN)
+    refused = {"no_token": 0, "wrong_token": 0, "cross_site": 0}
     with TestClient(app) as client:
         routes = _routes(app)
         assert len(routes) >= (13 if kind == "distribution" else 12)
         assert len(_mutating(routes)) >= 5
+        figures["routes_checked"] = len(routes)
+        figures["mutating_routes"] = len(_mutating(routes))
         for method, path in routes:
             for headers in (
                 {},
@@ -395,9 +398,14 @@ def test_every_route_with_queue_data_requires_the_token(kind: str) -> None:
                 r = client.request(method, path, headers=headers)
                 assert r.status_code == 401, (method, path, headers, r.status_code)
                 assert TOKEN not in r.text
+                refused["wrong_token" if headers else "no_token"] += 1
         for method, path in _mutating(routes):
             r = client.request(method, path, headers=CROSS_SITE_FORM, content=b"a=1")
             assert r.status_code in (401, 403), (method, path, r.status_code)
+            refused["cross_site"] += 1
+    figures["refused_without_token"] = refused["no_token"]
+    figures["refused_with_wrong_token"] = refused["wrong_token"]
+    figures["cross_site_posts_refused"] = refused["cross_site"]
 
 
 def _cross_site_posts(client: TestClient, method: str, path: str) -> list[int]:
@@ -415,19 +423,30 @@ def _cross_site_posts(client: TestClient, method: str, path: str) -> list[int]:
 
 
 @pytest.mark.parametrize("kind", sorted(APPS))
-def test_without_a_token_mutations_still_refuse_cross_site_posts(kind: str) -> None:
+def test_without_a_token_mutations_still_refuse_cross_site_posts(
+    kind: str, figures: dict[str, Any]
+) -> None:
     app = APPS[kind](api_token=None, allow_no_token=True)
     with TestClient(app) as client:
         routes = _mutating(_routes(app))
         assert routes
+        figures["mutating_routes"] = len(routes)
+        figures["cross_site_posts_refused"] = 0
         for method, path in routes:
-            assert _cross_site_posts(client, method, path) == [403, 403], (method, path)
+            codes = _cross_site_posts(client, method, path)
+            assert codes == [403, 403], (method, path)
+            figures["cross_site_posts_refused"] += len(codes)
 
 
-def test_without_a_token_the_dispatch_route_refuses_cross_site_posts() -> None:
+def test_without_a_token_the_dispatch_route_refuses_cross_site_posts(
+    figures: dict[str, Any],
+) -> None:
     path = "/api/admin/distribution/dispatch"
     with TestClient(_distribution_app(api_token=None, allow_no_token=True)) as client:
-        assert _cross_site_posts(client, "POST", path) == [403, 403]
+        codes = _cross_site_posts(client, "POST", path)
+        assert codes == [403, 403]
+        figures["cross_site_posts_refused"] = len(codes)
+        figures["status_codes"] = codes
 
 
 def test_the_web_app_binds_to_loopback_by_default() -> None:

@@ -12,6 +12,8 @@ libssl and must run these tests.
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,7 +112,14 @@ def tls_server(
     yield srv
 
 
-def test_a_burst_worker_runs_a_job_over_tls(tls_server: EmbeddedServer, queue_name: str) -> None:
+def _kind(srv: EmbeddedServer) -> str:
+    return f"{'valkey' if srv.is_valkey else 'redis'} " + ".".join(map(str, srv.version))
+
+
+def test_a_burst_worker_runs_a_job_over_tls(
+    tls_server: EmbeddedServer, queue_name: str, figures: dict[str, Any]
+) -> None:
+    figures["server"] = _kind(tls_server)
     tls = tls_server.tls
     assert tls is not None
     assert tls_server.url.startswith("rediss://")
@@ -133,17 +142,32 @@ def test_a_burst_worker_runs_a_job_over_tls(tls_server: EmbeddedServer, queue_na
         assert job is not None and job.state is JobState.COMPLETED
         assert job.result == {"echo": {"over": "tls"}}
         assert ran == [{"over": "tls"}]
+        figures["jobs_run_over_tls"] = len(ran)
+        figures["job_state"] = job.state.value
 
     # The launcher's own view: TLS only, no plain TCP listener.
     kwargs = tls_server.client_kwargs()
     with redis.Redis.from_url(tls_server.url, decode_responses=True, **kwargs) as client:
         assert client.config_get("port") == {"port": "0"}
         assert client.config_get("tls-port") == {"tls-port": str(tls_server.port)}
+        figures["listeners"] = {"port": 0, "tls-port": tls_server.port}
+    # What the server negotiates with a client that trusts the CA (stdlib ssl).
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    with (
+        socket.create_connection((tls_server.host, tls_server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=tls_server.host) as sock,
+    ):
+        cipher = sock.cipher()
+        figures["negotiated"] = f"{sock.version()}, {cipher[0] if cipher else 'no cipher'}"
 
 
 def test_a_client_that_does_not_trust_the_ca_is_refused(
-    tls_server: EmbeddedServer, queue_name: str, capsys: pytest.CaptureFixture[str]
+    tls_server: EmbeddedServer,
+    queue_name: str,
+    capsys: pytest.CaptureFixture[str],
+    figures: dict[str, Any],
 ) -> None:
+    figures["server"] = _kind(tls_server)
     password = tls_server.password
     assert password
     untrusting = Settings.from_env({"REDIS_URL": tls_server.url})  # no REDIS_TLS_CA_FILE
@@ -153,18 +177,23 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(
     ):
         producer.enqueue(queue_name, "echo")
     message = str(caught.value)
+    figures["refused_handshakes"] = 1
     assert f"rediss://127.0.0.1:{tls_server.port}/0" in message
     assert password not in message and password not in repr(caught.value)
 
     # The CLI says the same on stderr, exit code 3 (unreachable), no password.
-    assert cli_main(["status", "--url", tls_server.url]) == 3
+    exit_code = cli_main(["status", "--url", tls_server.url])
+    assert exit_code == 3
+    figures["refused_handshakes"] += 1
+    figures["cli_exit_code"] = exit_code
     out = capsys.readouterr()
     assert "rediss://127.0.0.1" in out.err and password not in out.out + out.err
 
 
 def test_a_certificate_failure_says_so_and_names_the_setting(
-    tls_server: EmbeddedServer, queue_name: str
+    tls_server: EmbeddedServer, queue_name: str, figures: dict[str, Any]
 ) -> None:
+    figures["server"] = _kind(tls_server)
     untrusting = Settings.from_env({"REDIS_URL": tls_server.url})
     with (
         Producer(settings=untrusting, retry_attempts=0) as producer,
@@ -172,14 +201,19 @@ def test_a_certificate_failure_says_so_and_names_the_setting(
     ):
         producer.enqueue(queue_name, "echo")
     assert "certificate" in str(caught.value) and "REDIS_TLS_CA_FILE" in str(caught.value)
+    figures["refused_handshakes"] = 1
+    figures["error"] = str(caught.value)
 
 
-def test_plain_tcp_is_not_served(tls_server: EmbeddedServer) -> None:
+def test_plain_tcp_is_not_served(tls_server: EmbeddedServer, figures: dict[str, Any]) -> None:
+    figures["server"] = _kind(tls_server)
     plain = tls_server.url.replace("rediss://", "redis://", 1)
     client = redis.Redis.from_url(plain, socket_timeout=2, socket_connect_timeout=2)
     try:
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(redis.ConnectionError) as caught:
             client.ping()
+        figures["plain_tcp_pings_refused"] = 1
+        figures["error_type"] = type(caught.value).__name__
     finally:
         client.close()
 
