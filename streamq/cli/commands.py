@@ -22,7 +22,7 @@ from streamq.cli.output import (
 )
 from streamq.errors import JobNotFoundError
 from streamq.job import Job
-from streamq.protocol.ops import EnqueueResult
+from streamq.results import EnqueueResult
 
 
 def _status_tail(i: QueueInfo) -> tuple[str, int, str]:
