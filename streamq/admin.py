@@ -113,9 +113,14 @@ class Admin(_Base):
         after skipping ``offset`` (see :func:`list_jobs` for the order)."""
         return self._driver.run(queue_ops.list_jobs(self.keys(queue), state, limit, offset))
 
-    def job(self, queue: str, job_id: str) -> Job | None:
+    def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's full record, or None."""
         return self._driver.run(jobs.get_job(self.keys(queue), job_id))
+
+    def job(self, queue: str, job_id: str) -> Job | None:
+        """Deprecated alias of :meth:`get_job`."""
+        _renamed("job", "get_job")
+        return self.get_job(queue, job_id)
 
     def find_job(self, job_id: str) -> list[Job]:
         """Every record of ``job_id`` in any queue under the prefix (ids are unique per
@@ -184,9 +189,14 @@ class Admin(_Base):
             return self._driver.run(queue_ops.list_workers_all(self.settings.prefix))
         return self._driver.run(queue_ops.list_workers(self._many(queues)))
 
-    def schedules(self, queue: str) -> list[Schedule]:
+    def list_schedules(self, queue: str) -> list[Schedule]:
         """The repeating schedules of ``queue``, soonest first."""
         return self._driver.run(schedule_ops.list_schedules(self.keys(queue)))
+
+    def schedules(self, queue: str) -> list[Schedule]:
+        """Deprecated alias of :meth:`list_schedules`."""
+        _renamed("schedules", "list_schedules")
+        return self.list_schedules(queue)
 
     def remove_schedule(self, queue: str, key: str) -> bool:
         """Delete a repeating schedule; True when it existed."""
@@ -246,9 +256,14 @@ class AsyncAdmin(_Base):
         """See :meth:`Admin.jobs`."""
         return await self._driver.run(queue_ops.list_jobs(self.keys(queue), state, limit, offset))
 
-    async def job(self, queue: str, job_id: str) -> Job | None:
-        """See :meth:`Admin.job`."""
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        """See :meth:`Admin.get_job`."""
         return await self._driver.run(jobs.get_job(self.keys(queue), job_id))
+
+    async def job(self, queue: str, job_id: str) -> Job | None:
+        """Deprecated alias of :meth:`get_job`."""
+        _renamed("job", "get_job")
+        return await self.get_job(queue, job_id)
 
     async def find_job(self, job_id: str) -> list[Job]:
         """See :meth:`Admin.find_job`."""
@@ -320,9 +335,14 @@ class AsyncAdmin(_Base):
             return await self._driver.run(queue_ops.list_workers_all(self.settings.prefix))
         return await self._driver.run(queue_ops.list_workers(self._many(queues)))
 
-    async def schedules(self, queue: str) -> list[Schedule]:
-        """See :meth:`Admin.schedules`."""
+    async def list_schedules(self, queue: str) -> list[Schedule]:
+        """See :meth:`Admin.list_schedules`."""
         return await self._driver.run(schedule_ops.list_schedules(self.keys(queue)))
+
+    async def schedules(self, queue: str) -> list[Schedule]:
+        """Deprecated alias of :meth:`list_schedules`."""
+        _renamed("schedules", "list_schedules")
+        return await self.list_schedules(queue)
 
     async def remove_schedule(self, queue: str, key: str) -> bool:
         """See :meth:`Admin.remove_schedule`."""

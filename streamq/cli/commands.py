@@ -128,7 +128,7 @@ def cmd_job(ctx: Context) -> int:
             return got
         job = got
     else:
-        job = ctx.admin.job(a.queue, a.job_id)
+        job = ctx.admin.get_job(a.queue, a.job_id)
     if job is None:
         raise JobNotFoundError(f"no job {a.job_id!r} in queue {a.queue!r}")
     if ctx.json:

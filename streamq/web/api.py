@@ -338,7 +338,7 @@ async def job(request: Request) -> Response:
     """``GET /api/queues/{q}/jobs/{id}``: the full record (404 if retention removed it)."""
     queue = _queue(request)
     job_id: str = request.path_params["job_id"]
-    record = await _admin(request).job(queue, job_id)
+    record = await _admin(request).get_job(queue, job_id)
     if record is None:
         raise JobNotFoundError(f"no job {job_id!r} in queue {queue!r}")
     return JSONResponse(job_json(record))
