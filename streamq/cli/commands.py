@@ -8,7 +8,6 @@ import difflib
 from datetime import UTC, datetime
 from typing import Any
 
-from streamq.admin import JobEntry, QueueInfo, WorkerInfo
 from streamq.cli.context import EXIT_OK, EXIT_USAGE, Context, _listing
 from streamq.cli.output import (
     _block,
@@ -22,7 +21,7 @@ from streamq.cli.output import (
 )
 from streamq.errors import JobNotFoundError
 from streamq.job import Job
-from streamq.results import EnqueueResult
+from streamq.results import EnqueueResult, JobEntry, QueueInfo, WorkerInfo
 
 
 def _status_tail(i: QueueInfo) -> tuple[str, int, str]:

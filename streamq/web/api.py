@@ -45,10 +45,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from streamq.admin import LIST_STATES, JobEntry, WorkerInfo
+from streamq.admin import LIST_STATES
 from streamq.errors import ConfigError, JobNotFoundError, StreamQError
 from streamq.job import Job
-from streamq.results import DeadEntry
+from streamq.results import DeadEntry, JobEntry, WorkerInfo
 from streamq.scheduler import Schedule
 from streamq.web.auth import authorized, unauthorized
 from streamq.web.errors import BadRequest, safe_error
