@@ -77,7 +77,7 @@ def _configure_child_logging() -> None:
 def _dump(worker: Any) -> None:
     print(
         f"[bench child] deadline passed: processed={worker.processed} "
-        f"executing={worker._executing} running={len(worker.running)} "
+        f"executing={worker.executing} running={len(worker.running)} "
         f"stopping={worker.stopping}",
         file=sys.stderr,
         flush=True,

@@ -1,4 +1,6 @@
-"""Helpers for the producer/protocol tests: Redis clock, key inspection, workers to run jobs.
+"""Helpers for the producer/protocol tests: key inspection, workers to run jobs, command
+counts. ``redis_now_ms`` and ``wait_until`` come from :mod:`tests._support` (re-exported
+for the tests that import them from here).
 
 Not a test module (no ``test_`` prefix); imported by ``test_producer.py``,
 ``test_async_producer.py`` and ``test_protocol.py``.
@@ -9,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -19,12 +20,9 @@ import redis
 from streamq import Settings
 from streamq.protocol.keys import QueueKeys
 from streamq.worker import App, Worker
-
-
-def redis_now_ms(client: redis.Redis) -> int:
-    """The server's clock (``TIME``) in ms: the one clock due times must follow."""
-    sec, usec = client.time()
-    return int(sec) * 1000 + int(usec) // 1000
+from tests._support import redis_now_ms as redis_now_ms
+from tests._support import wait_until as wait_until
+from tests._worker_support import run_burst as run_worker_burst
 
 
 def queue_keys(client: redis.Redis, queue: str, prefix: str = "sq") -> list[str]:
@@ -33,29 +31,12 @@ def queue_keys(client: redis.Redis, queue: str, prefix: str = "sq") -> list[str]
     return sorted(k.decode() for k in client.scan_iter(match=f"{base}:*", count=1000))
 
 
-def wait_until(
-    cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition", poll: float = 0.01
-) -> Any:
-    """Poll ``cond`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(poll)
-
-
-def run_burst(app: App, queues: Sequence[str], settings: Settings, timeout: float = 20.0) -> None:
-    """Run an in-process worker until the queues are drained (nothing waiting, delayed or
-    running)."""
-
-    async def main() -> None:
-        worker = Worker(app, list(queues), settings=settings)
-        await asyncio.wait_for(worker.run(burst=True), timeout)
-
-    asyncio.run(main())
+def run_burst(
+    app: App, queues: Sequence[str], settings: Settings, timeout: float = 20.0, **kw: Any
+) -> None:
+    """Run an in-process worker (``kw``: more :class:`Worker` options) until the queues are
+    drained (nothing waiting, delayed or running)."""
+    run_worker_burst(Worker(app, list(queues), settings=settings, **kw), timeout)
 
 
 class WorkerThread:

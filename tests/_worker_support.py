@@ -1,6 +1,7 @@
-"""Test-side helpers for the worker tests: waiting on conditions with deadlines, worker
-subprocesses, in-process log capture and PEL inspection. No fixtures here (conftest owns
-them); everything is a plain function or context manager."""
+"""Test-side helpers for the worker tests: in-process and subprocess workers, log capture
+and PEL inspection. No fixtures here (conftest owns them); everything is a plain function,
+class or context manager. The waiting helpers (``wait_until``, ``await_until``) live in
+:mod:`tests._support`; the worker tests import them from here too."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
@@ -23,42 +22,9 @@ import streamq
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.worker.logs import JsonFormatter
 from streamq.worker.runner import Worker
+from tests._support import ROOT, await_until, child_env, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.apps:app"
-
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------- waiting
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy (returned); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-async def await_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """:func:`wait_until` for coroutines: the event loop keeps running between polls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 # ---------------------------------------------------------------------- in-process workers
@@ -171,13 +137,21 @@ def capture_logs(level: int = logging.INFO) -> Iterator[LogCapture]:
 
 
 class WorkerProcess:
-    """``python -m streamq.worker`` in a subprocess; stderr (JSON lines) goes to a file."""
+    """``python -m streamq.worker`` (or another ``module``) in a subprocess; its stdout and
+    stderr (JSON log lines) go to a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        module: str = "streamq.worker",
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in wait()/close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamq.worker", *args],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -189,8 +163,12 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
+        self.proc.send_signal(sig)  # a no-op once it exited (and was reaped)
 
     def kill(self) -> None:
         """SIGKILL (a crash: nothing runs on the way out) and reap."""
@@ -206,7 +184,8 @@ class WorkerProcess:
             self.proc.wait(10)
             self._log.close()
             raise AssertionError(
-                f"worker did not exit within {timeout} s; output:\n{self.output()[-3000:]}"
+                f"worker {self.pid} did not exit within {timeout} s; output:\n"
+                + self.output()[-3000:]
             ) from None
         self._log.close()
         return rc
@@ -224,9 +203,9 @@ class WorkerProcess:
         """The JSON log lines printed so far (all of them, or those called ``event``)."""
         return json_events(self.output(), event)
 
-    def consumer(self) -> str:
+    def consumer(self, timeout: float = 10.0) -> str:
         """The consumer name it announced in ``worker_started``."""
-        found = wait_until(lambda: self.events("worker_started"), 10, what="worker_started")
+        found = wait_until(lambda: self.events("worker_started"), timeout, "worker_started")
         return str(found[0]["consumer"])
 
 
@@ -240,15 +219,8 @@ class Spawner:
         self.procs: list[WorkerProcess] = []
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMQ_", "REDIS_"))}
-        env.update(
-            REDIS_URL=self.url,
-            SQ_TEST_LEDGER=str(self.ledger),
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
+        own = {"REDIS_URL": self.url, "SQ_TEST_LEDGER": str(self.ledger), "PYTHONUNBUFFERED": "1"}
+        return child_env(own, extra)
 
     def start(
         self,

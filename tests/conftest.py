@@ -7,6 +7,11 @@
 * ``queue_name``: a queue name unique to the test, so tests share the session server but
   never each other's keys (no ``FLUSHALL``).
 * ``server_factory``: fresh servers for tests that kill, restart or reconfigure them.
+* ``ledger``: the file ``tests/apps.py`` handlers record their runs in (``SQ_TEST_LEDGER``).
+* ``srv`` with ``client``, ``producer`` and ``spawner``: one fresh redis7 server for the
+  tests that crash, signal or restart worker processes, a client and a producer on it, and
+  worker subprocesses (:class:`_worker_support.Spawner`) reaped at teardown. A test file's
+  own fixture of the same name wins (the web tests' ``client`` is a ``TestClient``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from typing import Any
 
 import pytest
 import redis
+from _worker_support import Spawner
+from apps import LEDGER_ENV
 
+import streamq
 from streamq.errors import ServerError
 from streamq.server import EmbeddedServer, find_server_binary
 
@@ -133,3 +141,43 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
             srv.stop(save=False)
         except Exception:
             srv.kill()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the test app's handlers record each run (read with ``apps.runs``)."""
+    path = tmp_path / "ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(path))
+    return path
+
+
+# ---------------------------------------------------------------------- worker processes
+
+
+@pytest.fixture
+def srv(server_factory: Callable[..., EmbeddedServer]) -> EmbeddedServer:
+    """A fresh redis7 server (default profile) of this test alone."""
+    return server_factory()
+
+
+@pytest.fixture
+def client(srv: EmbeddedServer) -> Iterator[redis.Redis]:
+    """A plain client on ``srv`` for inspection (bytes replies)."""
+    c = redis.Redis.from_url(srv.url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def producer(srv: EmbeddedServer) -> Iterator[streamq.Producer]:
+    """A producer on ``srv``."""
+    with streamq.Producer(srv.url) as p:
+        yield p
+
+
+@pytest.fixture
+def spawner(srv: EmbeddedServer, tmp_path: Path) -> Iterator[Spawner]:
+    """Worker subprocesses on ``srv`` recording to ``tmp_path / "ledger"``; killed at the end."""
+    sp = Spawner(srv.url, tmp_path, tmp_path / "ledger")
+    yield sp
+    sp.close()

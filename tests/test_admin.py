@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import orjson
 import pytest
 import redis
+from _producer_support import run_burst
+from _support import redis_now_ms
 
 import streamq.worker
 from streamq import AsyncProducer, Producer, RedisSettings, Settings
@@ -34,17 +36,6 @@ def admin(settings: Settings) -> Iterator[Admin]:
 def producer(settings: Settings) -> Iterator[Producer]:
     with Producer(settings=settings) as p:
         yield p
-
-
-def run_burst(settings: Settings, queue: str, app: streamq.worker.App | None = None) -> None:
-    """Run an in-process worker until the queue is drained."""
-    worker = streamq.worker.Worker(app or streamq.worker.App(), [queue], settings=settings)
-    asyncio.run(asyncio.wait_for(worker.run(burst=True), timeout=20))
-
-
-def redis_now_ms(client: redis.Redis) -> int:
-    sec, usec = client.time()
-    return int(sec) * 1000 + int(usec) // 1000
 
 
 def test_sync_and_async_admin_expose_the_same_signatures() -> None:
@@ -124,7 +115,7 @@ def test_jobs_lists_each_state_with_its_record(
     app.register("ok", lambda job: "done")
     producer.enqueue(queue_name, "ok", job_id="done-1")
     producer.enqueue(queue_name, "missing", job_id="dead-1")
-    run_burst(settings, queue_name, app)
+    run_burst(app, [queue_name], settings)
     producer.enqueue(queue_name, "ok", job_id="later-1", delay=3600)
     producer.enqueue(queue_name, "ok", job_id="taken-1")
     producer.enqueue(queue_name, "ok", job_id="queued-1")
@@ -178,7 +169,7 @@ def test_dead_letters_found_by_entry_or_job_id_and_replayed(
 ) -> None:
     for i in range(3):
         producer.enqueue(queue_name, "missing", job_id=f"j{i}")
-    run_burst(settings, queue_name)
+    run_burst(streamq.worker.App(), [queue_name], settings)
     entries = admin.dead_letters(queue_name)
     assert sorted(e.job_id for e in entries) == ["j0", "j1", "j2"]
 
@@ -201,7 +192,7 @@ def test_delete_dead_removes_one_entry_and_says_whether_it_was_there(
 ) -> None:
     for i in range(2):
         producer.enqueue(queue_name, "missing", job_id=f"j{i}")
-    run_burst(settings, queue_name)
+    run_burst(streamq.worker.App(), [queue_name], settings)
     first, second = admin.dead_letters(queue_name)
     assert admin.delete_dead(queue_name, first.dead_id) is True
     assert admin.delete_dead(queue_name, first.dead_id) is False
@@ -215,7 +206,7 @@ def test_the_old_dlq_names_still_work_and_warn(
 ) -> None:
     for i in range(3):
         producer.enqueue(queue_name, "missing", job_id=f"j{i}")
-    run_burst(settings, queue_name)
+    run_burst(streamq.worker.App(), [queue_name], settings)
     with pytest.warns(DeprecationWarning, match="replay_dead"):
         assert admin.retry_dead(queue_name, "j0").job_id == "j0"
     with pytest.warns(DeprecationWarning, match="limit"):
@@ -268,7 +259,7 @@ def test_async_admin_and_producer_replay_and_delete_dead_entries(
 ) -> None:
     for i in range(3):
         producer.enqueue(queue_name, "missing", job_id=f"j{i}")
-    run_burst(settings, queue_name)
+    run_burst(streamq.worker.App(), [queue_name], settings)
 
     async def steer() -> tuple[object, ...]:
         async with AsyncAdmin(settings=settings) as a, AsyncProducer(settings=settings) as p:

@@ -9,7 +9,6 @@ import asyncio
 import gc
 import os
 import signal
-import socket
 import time
 import traceback
 import warnings
@@ -21,6 +20,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 from _producer_support import queue_keys, redis_now_ms
+from _support import closed_port
 
 from streamq import (
     AsyncProducer,
@@ -532,9 +532,7 @@ def test_async_unreachable_server_raises_connection_failed_within_the_budget(
     queue_name: str,
 ) -> None:
     secret = "Unreachable-pw-7"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()
 
     async def main() -> BaseException:
         async with AsyncProducer(f"redis://:{secret}@127.0.0.1:{port}/0", retry_attempts=2) as p:

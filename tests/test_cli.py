@@ -3,9 +3,7 @@ real servers."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +16,8 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from _producer_support import run_burst
+from _support import clean_environ, clear_env, closed_port, wait_until
 
 import streamq.worker
 from streamq import Producer, RedisSettings, Settings
@@ -31,9 +31,7 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's environment must not steer the command (nor reach port 6379)."""
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 @pytest.fixture
@@ -58,31 +56,6 @@ def cli(redis_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
         return code, out, err
 
     return run
-
-
-def run_burst(settings: Settings, queue: str, app: streamq.worker.App | None = None) -> None:
-    """Run an in-process worker until the queue is drained."""
-    worker = streamq.worker.Worker(app or streamq.worker.App(), [queue], settings=settings)
-    asyncio.run(asyncio.wait_for(worker.run(burst=True), timeout=20))
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 # ---------------------------------------------------------------------------- status
@@ -151,7 +124,7 @@ def test_status_runs_as_a_subprocess_with_the_url_from_the_environment(
     redis_url: str, producer: Producer, queue_name: str
 ) -> None:
     producer.enqueue(queue_name, "a")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
+    env = clean_environ()
     proc = subprocess.run(
         [sys.executable, "-m", "streamq.cli", "status", queue_name, "--json"],
         env={**env, "REDIS_URL": redis_url},
@@ -293,7 +266,7 @@ def test_job_shows_error_and_traceback_of_a_failed_job(
         raise RuntimeError("the disk is on fire")
 
     producer.enqueue(queue_name, "explode", job_id="boom", max_retries=0)
-    run_burst(settings, queue_name, app)
+    run_burst(app, [queue_name], settings)
 
     code, out, _ = cli("job", queue_name, "boom")
 
@@ -311,7 +284,7 @@ def test_dlq_retry_all_moves_every_entry_back_with_progress(
 ) -> None:
     for i in range(5):
         producer.enqueue(queue_name, "no-such-handler", {"i": i})
-    run_burst(settings, queue_name)
+    run_burst(streamq.worker.App(), [queue_name], settings)
     code, out, _ = cli("dlq", "list", queue_name, "--json")
     entries = orjson.loads(out)
     assert code == 0 and len(entries) == 5
@@ -334,7 +307,7 @@ def test_dlq_show_retry_one_and_purge(
 ) -> None:
     for job_id in ("d1", "d2", "d3"):
         producer.enqueue(queue_name, "no-such-handler", job_id=job_id)
-    run_burst(settings, queue_name)
+    run_burst(streamq.worker.App(), [queue_name], settings)
 
     code, out, _ = cli("dlq", "show", queue_name, "d2", "--json")
     assert code == 0
@@ -435,7 +408,7 @@ def test_workers_shows_a_running_workers_heartbeat_and_its_active_job(
     (tmp_path / "holdapp.py").write_text(textwrap.dedent(WORKER_APP))
     release = tmp_path / "release"
     producer.enqueue(queue_name, "hold", {"release": str(release)}, job_id="held")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
+    env = clean_environ()
     env |= {"REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path), "STREAMQ_LOG_LEVEL": "error"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamq.cli", "worker", "holdapp:app", "--queue", queue_name],
@@ -450,7 +423,7 @@ def test_workers_shows_a_running_workers_heartbeat_and_its_active_job(
             rows = orjson.loads(out) if code == 0 else []
             return next((w for w in rows if w["state"] == "alive" and w["running"] == 1), None)
 
-        worker = wait_for(busy_worker, 15, "the worker's heartbeat with one running job")
+        worker = wait_until(busy_worker, 15, "the worker's heartbeat with one running job")
         assert (worker["pid"], worker["concurrency"], worker["host"]) == (
             proc.pid,
             5,

@@ -5,7 +5,6 @@ interpreter, not by mocking streamq)."""
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
@@ -14,30 +13,25 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from _support import child_env, clear_env
 
 from streamq import Producer, RedisSettings, Settings
 from streamq.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cli-web-token-for-tests"
 STARTED = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return env | extra
+    return child_env(extra)
 
 
 class Served:

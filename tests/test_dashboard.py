@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import time
 import tomllib
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -18,6 +17,8 @@ from urllib.parse import quote
 import orjson
 import pytest
 import redis
+from _producer_support import run_burst
+from _support import WEB_ENV, clear_env, redis_now_ms, wait_until
 from _worker_support import run_until
 from starlette.testclient import TestClient
 
@@ -56,8 +57,7 @@ ENDPOINTS = [
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 @pytest.fixture
@@ -88,19 +88,13 @@ def producer(settings: Settings) -> Iterator[Producer]:
         yield p
 
 
-def run_burst(settings: Settings, app: App, queue: str = QUEUE) -> None:
-    """Run a worker until the queue is drained (30 s deadline)."""
-    worker = Worker(app, [queue], settings=settings, block_ms=100)
-    asyncio.run(asyncio.wait_for(worker.run(burst=True), 30))
-
-
 def make_dead(settings: Settings, producer: Producer, n: int = 1) -> list[str]:
     """``n`` jobs named "flaky" that die at once (no handler, max_retries=0)."""
     ids = [
         producer.enqueue(QUEUE, "flaky", {"n": i, "html": "<b>x</b>"}, max_retries=0).job_id
         for i in range(n)
     ]
-    run_burst(settings, App())
+    run_burst(App(), [QUEUE], settings, 30, block_ms=100)
     return ids
 
 
@@ -117,14 +111,6 @@ def queue_row(client: TestClient, queue: str = QUEUE) -> dict[str, Any]:
     rows = {q["queue"]: q for q in r.json()["queues"]}
     assert queue in rows, rows
     return rows[queue]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- shell, headers
@@ -237,7 +223,7 @@ def test_counts_equal_producer_status(
     for n in range(3):
         producer.enqueue(QUEUE, "ok", {"n": n})
     producer.enqueue(QUEUE, "broken", {}, max_retries=0)
-    run_burst(settings, app)
+    run_burst(app, [QUEUE], settings, 30, block_ms=100)
     producer.enqueue(QUEUE, "ok", {"n": 9})
     producer.enqueue(QUEUE, "ok", {"n": 10})
     producer.enqueue(QUEUE, "ok", {"n": 11}, delay=3600)
@@ -272,7 +258,7 @@ def test_jobs_by_state_and_the_full_record_with_error_and_traceback(
         raise ValueError(f"boom for {job.data['who']}")
 
     failed_id = producer.enqueue(QUEUE, "explode", {"who": "alice"}, max_retries=0).job_id
-    run_burst(settings, app)
+    run_burst(app, [QUEUE], settings, 30, block_ms=100)
     waiting_id = producer.enqueue(QUEUE, "later", {"big": "x" * 1000}).job_id
 
     r = client.get(f"/api/queues/{Q}/jobs", params={"state": "waiting"}, headers=AUTH)
@@ -382,8 +368,7 @@ def test_workers_show_running_jobs_with_idle_time_against_the_lease(
     keys = QueueKeys(QUEUE, queue_name)
     job_id = producer.enqueue(QUEUE, "slow", {"n": 1}).job_id
     redis_client.xreadgroup(GROUP, "frozen-worker", {keys.stream: ">"}, count=1)
-    sec, usec = redis_client.time()
-    beat = {"host": "box", "pid": 42, "seen_ms": int(sec) * 1000 + int(usec) // 1000}
+    beat = {"host": "box", "pid": 42, "seen_ms": redis_now_ms(redis_client)}
     redis_client.hset(keys.workers, "frozen-worker", orjson.dumps({**beat, "concurrency": 5}))
 
     with make_client(settings) as client:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import orjson
 import pytest
 import redis
 import uvicorn
+from _support import WEB_ENV, clear_env, wait_until
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
@@ -58,8 +58,7 @@ DASHBOARD_LEASE_MS = 1000
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +109,6 @@ def base_url(settings: Settings) -> Iterator[str]:
         thread.join(15)
         sock.close()
         assert not thread.is_alive(), "uvicorn did not stop"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def run_burst(settings: Settings, app: App, queue: str = QUEUE) -> None:
@@ -186,7 +177,15 @@ def seed(settings: Settings, redis_client: redis.Redis) -> str:
     redis_client.xreadgroup(GROUP, "frozen-worker", {other.stream: ">"}, count=1)
     sec, usec = redis_client.time()
     now_ms = int(sec) * 1000 + int(usec) // 1000
-    beat = {"host": "box-1", "pid": 4242, "seen_ms": now_ms, "running": 1, "concurrency": 5}
+    beat = {
+        "host": "box-1",
+        "pid": 4242,
+        "seen_ms": now_ms,
+        "running": 1,
+        "concurrency": 5,
+        "stuck_count": 1,  # a sync handler past its time limit, holding a slot
+        "stuck_by_queue": {OTHER: 1},
+    }
     redis_client.hset(other.workers, "frozen-worker", orjson.dumps(beat))
     minute = now_ms // 60_000
     redis_client.hset(
@@ -223,6 +222,7 @@ def test_dashboard_retry_button_brings_a_dead_job_back_and_a_worker_completes_it
         # The frozen worker of the other queue shows its running job, stuck past the lease.
         worker = page.locator('#workers tr[data-worker="frozen-worker"]')
         assert worker.locator(".badge").first.inner_text() == "alive"
+        assert "1 / 5 1 stuck" in worker.locator("td.num").first.inner_text()
         assert page.locator("#workers tr[data-job-id]").count() == 1
         wait_until(
             lambda: api(base_url, "workers")["workers"][0]["jobs"][0]["lease"] == "expired",

@@ -29,9 +29,9 @@ from streamq import Backoff, Job, JobState, Producer, RedisSettings, Settings
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer, find_server_binary
 from streamq.worker import App, Worker
+from tests._support import ROOT, clean_environ
 from tests._worker_support import run_burst
 
-ROOT = Path(__file__).resolve().parents[1]
 TOTALS = re.compile(
     r"totals: (\d+) completed, (\d+) retried, (\d+) dead, (\d+) cancelled, (\d+) pending"
 )
@@ -39,13 +39,7 @@ TOTALS = re.compile(
 
 def demo_env(**extra: str) -> dict[str, str]:
     """The environment without any Redis or streamq settings of the developer's own."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REDIS_", "STREAMQ_", "DISTRIBUTION_", "DEMO_"))
-    }
-    env.update(extra)
-    return env
+    return clean_environ("DISTRIBUTION_", "DEMO_") | extra
 
 
 def demo_argv(data_dir: Path, duration: float) -> list[str]:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import inspect
 import multiprocessing
-import os
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 import redis
+from _support import ROOT, child_env
 from starlette.testclient import TestClient
 
 from examples.distribution import app as handlers
@@ -71,7 +71,6 @@ from streamq.worker import Worker
 from tests._distribution_support import first_use
 from tests._worker_support import run_until
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "dist-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 UNREACHABLE = Settings(redis=RedisSettings(url="redis://127.0.0.1:1/0", connect_timeout=0.5))
@@ -735,15 +734,12 @@ def test_module_level_app_is_built_on_first_access(
 
 
 def _worker_env(redis_url: str, prefix: str, db: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "STREAMQ_"))}
-    env.update(
+    return child_env(
         REDIS_URL=redis_url,
         STREAMQ_PREFIX=prefix,
         DISTRIBUTION_DB=str(db),
         DISTRIBUTION_LATENCY_MS="0",
-        PYTHONPATH=str(ROOT),
     )
-    return env
 
 
 def test_job_added_through_the_api_is_run_by_a_worker_process_and_recorded_in_sqlite(

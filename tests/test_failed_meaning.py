@@ -7,12 +7,12 @@ waiting out a retry."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
+from _support import clear_env
 from _worker_support import run_until
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -30,9 +30,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from _support import WEB_ENV, clear_env, redis_now_ms
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -30,8 +31,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 @pytest.fixture
@@ -69,11 +69,6 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     return samples[key]
 
 
-def server_ms(r: redis.Redis) -> int:
-    sec, usec = r.time()
-    return int(sec) * 1000 + int(usec) // 1000
-
-
 # --------------------------------------------------------------------------- contract keys
 
 
@@ -104,7 +99,7 @@ def test_metrics_expose_the_contract_keys_written_by_hand(
         },
     )
     redis_client.set(keys.paused, "1")
-    beat = {"host": "h", "pid": 1, "seen_ms": server_ms(redis_client), "running": 0}
+    beat = {"host": "h", "pid": 1, "seen_ms": redis_now_ms(redis_client), "running": 0}
     redis_client.hset(keys.workers, "w-1", orjson.dumps(beat))
 
     s, types = scrape(client)

@@ -10,21 +10,13 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 from _worker_support import pending_count, run_burst, settings
-from apps import LEDGER_ENV, app, runs
+from apps import app, runs
 
 import streamq
 from streamq.server import EmbeddedServer
 from streamq.worker.runner import Worker
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(path))
-    return path
 
 
 def test_a_clean_restart_keeps_every_waiting_job_and_a_worker_then_runs_them_all(

@@ -9,7 +9,6 @@ one running while a test steers jobs). Waits poll a condition with a deadline.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import traceback
@@ -29,6 +28,7 @@ from _producer_support import (
     run_burst,
     wait_until,
 )
+from _support import closed_port
 from redis.connection import AbstractConnection
 
 from streamq import (
@@ -1348,19 +1348,12 @@ def test_reprs_never_show_the_password() -> None:
 # ---------------------------------------------------------------------------- unreachable
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("attempts", [0, 3])
 def test_an_unreachable_server_raises_connection_failed_within_the_retry_budget(
     queue_name: str, attempts: int
 ) -> None:
     secret = "hunter2-Secret"
-    port = _closed_port()
+    port = closed_port()
     t0 = time.monotonic()
     with (
         Producer(f"redis://:{secret}@127.0.0.1:{port}/0", retry_attempts=attempts) as p,

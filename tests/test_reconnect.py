@@ -8,23 +8,15 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 from _worker_support import await_until, capture_logs, pending_count, settings
-from apps import LEDGER_ENV, app, runs
+from apps import app, runs
 
 import streamq
 from streamq.server import EmbeddedServer
 from streamq.worker.runner import Worker
 
 OUTAGE_S = 2.0
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(path))
-    return path
 
 
 def test_a_worker_resumes_after_its_server_restarts_and_loses_nothing(

@@ -19,7 +19,6 @@ import ast
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import secrets
 import signal
@@ -32,6 +31,7 @@ import pytest
 import uvicorn
 import yaml
 from _producer_support import WorkerThread, wait_until
+from _support import ROOT, child_env, clear_env
 from _worker_support import APP, WorkerProcess
 from apps import app as test_app
 from starlette.applications import Starlette
@@ -56,7 +56,6 @@ from streamq.web.config import WebSettings
 from streamq.worker import App, Worker
 from streamq.worker.logs import JsonFormatter
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "security-test-token-" + "7" * 20
 #: A closed port: nothing answers there (apps that must refuse before touching Redis).
 NOWHERE = "redis://:never-used-password@127.0.0.1:1/0"
@@ -86,9 +85,7 @@ def _expect(kind: type[BaseException], fn: Callable[..., Any], *args: Any) -> Ba
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("REDIS_", "STREAMQ_")):
-            monkeypatch.delenv(name)
+    clear_env(monkeypatch)
 
 
 # ---------------------------------------------------------------------------- auth
@@ -182,9 +179,7 @@ def capture_everything() -> Iterator[_Capture]:
 
 
 def _worker_env(url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMQ_", "REDIS_"))}
-    env.update(REDIS_URL=url, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    return env
+    return child_env(REDIS_URL=url, PYTHONUNBUFFERED="1")
 
 
 def test_secrets_never_reach_logs_stderr_errors_or_the_cli_through_an_outage(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import WEB_ENV, clear_env
 from starlette.testclient import TestClient
 
 import streamq.web.auth
@@ -35,8 +36,7 @@ def settings(redis_url: str, queue_name: str) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STREAMQ_API_TOKEN", "STREAMQ_WEB_ALLOW_NO_TOKEN", "STREAMQ_HEALTH_QUEUES"):
-        monkeypatch.delenv(name, raising=False)
+    clear_env(monkeypatch, *WEB_ENV)
 
 
 def make_app(settings: Settings, **kwargs: Any) -> Any:

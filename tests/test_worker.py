@@ -35,11 +35,11 @@ from _worker_support import (
     run_until,
     settings,
 )
-from apps import LEDGER_ENV, app, read_ledger, runs
+from apps import app, read_ledger, runs
 
 import streamq
 from streamq.errors import ServerError
-from streamq.protocol import worker_ops as wops
+from streamq.protocol import worker as wops
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.worker import maintenance
@@ -48,13 +48,6 @@ from streamq.worker.checks import check_server
 from streamq.worker.runner import Worker
 
 JOB_FIELDS = ("queue", "job_id", "name", "attempt")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(path))
-    return path
 
 
 @pytest.fixture

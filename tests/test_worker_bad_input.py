@@ -19,7 +19,7 @@ from _worker_support import (
     run_burst,
     settings,
 )
-from apps import LEDGER_ENV, app, runs
+from apps import app, runs
 
 import streamq
 from streamq.job import JobOptions
@@ -27,13 +27,6 @@ from streamq.protocol.keys import QueueKeys
 from streamq.worker.runner import Worker
 
 OPTS = JobOptions(max_retries=0).encode()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(path))
-    return path
 
 
 @pytest.fixture

@@ -6,41 +6,11 @@ Subprocess workers on a fresh redis7 server (``server_factory``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
 import redis
 from _worker_support import Spawner, entry_job_id, pel, pending_count, wait_until
 from apps import read_ledger, runs
 
 import streamq
-from streamq.server import EmbeddedServer
-
-
-@pytest.fixture
-def srv(server_factory: Callable[..., EmbeddedServer]) -> EmbeddedServer:
-    return server_factory()
-
-
-@pytest.fixture
-def spawner(srv: EmbeddedServer, tmp_path: Path) -> Iterator[Spawner]:
-    sp = Spawner(srv.url, tmp_path, tmp_path / "ledger")
-    yield sp
-    sp.close()
-
-
-@pytest.fixture
-def client(srv: EmbeddedServer) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(srv.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def producer(srv: EmbeddedServer) -> Iterator[streamq.Producer]:
-    with streamq.Producer(srv.url) as p:
-        yield p
 
 
 def test_jobs_of_a_killed_worker_are_reclaimed_and_none_is_lost(

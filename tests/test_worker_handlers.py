@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from _support import redis_now_ms
 from _worker_support import await_until, run_burst, run_until, settings
 
 import streamq
@@ -26,11 +27,6 @@ async def rate_limited(job: streamq.Job) -> None:
     raise streamq.RetryJobError("HTTP 429 from the platform", delay=40)
 
 
-def _redis_now_ms(client: redis.Redis) -> int:
-    sec, usec = client.time()
-    return int(sec) * 1000 + int(usec) // 1000
-
-
 def test_a_retry_job_error_waits_its_own_delay_instead_of_the_backoff(
     redis_url: str, redis_client: redis.Redis, queue_name: str
 ) -> None:
@@ -38,12 +34,12 @@ def test_a_retry_job_error_waits_its_own_delay_instead_of_the_backoff(
     keys = QueueKeys(queue_name)
     with streamq.Producer(settings=s) as p:
         job_id = p.enqueue(queue_name, "rate-limited", max_retries=2).job_id
-        before = _redis_now_ms(redis_client)
+        before = redis_now_ms(redis_client)
         w = Worker(app, [queue_name], settings=s)
         asyncio.run(
             run_until([w], lambda: redis_client.zscore(keys.delayed, job_id), what="the retry")
         )
-        after = _redis_now_ms(redis_client)
+        after = redis_now_ms(redis_client)
         due = redis_client.zscore(keys.delayed, job_id)
         assert due is not None
         assert before + 40_000 <= due <= after + 40_000
@@ -99,7 +95,7 @@ async def slow(job: streamq.Job) -> str:
 def _due_in_ms(client: redis.Redis, keys: QueueKeys, job_id: str) -> float:
     due = client.zscore(keys.delayed, job_id)
     assert due is not None, f"{job_id} is not delayed"
-    return due - _redis_now_ms(client)
+    return due - redis_now_ms(client)
 
 
 def test_handler_defaults_apply_to_jobs_that_did_not_set_the_option(

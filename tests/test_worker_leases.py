@@ -20,19 +20,12 @@ from _worker_support import (
     run_until,
     settings,
 )
-from apps import LEDGER_ENV, app, runs
+from apps import app, runs
 
 import streamq
 from streamq.protocol.keys import GROUP
 from streamq.worker import maintenance
 from streamq.worker.runner import Worker
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(path))
-    return path
 
 
 async def _no_renewal(w: Worker) -> None:

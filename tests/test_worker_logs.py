@@ -15,15 +15,14 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from _support import ROOT, child_env, closed_port
 
 from streamq.worker.logs import (
     JsonFormatter,
@@ -35,7 +34,6 @@ from streamq.worker.logs import (
     use_color,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 ESC = "\x1b"
 SECRET = "s3cret-pw-9f2c"
 
@@ -170,25 +168,11 @@ def test_a_disabled_level_formats_nothing(fmt: str, restore_logger: None) -> Non
 # ---------------------------------------------------------------------- a real process
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("STREAMQ_", "REDIS_")) and k != "NO_COLOR"
-    }
-    env.update(
-        REDIS_URL=f"redis://:{SECRET}@127.0.0.1:{_closed_port()}/0",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    url = f"redis://:{SECRET}@127.0.0.1:{closed_port()}/0"
+    env = child_env(REDIS_URL=url, PYTHONUNBUFFERED="1")
+    env.pop("NO_COLOR", None)
+    return env | extra
 
 
 def _worker_output(env: dict[str, str], *args: str, pty: bool, timeout: float = 30) -> str:

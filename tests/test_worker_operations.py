@@ -9,6 +9,7 @@ import time
 
 import orjson
 import redis
+from _support import redis_now_ms
 from _worker_support import await_until, job_hash, run_burst, run_until, settings
 
 import streamq
@@ -31,11 +32,6 @@ async def boom(job: streamq.Job) -> None:
 @ok_app.handler("permanent")
 async def permanent(job: streamq.Job) -> None:
     raise streamq.PermanentJobError("the payload can never work")
-
-
-def _redis_now_ms(client: redis.Redis) -> int:
-    sec, usec = client.time()
-    return int(sec) * 1000 + int(usec) // 1000
 
 
 def test_a_paused_queue_is_not_fetched_until_resumed(
@@ -75,7 +71,7 @@ def test_workers_keep_fleet_metrics_in_redis(
             p.enqueue(queue_name, "ok")
         p.enqueue(queue_name, "boom", max_retries=0)
         p.enqueue(queue_name, "ok", delay=0.2)
-        before = _redis_now_ms(redis_client) // 60000
+        before = redis_now_ms(redis_client) // 60000
         run_burst(Worker(ok_app, [queue_name], settings=s))
     stats = {k.decode(): int(v) for k, v in redis_client.hgetall(keys.stats).items()}
     assert stats["completed"] == 8 and stats["failed"] == 1 and stats["dead"] == 1
@@ -119,7 +115,7 @@ def test_heartbeats_use_the_redis_clock_and_carry_the_lease(
             await run_until([w], beat, what="a heartbeat")
         finally:
             time.time = real_time  # type: ignore[assignment]
-        assert abs(int(seen["seen_ms"]) - _redis_now_ms(redis_client)) < 60_000  # type: ignore[call-overload]
+        assert abs(int(seen["seen_ms"]) - redis_now_ms(redis_client)) < 60_000  # type: ignore[call-overload]
         assert seen["lease_ms"] == 4321
 
     asyncio.run(scenario())
@@ -207,7 +203,7 @@ def test_a_retried_completion_is_recognised_not_fenced(
     answering) is sent again: the script sees its own record and answers OK, writing
     nothing twice; another consumer's retry of it is still fenced."""
     from streamq._driver import SyncDriver
-    from streamq.protocol import worker_ops as wops
+    from streamq.protocol import worker as wops
 
     keys = QueueKeys(queue_name)
     with streamq.Producer(redis_url) as p:
@@ -231,7 +227,7 @@ def test_a_completion_batch_is_fenced_entry_by_entry(
     consumer holds in between (here 300 running entries, more than the range read returns
     in one go, so the entry-by-entry fallback is exercised too)."""
     from streamq._driver import SyncDriver
-    from streamq.protocol import worker_ops as wops
+    from streamq.protocol import worker as wops
 
     keys = QueueKeys(queue_name)
     with streamq.Producer(redis_url) as p:
@@ -269,7 +265,7 @@ def test_trim_drops_only_records_still_in_the_index(
     by an operator, trimmed by another worker) keeps its record; the rest go, index entry
     and record together, in slices (here 2,500 ids: three slices)."""
     from streamq._driver import SyncDriver
-    from streamq.protocol import worker_ops as wops
+    from streamq.protocol import worker as wops
 
     keys = QueueKeys(queue_name)
     ids = [f"job-{i}" for i in range(2500)]

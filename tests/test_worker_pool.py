@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 import pytest
+from _support import await_until
 
 from streamq.worker.pool import RunnerPool
 
@@ -38,7 +39,7 @@ def test_never_more_than_size_items_run_at_once_and_all_run() -> None:
         pool: RunnerPool[int] = RunnerPool(3, run, fin)
         for i in range(10):
             pool.submit(i)
-        await asyncio.wait_for(_until(lambda: finished == 10), 5)
+        await await_until(lambda: finished == 10, 5, interval=0.001)
         assert peak == 3
         assert sorted(done) == list(range(10))
         await pool.aclose()
@@ -57,7 +58,7 @@ def test_items_that_never_suspend_need_no_task_each() -> None:
         before = len(asyncio.all_tasks())
         for i in range(1000):
             pool.submit(i)
-        await asyncio.wait_for(_until(lambda: len(seen) == 1000), 5)
+        await await_until(lambda: len(seen) == 1000, 5, interval=0.001)
         assert seen == list(range(1000))  # in order, by one runner
         assert len(asyncio.all_tasks()) - before <= 2  # not one per item
         await pool.aclose()
@@ -78,9 +79,9 @@ def test_a_suspended_item_does_not_hold_up_the_next_ones() -> None:
         pool: RunnerPool[str] = RunnerPool(2, run, lambda: None)
         pool.submit("slow")
         pool.submit("fast")
-        await asyncio.wait_for(_until(lambda: order == ["fast"]), 5)
+        await await_until(lambda: order == ["fast"], 5, interval=0.001)
         gate.set()
-        await asyncio.wait_for(_until(lambda: order == ["fast", "slow"]), 5)
+        await await_until(lambda: order == ["fast", "slow"], 5, interval=0.001)
         await pool.aclose()
 
     asyncio.run(scenario())
@@ -105,7 +106,7 @@ def test_an_error_escaping_run_is_logged_and_the_runner_goes_on(
         pool: RunnerPool[int] = RunnerPool(1, run, fin)
         for i in range(3):
             pool.submit(i)
-        await asyncio.wait_for(_until(lambda: finished == 3), 5)
+        await await_until(lambda: finished == 3, 5, interval=0.001)
         assert seen == [1, 2]
         await pool.aclose()
 
@@ -126,7 +127,7 @@ def test_close_returns_unstarted_items_and_lets_busy_ones_finish() -> None:
         pool: RunnerPool[int] = RunnerPool(2, run, lambda: None)
         for i in range(5):
             pool.submit(i)
-        await asyncio.wait_for(_until(lambda: len(pool.busy) == 2), 5)
+        await await_until(lambda: len(pool.busy) == 2, 5, interval=0.001)
         assert pool.close() == [2, 3, 4]
         busy = list(pool.busy)
         with pytest.raises(RuntimeError, match="closed"):
@@ -158,15 +159,9 @@ def test_aclose_cancels_busy_runners() -> None:
         pool: RunnerPool[int] = RunnerPool(2, run, fin)
         pool.submit(0)
         pool.submit(1)
-        await asyncio.wait_for(_until(lambda: len(pool.busy) == 2), 5)
+        await await_until(lambda: len(pool.busy) == 2, 5, interval=0.001)
         await asyncio.wait_for(pool.aclose(), 5)
         assert sorted(cancelled) == [0, 1]
         assert finished == 2 and not pool.busy
 
     asyncio.run(scenario())
-
-
-async def _until(predicate: object) -> None:
-    assert callable(predicate)
-    while not predicate():
-        await asyncio.sleep(0.001)

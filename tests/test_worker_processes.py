@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,6 @@ TWO = ("--processes", "2")
 
 
 @pytest.fixture
-def srv(server_factory: Callable[..., EmbeddedServer]) -> EmbeddedServer:
-    return server_factory()
-
-
-@pytest.fixture
 def spawner(srv: EmbeddedServer, tmp_path: Path) -> Iterator[Spawner]:
     sp = Spawner(srv.url, tmp_path, tmp_path / "ledger")
     yield sp
@@ -45,19 +40,6 @@ def spawner(srv: EmbeddedServer, tmp_path: Path) -> Iterator[Spawner]:
             if alive(pid):
                 _kill(pid)
     sp.close()
-
-
-@pytest.fixture
-def client(srv: EmbeddedServer) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(srv.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def producer(srv: EmbeddedServer) -> Iterator[streamq.Producer]:
-    with streamq.Producer(srv.url) as p:
-        yield p
 
 
 def _kill(pid: int) -> None:

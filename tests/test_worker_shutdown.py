@@ -6,43 +6,16 @@ Subprocess workers on a fresh redis7 server (``server_factory``)."""
 from __future__ import annotations
 
 import signal
-import socket
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from _support import closed_port
 from _worker_support import Spawner, job_hash, pel, wait_until
 from apps import read_ledger, runs
 
 import streamq
-from streamq.server import EmbeddedServer
-
-
-@pytest.fixture
-def srv(server_factory: Callable[..., EmbeddedServer]) -> EmbeddedServer:
-    return server_factory()
-
-
-@pytest.fixture
-def spawner(srv: EmbeddedServer, tmp_path: Path) -> Iterator[Spawner]:
-    sp = Spawner(srv.url, tmp_path, tmp_path / "ledger")
-    yield sp
-    sp.close()
-
-
-@pytest.fixture
-def client(srv: EmbeddedServer) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(srv.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def producer(srv: EmbeddedServer) -> Iterator[streamq.Producer]:
-    with streamq.Producer(srv.url) as p:
-        yield p
 
 
 @pytest.mark.parametrize("name", ["sleep", "sync_sleep"])
@@ -135,9 +108,7 @@ def test_a_second_signal_skips_the_rest_of_the_grace(
 def test_sigterm_stops_a_worker_still_waiting_for_redis_at_startup(
     tmp_path: Path, queue_name: str
 ) -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     sp = Spawner(f"redis://127.0.0.1:{port}/0", tmp_path, tmp_path / "ledger")
     try:
         w = sp.start(queue_name)

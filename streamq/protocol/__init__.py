@@ -4,6 +4,6 @@ Every Redis operation streamq sends is built here, one module per subject, in th
 vocabulary of :mod:`~streamq.protocol.calls` (``Call``, ``Flow``, ``raw``):
 :mod:`~streamq.protocol.jobs`, :mod:`~streamq.protocol.queues`,
 :mod:`~streamq.protocol.dlq`, :mod:`~streamq.protocol.metrics`,
-:mod:`~streamq.protocol.schedules`, :mod:`~streamq.protocol.worker_ops` (the worker's) and
+:mod:`~streamq.protocol.schedules`, :mod:`~streamq.protocol.worker` (the worker's) and
 :mod:`~streamq.protocol.testing` (the test harness's). ``ops`` is a transitional re-export.
 """

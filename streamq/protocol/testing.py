@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamq.job import Job
-from streamq.protocol import worker_ops
+from streamq.protocol import worker as worker_ops
 from streamq.protocol.calls import Call, Flow, raw, score_pairs
 from streamq.protocol.calls import text as _s
 from streamq.protocol.jobs import get_job

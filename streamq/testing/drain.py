@@ -24,7 +24,7 @@ from streamq.config import Settings
 from streamq.errors import ConfigError, WaitTimeoutError
 from streamq.protocol import queues as queue_ops
 from streamq.protocol import testing as tops
-from streamq.protocol import worker_ops
+from streamq.protocol import worker as worker_ops
 from streamq.protocol.calls import server_time
 from streamq.protocol.keys import QueueKeys
 from streamq.results import QueueStatus

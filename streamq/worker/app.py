@@ -31,10 +31,13 @@ class Registered:
     timeout_ms: int | None = None
     _resolved: dict[bytes, JobOptions] = field(default_factory=dict, repr=False)
 
-    @property
-    def has_defaults(self) -> bool:
-        """True when the handler declared any option default."""
-        return not (self.max_retries is None and self.backoff is None and self.timeout_ms is None)
+    #: True when the handler declared any option default (set once: read for every job).
+    has_defaults: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.has_defaults = not (
+            self.max_retries is None and self.backoff is None and self.timeout_ms is None
+        )
 
     def options(self, raw: bytes, opts: JobOptions) -> JobOptions:
         """The options a job runs with: what its enqueuer set explicitly, else this

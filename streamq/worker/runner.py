@@ -27,23 +27,23 @@ from streamq import connection
 from streamq._driver import AsyncDriver
 from streamq.config import Settings
 from streamq.errors import (
-    ConnectionFailedError,
     PayloadError,
     PermanentJobError,
     QueueFullError,
     RetryJobError,
     ServerError,
 )
-from streamq.job import MAX_BACKOFF_MS, Job, JobOptions, JobState, decode_options
-from streamq.protocol import worker_ops as wops
+from streamq.job import MAX_BACKOFF_MS, Job, JobState, decode_options
+from streamq.protocol import worker as wops
 from streamq.protocol.codec import encode_payload
 from streamq.protocol.keys import QueueKeys, validate_queue_name
-from streamq.protocol.ops import raw
 from streamq.worker import maintenance
 from streamq.worker.app import App, Registered
 from streamq.worker.checks import ServerInfo, check_server
 from streamq.worker.logs import log_event
+from streamq.worker.outage import OUTAGE, Backoff, retrying
 from streamq.worker.pool import RunnerPool
+from streamq.worker.state import Failure, Running, WorkerState
 from streamq.worker.threads import HandlerThreads, StuckHandler
 
 __all__ = ["Worker"]
@@ -85,19 +85,6 @@ class _TimedOut(Exception):
 
 
 @dataclass(slots=True)
-class Running:
-    """A job this worker holds: its entry is in our PEL until finished or handed back."""
-
-    keys: QueueKeys
-    job_id: str
-    entry_id: str
-    name: str
-    attempt: int
-    started_ms: int
-    lost: bool = False
-
-
-@dataclass(slots=True)
 class _Pending:
     done: list[tuple[wops.Done, Running, float]] = field(default_factory=list)
 
@@ -126,7 +113,6 @@ class Worker:
         self.settings = settings or Settings.from_env()
         self.concurrency = concurrency or self.settings.concurrency
         self.keys = [QueueKeys(validate_queue_name(q), self.settings.prefix) for q in queues]
-        self._by_queue = {k.queue: k for k in self.keys}
         self.consumer = consumer or (f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
         self.block_ms = block_ms
         self.promote_poll_ms = promote_poll_ms
@@ -134,9 +120,15 @@ class Worker:
         self.client = connection.async_client(self.settings.redis, retry_attempts=1)
         self.client.set_response_callback("XREADGROUP", wops.raw_reply)
         self.driver = AsyncDriver(self.client, self.settings.redis.describe())
-        self.running: dict[str, Running] = {}  # entry id -> job (executing or awaiting flush)
-        self._executing = 0  # entries taken and not finished: queued for a runner or running
-        self._slot = asyncio.Event()
+        #: What the job path and the maintenance loops share (see :mod:`.state`).
+        self.state = st = WorkerState(
+            self.settings, self.keys, self.consumer, self.driver, self.concurrency, promote_poll_ms
+        )
+        st.start, st.fail, st.stop = self.start, self._fail, self.stop
+        #: Entry id -> job (executing or awaiting flush); the state's dict, shared.
+        self.running: dict[str, Running] = st.running
+        #: Sync handlers still running past their time limit; each holds a slot.
+        self.stuck: list[StuckHandler] = st.stuck
         self._pool_runners: RunnerPool[wops.Fetched] = RunnerPool(
             self.concurrency, self._run_fetched, self._release_slot
         )
@@ -144,17 +136,30 @@ class Worker:
         self._flush_wake = asyncio.Event()
         self._flushed = asyncio.Event()
         self._flush_busy = False  # a completion batch is being sent
-        self._stopping = asyncio.Event()
+        self._flush_backoff = Backoff()
         self._hurry = asyncio.Event()
         self._threads = HandlerThreads(JOB_THREAD)
-        #: Sync handlers still running past their time limit; each holds a slot.
-        self.stuck: list[StuckHandler] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        #: Queues paused by an operator (``sq:{Q}:paused``): not fetched nor reclaimed from.
-        self.paused: set[str] = set()
-        self._unpaused = asyncio.Event()
-        self.processed = 0
-        self.failed = 0
+
+    @property
+    def paused(self) -> set[str]:
+        """Queues paused by an operator (``sq:{Q}:paused``): not fetched nor reclaimed from."""
+        return self.state.paused
+
+    @property
+    def processed(self) -> int:
+        """Jobs completed by this worker."""
+        return self.state.processed
+
+    @property
+    def failed(self) -> int:
+        """Failed attempts recorded by this worker (retried or dead)."""
+        return self.state.failed
+
+    @property
+    def executing(self) -> int:
+        """Slots taken: entries queued for a runner or running, and stuck sync handlers."""
+        return self.state.executing
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,30 +170,27 @@ class Worker:
         handed back at once."""
         if hurry:
             self._hurry.set()
-        self._stopping.set()
-        self._slot.set()
+        self.state.stopping.set()
+        self.state.slot.set()
 
     @property
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
-        return self._stopping.is_set()
+        return self.state.stopping.is_set()
 
     async def startup(self) -> None:
         """Check the server, load scripts and create the consumer groups."""
-        info = await self.driver.run(raw("INFO"))
+        info = await self.driver.run(wops.server_info())
         save: str | None
         try:
             # Through the driver, so an outage here is retried like the rest of startup.
-            cfg = await self.driver.run(raw("CONFIG", "GET", "save"))
-            pairs = dict(zip(cfg[0::2], cfg[1::2], strict=False)) if isinstance(cfg, list) else cfg
-            value = pairs.get(b"save", pairs.get("save", b""))
-            save = value.decode() if isinstance(value, bytes) else str(value)
+            save = await self.driver.run(wops.save_setting())
         except ResponseError:
             save = None  # CONFIG not allowed for this user (least-privilege ACL): skip
         self.server = check_server(info, save)
         await self.driver.load_all()
         await self.ensure_groups()
-        await maintenance.refresh_paused(self)  # never fetch from a queue paused at start
+        await maintenance.refresh_paused(self.state)  # never fetch from a queue paused at start
         log_event(
             "worker_started",
             queues=[k.queue for k in self.keys],
@@ -223,17 +225,17 @@ class Worker:
         loops = [
             self._fetch_loop(),
             self._flush_loop(),
-            maintenance.renew_loop(self),
-            maintenance.promote_loop(self),
-            maintenance.schedule_loop(self),
-            maintenance.housekeeping_loop(self),
-            maintenance.pause_watch(self),
+            maintenance.renew_loop(self.state),
+            maintenance.promote_loop(self.state),
+            maintenance.schedule_loop(self.state),
+            maintenance.housekeeping_loop(self.state),
+            maintenance.pause_watch(self.state),
         ]
         if burst:
-            loops.append(maintenance.burst_watch(self))
+            loops.append(maintenance.burst_watch(self.state))
         self._tasks = [asyncio.create_task(c) for c in loops]
         crashed: BaseException | None = None
-        stopping = asyncio.ensure_future(self._stopping.wait())
+        stopping = asyncio.ensure_future(self.state.stopping.wait())
         try:
             # A loop ends only when told to (burst_watch returns after stop()): one that
             # raises (NOPERM from a too-narrow ACL, a script error...) would otherwise leave
@@ -265,7 +267,7 @@ class Worker:
         await _cancel_and_wait([fetch, *rest])
         grace = self.settings.shutdown_grace_ms / 1000
         # Entries fetched but not started stay in our PEL: the hand-back below returns them.
-        self._executing -= len(self._pool_runners.close())
+        self.state.executing -= len(self._pool_runners.close())
         active = list(self._pool_runners.busy)
         if active:
             log_event("draining", running=len(active), grace_s=grace)
@@ -278,14 +280,14 @@ class Worker:
         await self._drain_completions()
         handed = await self._hand_back()
         await _cancel_and_wait([renew, flush])
-        await maintenance.unregister(self)
+        await maintenance.unregister(self.state)
         self._threads.close()
         await self.client.aclose()
         log_event(
             "worker_stopped",
             consumer=self.consumer,
-            processed=self.processed,
-            failed=self.failed,
+            processed=self.state.processed,
+            failed=self.state.failed,
             handed_back=handed,
         )
 
@@ -296,7 +298,7 @@ class Worker:
         never waits for Redis to come back."""
         try:
             handed: int = await asyncio.wait_for(
-                self._retrying("hand_back", maintenance.hand_back, self), HAND_BACK_TIMEOUT_S
+                retrying("hand_back", maintenance.hand_back, self.state), HAND_BACK_TIMEOUT_S
             )
         except TimeoutError:
             log_event(
@@ -347,43 +349,14 @@ class Worker:
     async def _start(self) -> bool:
         """:meth:`startup`, retried through a Redis outage until it works (True) or the
         worker is told to stop (False): a SIGTERM must not wait for Redis to come back."""
-        delay = 0.05
+        backoff = Backoff()
         while not self.stopping:
             try:
                 await self.startup()
                 return True
-            except (ConnectionFailedError, QueueFullError) as exc:
-                log_event(
-                    "redis_unavailable",
-                    WARN,
-                    during="startup",
-                    error=str(exc),
-                    retry_in_s=round(delay, 3),
-                )
-                stop = asyncio.ensure_future(self._stopping.wait())
-                try:
-                    await asyncio.wait({stop}, timeout=delay)  # a stop cuts the wait short
-                finally:
-                    stop.cancel()
-                delay = min(delay * 2, 1.0)
+            except OUTAGE as exc:
+                await backoff.wait("startup", exc, self.state.stopping)  # a stop cuts it short
         return False
-
-    async def _retrying(self, what: str, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` until it gets through a Redis outage (backoff 50 ms .. 1 s)."""
-        delay = 0.05
-        while True:
-            try:
-                return await fn(*args)
-            except (ConnectionFailedError, QueueFullError) as exc:
-                log_event(
-                    "redis_unavailable",
-                    WARN,
-                    during=what,
-                    error=str(exc),
-                    retry_in_s=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     # ------------------------------------------------------------------ fetch
 
@@ -391,46 +364,39 @@ class Worker:
         """Read new entries (XREADGROUP, COUNT = free slots) and, every reclaim period,
         sweep for stalled ones: both in this one loop, so they never promise the same free
         slots twice (see :func:`maintenance.reclaim_pass`)."""
-        delay = 0.05
+        st = self.state
+        backoff = Backoff()
         cursors = {k.queue: "0-0" for k in self.keys}
-        period = maintenance.reclaim_period(self)
+        period = maintenance.reclaim_period(st)
         next_reclaim = 0.0  # at once: a fresh worker first picks up a dead one's jobs
         while not self.stopping:
-            free = self.concurrency - self._executing
+            free = st.free
             if free <= 0:
-                self._slot.clear()
-                await self._slot.wait()
+                st.slot.clear()
+                await st.slot.wait()
                 continue
-            live = [k for k in self.keys if k.queue not in self.paused]
+            live = [k for k in self.keys if k.queue not in st.paused]
             if not live:
                 # Every queue is paused: wait for a resume (seen by the pause watch).
-                self._unpaused.clear()
+                st.unpaused.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._unpaused.wait(), timeout=1.0)
+                    await asyncio.wait_for(st.unpaused.wait(), timeout=1.0)
                 continue
             try:
                 wait = next_reclaim - time.monotonic()
                 if wait <= 0:
                     next_reclaim = time.monotonic() + period
-                    await maintenance.reclaim_pass(self, cursors)
+                    await maintenance.reclaim_pass(st, cursors)
                     continue
                 block = max(1, min(self.block_ms, int(wait * 1000) + 1))
                 got = await self.driver.run(wops.fetch(live, self.consumer, free, block))
-                delay = 0.05
-            except (ConnectionFailedError, QueueFullError) as exc:
-                log_event(
-                    "redis_unavailable",
-                    WARN,
-                    during="fetch",
-                    error=str(exc),
-                    retry_in_s=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                backoff.reset()
+            except OUTAGE as exc:
+                await backoff.wait("fetch", exc)
                 continue
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the server lost our group (FLUSHALL, new server)
-                    await self._retrying("ensure_groups", self.ensure_groups)
+                    await retrying("ensure_groups", self.ensure_groups)
                     continue
                 raise
             for f in got:
@@ -439,18 +405,19 @@ class Worker:
     def start(self, f: wops.Fetched) -> None:
         """Begin running one delivered (or reclaimed) entry: a runner of the pool takes it."""
         e = f.entry
+        st = self.state
         if e is not None:
             # Registered now, not when a runner starts it: its lease is renewed from here.
-            self.running[e.entry_id] = Running(
-                self._by_queue[f.queue], e.job_id, e.entry_id, e.name, e.attempt, _now_ms()
+            st.running[e.entry_id] = Running(
+                st.by_queue[f.queue], e.job_id, e.entry_id, e.name, e.attempt, _now_ms()
             )
-        self._executing += 1
+        st.executing += 1
         self._pool_runners.submit(f)
 
     async def _run_fetched(self, f: wops.Fetched) -> None:
         e = f.entry
         if e is None:
-            await self._dead_undecodable(self._by_queue[f.queue], f)
+            await self._dead_undecodable(self.state.by_queue[f.queue], f)
             return
         run = self.running.get(e.entry_id)
         if run is None:  # handed back meanwhile (shutdown): not ours to run any more
@@ -458,11 +425,12 @@ class Worker:
         await self._execute(run, e.data, e.options)
 
     def _release_slot(self) -> None:
-        self._executing -= 1
+        st = self.state
+        st.executing -= 1
         # Fetch loop first, flush loop second: the next XREADGROUP then reaches Redis
         # before the completion batch, so the runners work on the next batch while Redis
         # records the last one, instead of waiting behind it.
-        self._slot.set()
+        st.slot.set()
         if self._pending.done:
             self._flush_wake.set()
 
@@ -482,14 +450,12 @@ class Worker:
             opts = decode_options(raw_opts)
             data = orjson.loads(raw_data)
         except (ValueError, orjson.JSONDecodeError) as exc:
-            await self._fail(
-                run, f"undecodable payload or options: {exc}", "", -1, "undecodable", JobOptions()
-            )
+            error = f"undecodable payload or options: {exc}"
+            await self._fail(Failure(run, error, "undecodable", dead_now=True))
             return
         if reg is None:
-            await self._fail(
-                run, f"no handler registered for job name {run.name!r}", "", -1, "no-handler", opts
-            )
+            error = f"no handler registered for job name {run.name!r}"
+            await self._fail(Failure(run, error, "no-handler", options=opts, dead_now=True))
             return
         if reg.has_defaults:
             opts = reg.options(raw_opts, opts)
@@ -507,35 +473,39 @@ class Worker:
         )
         t0 = time.perf_counter()
         try:
-            result = await self._invoke(reg, job, run, opts.timeout_ms)
+            if reg.is_async and not opts.timeout_ms:
+                result = await reg.fn(job)  # the common case, without a coroutine of ours
+            else:
+                result = await self._invoke(reg, job, run, opts.timeout_ms)
             raw_result = encode_payload(
                 result, self.settings.max_payload_bytes, what="result", job=run.job_id
             )
         except asyncio.CancelledError:
             raise  # shutdown past the grace: the entry is handed back
         except _TimedOut:
-            limit_s = opts.timeout_ms / 1000
-            await self._fail(run, f"timed out after {limit_s} s", "", None, "timeout", opts, t0)
+            error = f"timed out after {opts.timeout_ms / 1000} s"
+            await self._fail(Failure(run, error, "timeout", options=opts, started=t0))
             return
         except PayloadError as exc:
-            await self._fail(run, str(exc), "", None, "failed", opts, t0)
+            await self._fail(Failure(run, str(exc), options=opts, started=t0))
             return
         except PermanentJobError as exc:
-            tb = traceback.format_exc()
-            await self._fail(run, f"PermanentJobError: {exc}", tb, -1, "permanent", opts, t0)
+            error, tb = f"PermanentJobError: {exc}", traceback.format_exc()
+            await self._fail(Failure(run, error, "permanent", tb, opts, dead_now=True, started=t0))
             return
         except RetryJobError as exc:
             # The handler knows when a retry can work (a Retry-After): its delay, not the
             # backoff's; the attempt still counts, so a job that never gets through ends.
-            tb = traceback.format_exc()
+            error = f"RetryJobError: {exc} (retry after {exc.delay:g} s)"
             delay = min(int(exc.delay * 1000), MAX_BACKOFF_MS)
-            retry = delay if run.attempt <= opts.max_retries else -1
-            msg = f"RetryJobError: {exc} (retry after {exc.delay:g} s)"
-            await self._fail(run, msg, tb, retry, "failed", opts, t0)
+            tb = traceback.format_exc()
+            await self._fail(
+                Failure(run, error, traceback=tb, options=opts, retry_after_ms=delay, started=t0)
+            )
             return
         except Exception as exc:
-            tb = traceback.format_exc()
-            await self._fail(run, f"{type(exc).__name__}: {exc}", tb, None, "failed", opts, t0)
+            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            await self._fail(Failure(run, error, traceback=tb, options=opts, started=t0))
             return
         took = time.perf_counter() - t0
         done = wops.Done(
@@ -579,7 +549,7 @@ class Worker:
             return done.result()
         stuck = StuckHandler(run.keys.queue, run.job_id, run.name, timeout_ms, t_start)
         self.stuck.append(stuck)
-        self._executing += 1  # released by _unstuck when the thread returns
+        self.state.executing += 1  # released by _unstuck when the thread returns
         log_event(
             "handler_stuck",
             WARN,
@@ -599,8 +569,8 @@ class Worker:
     def _unstuck(self, stuck: StuckHandler, done: asyncio.Future[Any]) -> None:
         with contextlib.suppress(ValueError):
             self.stuck.remove(stuck)
-        self._executing -= 1
-        self._slot.set()
+        self.state.executing -= 1
+        self.state.slot.set()
         failed = not done.cancelled() and done.exception() is not None  # retrieved: no warning
         log_event(
             "handler_unstuck",
@@ -613,49 +583,36 @@ class Worker:
             detail="the late result is discarded: the attempt was already recorded as timed out",
         )
 
-    async def _fail(
-        self,
-        run: Running,
-        error: str,
-        tb: str,
-        retry_delay_ms: int | None,
-        reason: str,
-        opts: JobOptions,
-        t0: float | None = None,
-        *,
-        skip_owner_check: bool = False,
-    ) -> None:
-        """Record a failed attempt: retry with backoff while the budget lasts, else dead."""
-        if retry_delay_ms is None:
-            retry_delay_ms = (
-                opts.backoff.delay_for(run.attempt) if run.attempt <= opts.max_retries else -1
-            )
+    async def _fail(self, f: Failure) -> None:
+        """Record a failed attempt: retried after its delay, or dead (see :class:`Failure`)."""
+        run = f.run
+        retry_delay_ms = f.retry_delay_ms()
         call = wops.fail(
             run.keys,
             self.consumer,
             run.job_id,
             run.entry_id,
             run.attempt,
-            error,
-            tb,
+            f.error,
+            f.traceback,
             retry_delay_ms,
-            reason if retry_delay_ms < 0 else "",
+            f.reason if retry_delay_ms < 0 else "",
             run.started_ms,
             self.settings.events_maxlen,
-            skip_owner_check=skip_owner_check,
+            skip_owner_check=f.skip_owner_check,
         )
-        out = await self._retrying("fail", self.driver.run, call)
+        out: wops.FailOutcome = await retrying("fail", self.driver.run, call)
         self.running.pop(run.entry_id, None)
-        duration = round((time.perf_counter() - t0) * 1000, 3) if t0 else None
+        duration = round((time.perf_counter() - f.started) * 1000, 3) if f.started else None
         common = dict(
             queue=run.keys.queue,
             job_id=run.job_id,
             name=run.name,
             attempt=run.attempt,
             duration_ms=duration,
-            error=error,
+            error=f.error,
         )
-        self.failed += 1
+        self.state.failed += 1
         if out.fenced:
             log_event(
                 "fenced",
@@ -667,7 +624,7 @@ class Worker:
             log_event("retrying", WARN, **common, retry_in_ms=retry_delay_ms, due_ms=out.due_ms)
         else:
             log_event("failed", WARN, **common)
-            log_event("dead", logging.ERROR, **common, reason=reason)
+            log_event("dead", logging.ERROR, **common, reason=f.reason)
 
     async def _dead_undecodable(self, keys: QueueKeys, f: wops.Fetched) -> None:
         """An entry the worker cannot decode goes to the DLQ with the reason; keep going.
@@ -678,20 +635,18 @@ class Worker:
         touched: a stray entry must not overwrite, say, a completed job's record.
         """
         reason = f.error or "undecodable entry"
+        run = self.driver.run
         if f.raw_job_id:
-            owner = await self._retrying(
-                "dead_entry", self.driver.run, raw("HGET", keys.job(f.raw_job_id), "x")
+            owner: str | None = await retrying(
+                "dead_entry", run, wops.entry_owner(keys, f.raw_job_id)
             )
-            if owner is not None and owner.decode(errors="replace") == f.entry_id:
-                run = Running(keys, f.raw_job_id, f.entry_id, "", 1, _now_ms())
-                await self._fail(run, reason, "", -1, "undecodable", JobOptions())
+            if owner == f.entry_id:
+                held = Running(keys, f.raw_job_id, f.entry_id, "", 1, _now_ms())
+                await self._fail(Failure(held, reason, "undecodable", dead_now=True))
                 return
-        rows = await self.driver.run(raw("XRANGE", keys.stream, f.entry_id, f.entry_id))
-        fields = rows[0][1] if rows else {}
-        await self._retrying(
-            "dead_entry", self.driver.run, wops.dead_entry(keys, f.entry_id, fields, reason)
-        )
-        await self._retrying("ack_drop", self.driver.run, wops.ack_drop(keys, f.entry_id))
+        fields = await run(wops.entry_fields(keys, f.entry_id))
+        await retrying("dead_entry", run, wops.dead_entry(keys, f.entry_id, fields, reason))
+        await retrying("ack_drop", run, wops.ack_drop(keys, f.entry_id))
         log_event("dead", logging.ERROR, queue=keys.queue, entry_id=f.entry_id, reason=reason)
 
     # ------------------------------------------------------------------ flush
@@ -716,25 +671,28 @@ class Worker:
         for item in batch:
             by_queue.setdefault(item[1].keys.queue, []).append(item)
         failed_back: list[tuple[wops.Done, Running, float]] = []
+        last: BaseException | None = None
         for queue, items in by_queue.items():
             call = wops.complete(
-                self._by_queue[queue],
+                self.state.by_queue[queue],
                 self.consumer,
                 [d for d, _, _ in items],
                 self.settings.events_maxlen,
             )
             try:
                 oks = await self.driver.run(call)
-            except (ConnectionFailedError, QueueFullError) as exc:
-                log_event("redis_unavailable", WARN, during="complete", error=str(exc))
+            except OUTAGE as exc:
                 failed_back += items
+                last = exc
                 continue
             self._after_complete(items, oks)
-        if failed_back:
+        if failed_back and last is not None:
             # Keep them: the entries stay in our PEL, so nothing is lost; retry shortly.
             self._pending.done = failed_back + self._pending.done
-            await asyncio.sleep(0.2)
+            await self._flush_backoff.wait("complete", last)
             self._flush_wake.set()
+        else:
+            self._flush_backoff.reset()
 
     def _after_complete(
         self, items: list[tuple[wops.Done, Running, float]], oks: list[bool]
@@ -743,7 +701,7 @@ class Worker:
         for (d, run, took), ok in zip(items, oks, strict=True):
             self.running.pop(d.entry_id, None)
             if ok:
-                self.processed += 1
+                self.state.processed += 1
                 if info:
                     log_event(
                         "completed",

@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from streamq.protocol.keys import GROUP, QueueKeys
-from tests._worker_support import json_events
+from tests._support import ROOT as ROOT  # re-exported: report.py reads it from here
+from tests._support import child_env
+from tests._worker_support import WorkerProcess, keys_of, pending_count
 from tests.chaos.chaos_app import LEDGER_ENV
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.chaos_app:app"
 
 #: The whole chaos suite must finish within this many seconds on 2 cores; the job counts
@@ -51,23 +48,6 @@ BASE_ENV = {
     "STREAMQ_BACKOFF_DELAY": "100",
     "STREAMQ_LOG_LEVEL": "info",
 }
-
-
-# ---------------------------------------------------------------------- waiting
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------- ledger
@@ -131,68 +111,6 @@ class Ledger:
 # ---------------------------------------------------------------------- worker processes
 
 
-class WorkerProc:
-    """One worker subprocess; its output (JSON log lines) goes to a file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive:
-            self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        """SIGKILL (a crash: nothing runs on the way out) and reap."""
-        self.signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the exit and return the code; fail (and kill it) past ``timeout``."""
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"worker {self.pid} did not exit within {timeout} s; output:\n"
-                + self.output()[-3000:]
-            ) from None
-
-    def close(self) -> None:
-        if self.alive:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        """The JSON log lines printed so far (all, or those called ``event``)."""
-        return json_events(self.output(), event)
-
-    def consumer(self, timeout: float = 10.0) -> str:
-        """The consumer name it announced in ``worker_started``."""
-        found = wait_for(lambda: self.events("worker_started"), timeout, "worker_started")
-        return str(found[0]["consumer"])
-
-
 @dataclass
 class Fleet:
     """Worker subprocesses of one scenario. Tracks which processes were *interrupted*
@@ -205,48 +123,43 @@ class Fleet:
     concurrency: int = 8
     env: dict[str, str] = field(default_factory=dict)
     module: str = "streamq.worker"
-    procs: list[WorkerProc] = field(default_factory=list)
+    procs: list[WorkerProcess] = field(default_factory=list)
     interrupted: set[int] = field(default_factory=set)
 
     def child_env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMQ_", "REDIS_"))}
-        env.update(BASE_ENV)
-        env.update(
-            REDIS_URL=self.url,
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
-            **{LEDGER_ENV: str(self.ledger.directory)},
-        )
-        env.update(self.env)
-        env.update(extra)
-        return env
+        own = {
+            "REDIS_URL": self.url,
+            "PYTHONUNBUFFERED": "1",
+            LEDGER_ENV: str(self.ledger.directory),
+        }
+        return child_env(BASE_ENV, own, self.env, extra)
 
     def start(
         self, *, concurrency: int | None = None, burst: bool = False, **extra_env: str
-    ) -> WorkerProc:
-        argv = ["-m", self.module, APP, "--queue", self.queue]
-        argv += ["--concurrency", str(concurrency or self.concurrency)]
+    ) -> WorkerProcess:
+        args = [APP, "--queue", self.queue]
+        args += ["--concurrency", str(concurrency or self.concurrency)]
         if burst:
-            argv.append("--burst")
+            args.append("--burst")
         log = self.logs / f"worker-{len(self.procs)}.log"
-        wp = WorkerProc(argv, self.child_env(**extra_env), log)
+        wp = WorkerProcess(args, self.child_env(**extra_env), log, module=self.module)
         self.procs.append(wp)
         return wp
 
     @property
-    def live(self) -> list[WorkerProc]:
+    def live(self) -> list[WorkerProcess]:
         return [w for w in self.procs if w.alive]
 
-    def kill(self, wp: WorkerProc) -> None:
+    def kill(self, wp: WorkerProcess) -> None:
         self.interrupted.add(wp.pid)
         wp.kill()
 
-    def kill_random(self, rng: random.Random) -> WorkerProc:
+    def kill_random(self, rng: random.Random) -> WorkerProcess:
         victim = rng.choice(self.live)
         self.kill(victim)
         return victim
 
-    def note_deaths(self) -> list[WorkerProc]:
+    def note_deaths(self) -> list[WorkerProcess]:
         """Processes that exited on their own since the last call (a job killed them)."""
         dead = [w for w in self.procs if not w.alive and w.pid not in self.interrupted]
         for w in dead:
@@ -281,18 +194,6 @@ class Fleet:
 # ---------------------------------------------------------------------- inspection
 
 
-def keys_of(queue: str) -> QueueKeys:
-    return QueueKeys(queue)
-
-
-def pel_count(client: redis.Redis, queue: str) -> int:
-    """XPENDING summary count of the queue's group (0 when there is no group)."""
-    try:
-        return int(client.xpending(keys_of(queue).stream, GROUP)["pending"])
-    except redis.ResponseError:
-        return 0
-
-
 def states(client: redis.Redis, queue: str, ids: Sequence[str]) -> dict[str, str | None]:
     """The ``s`` field of each job record (None: no record)."""
     k = keys_of(queue)
@@ -322,7 +223,7 @@ def settle(
         now = states(client, queue, pending)
         final.update(now)
         pending = [j for j, s in now.items() if s not in FINAL]
-        if (not pending and pel_count(client, queue) == 0) or time.monotonic() >= deadline:
+        if (not pending and pending_count(client, queue) == 0) or time.monotonic() >= deadline:
             return {j: final[j] for j in unique}
         time.sleep(0.1)
 
@@ -411,7 +312,7 @@ def verify_ledger(
         dead=tally["failed"],
         cancelled=tally["cancelled"],
         lost=lost,
-        pel=pel_count(client, queue),
+        pel=pending_count(client, queue),
         duplicated=duplicated,
         extra_runs=extra,
         unexplained=unexplained,

@@ -32,7 +32,8 @@ from streamq.protocol.codec import Entry, decode_entry
 from streamq.server import EmbeddedServer
 from streamq.worker.app import App
 from streamq.worker.runner import Worker
-from tests.chaos._chaos_support import Ledger, keys_of, pel_count, settle, verify_ledger
+from tests._worker_support import settings as _settings  # hypothesis owns "settings"
+from tests.chaos._chaos_support import Ledger, keys_of, pending_count, settle, verify_ledger
 from tests.chaos.chaos_app import LEDGER_ENV
 from tests.chaos.chaos_app import app as chaos_app
 
@@ -201,10 +202,6 @@ def _worker_thread(worker: Worker) -> Iterator[threading.Thread]:
         assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
-def _settings(url: str, **changes: Any) -> streamq.Settings:
-    return streamq.Settings(redis=streamq.RedisSettings(url=url)).with_changes(**changes)
-
-
 def test_garbage_entries_xadded_to_a_running_worker_all_end_in_the_dlq(
     srv: EmbeddedServer,
     client: redis.Redis,
@@ -231,7 +228,7 @@ def test_garbage_entries_xadded_to_a_running_worker_all_end_in_the_dlq(
             fed.append(client.execute_command("XADD", k.stream, "*", *flat).decode())
             figures["jobs"] = len(fed)
             deadline = time.monotonic() + ENTRY_TIMEOUT_S
-            while client.xlen(k.dead) == before or pel_count(client, queue_name):
+            while client.xlen(k.dead) == before or pending_count(client, queue_name):
                 if time.monotonic() >= deadline:
                     figures["lost"] += 1
                     raise AssertionError(f"entry {fed[-1]} {pairs!r} did not reach the DLQ")
@@ -250,7 +247,7 @@ def test_garbage_entries_xadded_to_a_running_worker_all_end_in_the_dlq(
     figures.update(
         dlq_entries=len(dead),
         dlq_reasons=dict(reasons),
-        pel_after=pel_count(client, queue_name),
+        pel_after=pending_count(client, queue_name),
         stream_after=client.xlen(k.stream),
     )
     assert len(dead) == len(fed)

@@ -21,17 +21,17 @@ from streamq.errors import ConnectionFailedError, QueueFullError
 from streamq.protocol.codec import new_job_id
 from streamq.protocol.keys import QueueKeys
 from streamq.server import EmbeddedServer
+from tests._support import wait_until
 from tests.chaos._chaos_support import (
     Fleet,
     Ledger,
     LedgerCheck,
-    WorkerProc,
+    WorkerProcess,
     rounded,
     settle,
     states,
     stats_completed,
     verify_ledger,
-    wait_for,
 )
 
 pytestmark = pytest.mark.chaos
@@ -93,7 +93,7 @@ class Feeder(threading.Thread):
 
 
 def _recovery(
-    client: redis.Redis, queue: str, ledger: Ledger, workers: list[WorkerProc], t0: float
+    client: redis.Redis, queue: str, ledger: Ledger, workers: list[WorkerProcess], t0: float
 ) -> tuple[float, list[float]]:
     """Seconds from ``t0`` (wall clock, Redis back) to the first completion, and to each
     worker's first run after it. Waits at most 3x the limit, then reports what it saw."""
@@ -169,7 +169,7 @@ def _restarts_under_load(
     completion: list[float] = []
     per_worker: list[float] = []
     try:
-        wait_for(lambda: len(ledger.runs()) > 200, 15, "the load to start")
+        wait_until(lambda: len(ledger.runs()) > 200, 15, "the load to start")
         for _ in range(cycles):
             time.sleep(rng.uniform(*gap))  # load between faults
             fault()
@@ -317,7 +317,7 @@ def test_redis_away_for_ten_seconds_workers_survive_and_producers_fail_fast(
     feeder.start()
     fail_times: list[float] = []
     try:
-        wait_for(lambda: len(ledger.runs()) > 200, 15, "the load to start")
+        wait_until(lambda: len(ledger.runs()) > 200, 15, "the load to start")
         srv.stop()
         t_down = time.monotonic()
         with streamq.Producer(srv.url, retry_attempts=2) as producer:
@@ -377,7 +377,7 @@ def test_workers_told_to_stop_while_redis_is_down_exit_and_lose_nothing(
     with streamq.Producer(srv.url) as producer:
         specs = [streamq.JobSpec("work", {"ms": rng.randint(1000, 2000)}) for _ in range(24)]
         ledger.accept(r.job_id for r in producer.enqueue_many(queue_name, specs))
-    wait_for(lambda: len({r.pid for r in ledger.runs()}) == 2, 10, "both workers to run jobs")
+    wait_until(lambda: len({r.pid for r in ledger.runs()}) == 2, 10, "both workers to run jobs")
     srv.stop()
     t_term = time.monotonic()
     for w in stopping:
@@ -463,7 +463,7 @@ def test_full_redis_refuses_enqueues_drains_and_accepts_again(
                     if not enqueue_one():
                         break
                 phases.append(len(ledger.accepted))
-                wait_for(enqueue_one, 30, "enqueue to be accepted again", interval=0.05)
+                wait_until(enqueue_one, 30, "enqueue to be accepted again", interval=0.05)
             used = client.info("memory")["used_memory"]
         final = settle(client, queue_name, ledger.accepted)
         check = verify_ledger(client, queue_name, ledger, final_states=final)
@@ -517,7 +517,7 @@ def test_a_worker_started_on_a_full_redis_drains_it_and_keeps_running(
             used = int(client.info("memory")["used_memory"])
             client.config_set("maxmemory", str(used - 256 * 1024))
             worker = fleet.start()
-            wait_for(lambda: worker.events("worker_started") or not worker.alive, 10, "the start")
+            wait_until(lambda: worker.events("worker_started") or not worker.alive, 10, "the start")
             figures.update(jobs=len(ledger.accepted), worker_started=worker.alive)
             assert worker.alive, f"the worker exited {worker.proc.poll()}: {worker.output()}"
             consumer = worker.consumer()
@@ -531,9 +531,9 @@ def test_a_worker_started_on_a_full_redis_drains_it_and_keeps_running(
                 return int(orjson.loads(raw)["seen_ms"]) if raw else 0
 
             before = seen_ms()
-            beat = wait_for(lambda: seen_ms() > before, 5, "the heartbeat to go on")
+            beat = wait_until(lambda: seen_ms() > before, 5, "the heartbeat to go on")
             figures["heartbeat_alive"] = bool(beat)
-            ok = wait_for(
+            ok = wait_until(
                 lambda: _enqueued(producer, queue_name, ledger), 10, "enqueue to work again"
             )
             assert ok

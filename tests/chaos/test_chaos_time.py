@@ -15,10 +15,11 @@ import redis
 
 import streamq
 from streamq.server import EmbeddedServer
+from tests._support import redis_now_ms
 from tests.chaos._chaos_support import (
     Fleet,
     Ledger,
-    WorkerProc,
+    WorkerProcess,
     keys_of,
     settle,
     verify_ledger,
@@ -35,12 +36,7 @@ RETRY_DELAY_MS = 1000
 LATE_LIMIT_MS = 500
 
 
-def _redis_ms(client: redis.Redis) -> int:
-    sec, usec = client.time()
-    return int(sec) * 1000 + int(usec) // 1000
-
-
-def _log_skew_s(worker: WorkerProc) -> float:
+def _log_skew_s(worker: WorkerProcess) -> float:
     """How far the worker's clock is from ours, from the ``ts`` of its last log line (written
     a moment ago: the result is good to a few seconds, plenty to tell an hour)."""
     last = worker.events()[-1]
@@ -156,7 +152,7 @@ def test_racing_schedulers_and_promoters_under_kills_fire_each_tick_once(
             kills += 1
         for key in keys:
             assert producer.remove_schedule(queue_name, key)
-        removed_ms = _redis_ms(client)
+        removed_ms = redis_now_ms(client)
     k = keys_of(queue_name)
     tick_ids = sorted(
         key.decode().removeprefix(k.job(""))

@@ -16,14 +16,14 @@ import redis
 import streamq
 from streamq.protocol.keys import GROUP
 from streamq.server import EmbeddedServer
+from tests._support import wait_until
 from tests.chaos._chaos_support import (
     Fleet,
     Ledger,
     keys_of,
-    pel_count,
+    pending_count,
     settle,
     verify_ledger,
-    wait_for,
 )
 
 pytestmark = pytest.mark.chaos
@@ -146,7 +146,7 @@ def test_long_jobs_keep_their_lease_and_a_frozen_worker_is_fenced(
             samples.extend((r["consumer"].decode(), int(r["times_delivered"])) for r in rows)
             return client.hget(k.job(long_job), "s") == b"completed"
 
-        wait_for(sample, 15, "the long job to complete")
+        wait_until(sample, 15, "the long job to complete")
         for w in (w1, w2):
             w.signal(signal.SIGTERM)
         assert [w.wait(15) for w in (w1, w2)] == [0, 0]
@@ -155,19 +155,19 @@ def test_long_jobs_keep_their_lease_and_a_frozen_worker_is_fenced(
         # (b) freeze the worker running a job past the lease.
         frozen = fleet.start(concurrency=1)
         [job] = _accept(ledger, producer, queue_name, [{"ms": 1500}])
-        wait_for(lambda: ledger.counts()[job] == 1, 10, "the job to start")
+        wait_until(lambda: ledger.counts()[job] == 1, 10, "the job to start")
         frozen_consumer = frozen.consumer()
         frozen.signal(signal.SIGSTOP)
         fleet.interrupted.add(frozen.pid)
         t_stop = time.monotonic()
         thief = fleet.start()
         thief_consumer = thief.consumer()
-        wait_for(
+        wait_until(
             lambda: client.hget(k.job(job), "s") == b"completed", 15, "the thief to complete it"
         )
         frozen_for = time.monotonic() - t_stop
         frozen.signal(signal.SIGCONT)
-        fenced = wait_for(
+        fenced = wait_until(
             lambda: [e for e in frozen.events("fenced") if e.get("job_id") == job],
             10,
             "the late completion to be fenced",
@@ -338,13 +338,13 @@ def test_sigterm_to_every_worker_under_load_hands_back_and_loses_nothing(
     with streamq.Producer(srv.url) as producer:
         _accept(ledger, producer, queue_name, payloads)
         first = [fleet.start() for _ in range(3)]
-        wait_for(lambda: len(ledger.runs()) >= SHUTDOWN_JOBS // 4, 20, "a quarter of the runs")
+        wait_until(lambda: len(ledger.runs()) >= SHUTDOWN_JOBS // 4, 20, "a quarter of the runs")
         t_term = time.monotonic()
         for w in first:
             w.signal(signal.SIGTERM)
         codes = [w.wait(GRACE_MS / 1000 + 15) for w in first]
         shutdown_s = time.monotonic() - t_term
-        pel_after_stop = pel_count(client, queue_name)
+        pel_after_stop = pending_count(client, queue_name)
         handed = Counter(e["job_id"] for e in fleet.events("handed_back"))
         status = producer.status(queue_name)
         for _ in range(2):
@@ -393,7 +393,7 @@ def test_a_running_entry_deleted_while_its_worker_is_dead_ends_in_the_dlq(
     with streamq.Producer(srv.url) as producer:
         victim = fleet.start()
         [job] = _accept(ledger, producer, queue_name, [{"ms": 5000}])
-        wait_for(lambda: ledger.counts()[job] == 1, 10, "the job to start")
+        wait_until(lambda: ledger.counts()[job] == 1, 10, "the job to start")
         fleet.kill(victim)
         eid = client.hget(k.job(job), "x")
         assert eid is not None

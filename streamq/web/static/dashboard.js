@@ -571,7 +571,10 @@
           el("td", { text: w.queue }),
           el("td", {}, badge(w.state, kind[w.state])),
           el("td", { text: w.host ? `${w.host} (pid ${w.pid})` : "–" }),
-          el("td", { class: "num", text: w.running === null ? "–" : `${w.running} / ${w.concurrency}` }),
+          el("td", { class: "num" },
+            w.running === null ? "–" : `${w.running} / ${w.concurrency}`,
+            // Sync handlers past their time limit: each holds one of the worker's slots.
+            w.stuck ? [" ", badge(`${w.stuck} stuck`, "warn")] : null),
           el("td", { class: "num", text: w.processed === null ? "–" : w.processed }),
           el("td", { class: "num", text: w.failed === null ? "–" : w.failed }),
           el("td", { class: "num", text: w.seen_age_ms === null ? "–" : duration(w.seen_age_ms) }),
@@ -595,7 +598,7 @@
               el("tbody", {}, jobs)))));
       }
     }
-    const head = el("tr", {}, ["worker", "queue", "state", "host", "running", "processed", "failed", "heartbeat", "idle", "pending"]
+    const head = el("tr", {}, ["worker", "queue", "state", "host", "running", "processed", "failed attempts", "heartbeat", "idle", "pending"]
       .map((t) => el("th", { scope: "col", text: t })));
     fill(box,
       data.page.total > PAGE.workers ? el("div", { class: "row wrap" }, el("span", { class: "spacer" }), offsetPager("workers", data.page, data.workers.length)) : null,

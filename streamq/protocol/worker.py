@@ -1,18 +1,24 @@
-"""Operations a worker runs: fetch, finish, lease renewal, reclaim, promotion, retention.
-Pure builders and parsers, like :mod:`streamq.protocol.ops`."""
+"""Operations a worker runs: start-up checks, fetch, finish, lease renewal, reclaim,
+promotion, retention, heartbeat, pause flags and the shutdown hand-back. Pure builders and
+parsers, like :mod:`streamq.protocol.ops`; every Redis command a worker sends is here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
+
 from streamq.protocol.codec import Entry, decode_entry
 from streamq.protocol.keys import GROUP, QueueKeys
-from streamq.protocol.ops import Arg, Call, Code, _s
+from streamq.protocol.ops import Arg, Call, Code, Flow, _s
 
 __all__ = [
+    "DeadRecord",
     "Done",
+    "DueInfo",
+    "FailOutcome",
     "Fetched",
     "Reclaimed",
 ]
@@ -318,3 +324,157 @@ def heartbeat(keys: QueueKeys, consumer: str, now_ms: int, info: bytes) -> list[
     return [
         Call(None, command=("HSET", keys.workers, consumer, info)),
     ]
+
+
+# ---------------------------------------------------------------------- start-up
+
+
+def server_info() -> Call[Any]:
+    """INFO, for :func:`streamq.worker.checks.check_server`."""
+    return Call(None, command=("INFO",))
+
+
+def save_setting() -> Call[str]:
+    """The server's ``save`` setting (CONFIG GET; a least-privilege user may be refused:
+    the caller tolerates NOPERM)."""
+
+    def parse(cfg: Any) -> str:
+        pairs = dict(zip(cfg[0::2], cfg[1::2], strict=False)) if isinstance(cfg, list) else cfg
+        return _s(pairs.get(b"save", pairs.get("save", b"")))
+
+    return Call(None, command=("CONFIG", "GET", "save"), parse=parse)
+
+
+def now_ms() -> Call[int]:
+    """The Redis clock (TIME) in ms: heartbeats are compared on one clock, not each host's."""
+    return Call(None, command=("TIME",), parse=lambda r: int(r[0]) * 1000 + int(r[1]) // 1000)
+
+
+# ---------------------------------------------------------------------- odd entries
+
+
+def entry_owner(keys: QueueKeys, job_id: str) -> Call[str | None]:
+    """The entry id a job's record names as its current one (field ``x``), or None."""
+    return Call(
+        None,
+        command=("HGET", keys.job(job_id), "x"),
+        parse=lambda r: None if r is None else r.decode(errors="replace"),
+    )
+
+
+def entry_fields(keys: QueueKeys, entry_id: str) -> Call[dict[Any, Any]]:
+    """The raw fields of one stream entry ({} when it is gone)."""
+
+    def parse(rows: Any) -> dict[Any, Any]:
+        return dict(rows[0][1]) if rows else {}
+
+    return Call(None, command=("XRANGE", keys.stream, entry_id, entry_id), parse=parse)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadRecord:
+    """A waiting job's record that names a given stream entry."""
+
+    job_id: str
+    name: str
+    attempts: int
+
+
+def job_of_entry(keys: QueueKeys, entry_id: str) -> Flow[DeadRecord | None]:
+    """Find the waiting job whose record names ``entry_id`` (a SCAN of the queue's job
+    records: only for the rare entry deleted under a pending claim)."""
+    prefix = keys.job("")
+    cursor: int | str = 0
+    target = entry_id.encode()
+    while True:
+        cursor, names = yield Call(
+            None, command=("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)
+        )
+        if names:
+            recs = yield [Call(None, command=("HMGET", n, "x", "s", "n", "a")) for n in names]
+            for key, (x, state, name, attempts) in zip(names, recs, strict=True):
+                if x == target and state == b"waiting":
+                    return DeadRecord(_s(key)[len(prefix) :], _s(name or b""), int(attempts or 0))
+        if int(cursor) == 0:
+            return None
+
+
+def count_reclaimed(keys: QueueKeys, n: int) -> Call[int]:
+    """Add ``n`` to the queue's reclaimed counter (once per sweep, not per job)."""
+    return Call(None, command=("HINCRBY", keys.stats, "reclaimed", n), parse=int)
+
+
+# ---------------------------------------------------------------------- registry, pauses
+
+
+def forget_stale(keys: QueueKeys, now_ms: int, stale_ms: int, keep_minutes: int) -> Flow[None]:
+    """Drop heartbeats older than ``stale_ms`` (crashed workers) and per-minute throughput
+    counters older than ``keep_minutes``, so the registry and the counters stay bounded."""
+    beats = yield Call(None, command=("HGETALL", keys.workers))
+    stale = [name for name, blob in (beats or {}).items() if now_ms - _seen_ms(blob) > stale_ms]
+    if stale:
+        yield Call(None, command=("HDEL", keys.workers, *stale))
+    fields = yield Call(None, command=("HKEYS", keys.throughput))
+    oldest = now_ms // 60000 - keep_minutes
+    old = [f for f in fields or [] if _minute(f) < oldest]
+    if old:
+        yield Call(None, command=("HDEL", keys.throughput, *old))
+
+
+def _seen_ms(blob: Any) -> int:
+    try:
+        return int(orjson.loads(blob).get("seen_ms", 0))
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _minute(field: bytes | str) -> int:
+    head = _s(field).split(":", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def paused_queues(keys: Sequence[QueueKeys]) -> list[Call[bool]]:
+    """Whether each queue is paused by an operator (one pipeline)."""
+    return [Call(None, command=("EXISTS", k.paused), parse=lambda r: bool(int(r))) for k in keys]
+
+
+def unregister(keys: QueueKeys, consumer: str) -> Flow[None]:
+    """Leave the live-worker registry, and drop the consumer if it holds no entry."""
+    yield Call(None, command=("HDEL", keys.workers, consumer))
+    pending = yield _pending(keys, consumer, 1)
+    if not pending:
+        yield Call(None, command=("XGROUP", "DELCONSUMER", keys.stream, GROUP, consumer))
+
+
+# ---------------------------------------------------------------------- hand-back
+
+
+def _pending(keys: QueueKeys, consumer: str, count: int) -> Call[list[str]]:
+    return Call(
+        None,
+        command=("XPENDING", keys.stream, GROUP, "-", "+", count, consumer),
+        parse=lambda r: [_s(p["message_id"]) for p in r or []],
+        options={"parse_detail": True},
+    )
+
+
+def hand_back(
+    keys: QueueKeys, consumer: str, known: Mapping[str, str], limit: int = 10_000
+) -> Flow[tuple[int, list[tuple[str, str]]]]:
+    """Return every entry in ``consumer``'s PEL to the queue at once (others start it now,
+    not after the lease): those in ``known`` (entry id -> job id) and entries fetched in
+    flight, whose job ids are read off the stream in one pipeline. Returns how many the
+    script released and the (job id, entry id) pairs it was given."""
+    eids = yield _pending(keys, consumer, limit)
+    if not eids:
+        return 0, []
+    jobs = [(known[eid], eid) for eid in eids if eid in known]
+    unknown = [eid for eid in eids if eid not in known]
+    if unknown:
+        found = yield [entry_fields(keys, e) for e in unknown]
+        for eid, fields in zip(unknown, found, strict=True):
+            jid = fields.get(b"i")
+            if jid:
+                jobs.append((jid.decode(errors="replace"), eid))
+    released = (yield release(keys, consumer, jobs)) if jobs else 0
+    return released, jobs
