@@ -19,7 +19,7 @@ from streamq.errors import (
 )
 from streamq.job import Backoff, Job, JobOptions, JobState
 from streamq.producer import AsyncProducer, JobSpec, Producer
-from streamq.protocol.ops import DeadEntry, EnqueueResult, QueueStatus
+from streamq.results import DeadEntry, EnqueueResult, QueueStatus
 
 __version__ = "0.1.0"
 

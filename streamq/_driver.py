@@ -23,7 +23,7 @@ from streamq.errors import (
     QueueFullError,
     StreamQError,
 )
-from streamq.protocol.ops import Call, Flow, Step
+from streamq.protocol.calls import Call, Flow, Step
 from streamq.protocol.scripts import ScriptLibrary, load_library
 
 __all__ = ["AsyncDriver", "SyncDriver"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from streamq import connection, scheduler
+from streamq import connection
 from streamq._driver import AsyncDriver, SyncDriver
 from streamq.config import Settings
 from streamq.errors import ConfigError
@@ -31,11 +32,13 @@ from streamq.job import (
     check_retries,
     timeout_ms,
 )
-from streamq.protocol import ops
+from streamq.protocol import dlq, jobs, queues, schedules
+from streamq.protocol.calls import Call, Flow, ping
 from streamq.protocol.codec import encode_payload, new_job_id, new_job_ids
+from streamq.protocol.jobs import PreparedJob
 from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
-from streamq.protocol.ops import DeadEntry, EnqueueResult, PreparedJob, QueueStatus
-from streamq.scheduler import Schedule
+from streamq.protocol.schedules import Schedule
+from streamq.results import DeadEntry, EnqueueResult, QueueStatus
 
 __all__ = ["AsyncProducer", "JobSpec", "Producer"]
 
@@ -94,6 +97,18 @@ def _at_ms(at: At | None) -> int:
             f"at must be an epoch time within [0, {MAX_AT_S}] seconds (year 9999), got {seconds}"
         )
     return int(seconds * 1000)
+
+
+def _limit(count: int | None, limit: int) -> int:
+    """``limit``, or the deprecated ``count`` when one was given (with a warning)."""
+    if count is None:
+        return limit
+    warnings.warn(
+        "dead_letters(count=...) is deprecated: use limit=... (keyword)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return count
 
 
 class _Base:
@@ -203,7 +218,7 @@ class _Base:
             job.name,
             job.data,
             job.options,
-            None if every is None else scheduler.as_ms(every),
+            None if every is None else schedules.as_ms(every),
             cron,
             tz,
         )
@@ -214,20 +229,20 @@ class _Base:
         prepared: list[PreparedJob],
         durable: bool | None = None,
         fresh: bool = False,
-    ) -> ops.Call[list[EnqueueResult]] | ops.Flow[list[EnqueueResult]]:
+    ) -> Call[list[EnqueueResult]] | Flow[list[EnqueueResult]]:
         # Everything is validated and encoded (``prepared``) before anything is sent: a bad
         # job in a batch means nothing of the batch is written. ``fresh``: no custom ids.
-        call = ops.enqueue(self.keys(queue), prepared, fresh=fresh)
+        call = jobs.enqueue(self.keys(queue), prepared, fresh=fresh)
         if not (self.durable if durable is None else durable):
             return call
         return self._durable_flow(call)
 
-    def _durable_flow(self, call: ops.Call[list[EnqueueResult]]) -> ops.Flow[list[EnqueueResult]]:
+    def _durable_flow(self, call: Call[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
         if not self._durable_checked:
-            yield from ops.check_waitaof()
+            yield from jobs.check_waitaof()
             self._durable_checked = True
         return (
-            yield from ops.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
+            yield from jobs.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
         )
 
 
@@ -289,11 +304,11 @@ class Producer(_Base):
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's record (state, attempts, result, last error, timestamps), or None."""
-        return self._driver.run(ops.get_job(self.keys(queue), job_id))
+        return self._driver.run(jobs.get_job(self.keys(queue), job_id))
 
     def cancel(self, queue: str, job_id: str) -> None:
         """Cancel a delayed or waiting job (InvalidStateError if it runs or has finished)."""
-        self._driver.run(ops.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
+        self._driver.run(jobs.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
 
     def reschedule(
         self, queue: str, job_id: str, *, delay: Delay | None = None, at: At | None = None
@@ -301,34 +316,42 @@ class Producer(_Base):
         """Move a delayed job to another time; returns the new due time (ms since epoch)."""
         if (delay is None) == (at is None):
             raise ConfigError("reschedule needs exactly one of delay= or at=")
-        return self._driver.run(ops.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at)))
+        return self._driver.run(jobs.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at)))
 
     def status(self, queue: str) -> QueueStatus:
         """Waiting, active, completed, failed, delayed (and DLQ) counts of ``queue``."""
-        return self._driver.run(ops.status(self.keys(queue)))
+        return self._driver.run(queues.status(self.keys(queue)))
 
     def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
         """Block until the job completes, dies or is cancelled (no polling loop); raises
         WaitTimeoutError after ``timeout`` seconds."""
         return self._driver.run(
-            ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
+            jobs.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
         )
 
-    def dead_letters(self, queue: str, count: int = 100, after: str = "-") -> list[DeadEntry]:
-        """DLQ entries, oldest first."""
-        return self._driver.run(ops.list_dead(self.keys(queue), count, after))
+    def dead_letters(
+        self, queue: str, count: int | None = None, *, limit: int = 100, after: str = "-"
+    ) -> list[DeadEntry]:
+        """Up to ``limit`` DLQ entries, oldest first, after entry id ``after``. ``count``
+        is the deprecated name of ``limit``."""
+        limit = _limit(count, limit)
+        return self._driver.run(dlq.list_dead(self.keys(queue), limit, after))
 
     def replay_dead(self, queue: str, dead_id: str) -> bool:
         """Move one DLQ entry back to the queue with a fresh retry budget."""
-        return self._driver.run(ops.replay_one(self.keys(queue), dead_id))
+        return self._driver.run(dlq.replay_one(self.keys(queue), dead_id))
 
     def replay_all_dead(self, queue: str, progress: Callable[[int], None] | None = None) -> int:
         """Replay every DLQ entry of ``queue``; returns how many moved."""
-        return self._driver.run(ops.replay_all(self.keys(queue), progress=progress))
+        return self._driver.run(dlq.replay_all(self.keys(queue), progress=progress))
+
+    def delete_dead(self, queue: str, dead_id: str) -> bool:
+        """Delete one DLQ entry by its entry id; False if it was not there."""
+        return self._driver.run(dlq.delete_dead(self.keys(queue), dead_id))
 
     def purge_dead(self, queue: str) -> int:
         """Delete every DLQ entry of ``queue``; returns how many."""
-        return self._driver.run(ops.purge_dead(self.keys(queue)))
+        return self._driver.run(dlq.purge_dead(self.keys(queue)))
 
     def add_schedule(
         self,
@@ -349,20 +372,20 @@ class Producer(_Base):
         5-field ``cron`` in ``tz``); returns the next tick (ms since epoch). Re-adding an
         identical schedule keeps its next tick."""
         sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
-        first = None if first_at is None else int(scheduler.aware(first_at).timestamp() * 1000)
-        return self._driver.run(scheduler.add_schedule(self.keys(queue), sch, first))
+        first = None if first_at is None else int(schedules.aware(first_at).timestamp() * 1000)
+        return self._driver.run(schedules.add_schedule(self.keys(queue), sch, first))
 
     def list_schedules(self, queue: str) -> list[Schedule]:
         """The repeating schedules of ``queue``, soonest first."""
-        return self._driver.run(scheduler.list_schedules(self.keys(queue)))
+        return self._driver.run(schedules.list_schedules(self.keys(queue)))
 
     def remove_schedule(self, queue: str, key: str) -> bool:
         """Delete a schedule; True when it existed."""
-        return self._driver.run(scheduler.remove_schedule(self.keys(queue), key))
+        return self._driver.run(schedules.remove_schedule(self.keys(queue), key))
 
     def ping(self) -> bool:
         """True when the server answers."""
-        return bool(self._driver.run(ops.Call(None, command=("PING",), parse=bool)))
+        return self._driver.run(ping())
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -427,11 +450,11 @@ class AsyncProducer(_Base):
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Producer.get_job`."""
-        return await self._driver.run(ops.get_job(self.keys(queue), job_id))
+        return await self._driver.run(jobs.get_job(self.keys(queue), job_id))
 
     async def cancel(self, queue: str, job_id: str) -> None:
         """See :meth:`Producer.cancel`."""
-        await self._driver.run(ops.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
+        await self._driver.run(jobs.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
 
     async def reschedule(
         self, queue: str, job_id: str, *, delay: Delay | None = None, at: At | None = None
@@ -440,36 +463,43 @@ class AsyncProducer(_Base):
         if (delay is None) == (at is None):
             raise ConfigError("reschedule needs exactly one of delay= or at=")
         return await self._driver.run(
-            ops.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at))
+            jobs.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at))
         )
 
     async def status(self, queue: str) -> QueueStatus:
         """See :meth:`Producer.status`."""
-        return await self._driver.run(ops.status(self.keys(queue)))
+        return await self._driver.run(queues.status(self.keys(queue)))
 
     async def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
         """See :meth:`Producer.wait`."""
         return await self._driver.run(
-            ops.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
+            jobs.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
         )
 
-    async def dead_letters(self, queue: str, count: int = 100, after: str = "-") -> list[DeadEntry]:
+    async def dead_letters(
+        self, queue: str, count: int | None = None, *, limit: int = 100, after: str = "-"
+    ) -> list[DeadEntry]:
         """See :meth:`Producer.dead_letters`."""
-        return await self._driver.run(ops.list_dead(self.keys(queue), count, after))
+        limit = _limit(count, limit)
+        return await self._driver.run(dlq.list_dead(self.keys(queue), limit, after))
 
     async def replay_dead(self, queue: str, dead_id: str) -> bool:
         """See :meth:`Producer.replay_dead`."""
-        return await self._driver.run(ops.replay_one(self.keys(queue), dead_id))
+        return await self._driver.run(dlq.replay_one(self.keys(queue), dead_id))
 
     async def replay_all_dead(
         self, queue: str, progress: Callable[[int], None] | None = None
     ) -> int:
         """See :meth:`Producer.replay_all_dead`."""
-        return await self._driver.run(ops.replay_all(self.keys(queue), progress=progress))
+        return await self._driver.run(dlq.replay_all(self.keys(queue), progress=progress))
+
+    async def delete_dead(self, queue: str, dead_id: str) -> bool:
+        """See :meth:`Producer.delete_dead`."""
+        return await self._driver.run(dlq.delete_dead(self.keys(queue), dead_id))
 
     async def purge_dead(self, queue: str) -> int:
         """See :meth:`Producer.purge_dead`."""
-        return await self._driver.run(ops.purge_dead(self.keys(queue)))
+        return await self._driver.run(dlq.purge_dead(self.keys(queue)))
 
     async def add_schedule(
         self,
@@ -488,20 +518,20 @@ class AsyncProducer(_Base):
     ) -> int:
         """See :meth:`Producer.add_schedule`."""
         sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
-        first = None if first_at is None else int(scheduler.aware(first_at).timestamp() * 1000)
-        return await self._driver.run(scheduler.add_schedule(self.keys(queue), sch, first))
+        first = None if first_at is None else int(schedules.aware(first_at).timestamp() * 1000)
+        return await self._driver.run(schedules.add_schedule(self.keys(queue), sch, first))
 
     async def list_schedules(self, queue: str) -> list[Schedule]:
         """See :meth:`Producer.list_schedules`."""
-        return await self._driver.run(scheduler.list_schedules(self.keys(queue)))
+        return await self._driver.run(schedules.list_schedules(self.keys(queue)))
 
     async def remove_schedule(self, queue: str, key: str) -> bool:
         """See :meth:`Producer.remove_schedule`."""
-        return await self._driver.run(scheduler.remove_schedule(self.keys(queue), key))
+        return await self._driver.run(schedules.remove_schedule(self.keys(queue), key))
 
     async def ping(self) -> bool:
         """See :meth:`Producer.ping`."""
-        return bool(await self._driver.run(ops.Call(None, command=("PING",), parse=bool)))
+        return await self._driver.run(ping())
 
     async def close(self) -> None:
         """See :meth:`Producer.close`."""

@@ -400,7 +400,7 @@ def test_the_core_path_runs_as_the_least_privilege_user(
         assert info.status.completed >= 6 and info.status.failed == 1 and not info.paused
         for state in LIST_STATES:
             admin.jobs(q, state, limit=10)
-        job = admin.job(q, first.job_id)
+        job = admin.get_job(q, first.job_id)
         assert job is not None and job.state is JobState.COMPLETED
 
     # ---- the worker's metrics landed in Redis

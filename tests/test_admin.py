@@ -14,7 +14,7 @@ from _producer_support import run_burst
 from _support import redis_now_ms
 
 import streamq.worker
-from streamq import Producer, RedisSettings, Settings
+from streamq import AsyncProducer, Producer, RedisSettings, Settings
 from streamq.admin import LIVE_WINDOW_MS, Admin, AsyncAdmin
 from streamq.errors import ConfigError, JobNotFoundError
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -177,14 +177,49 @@ def test_dead_letters_found_by_entry_or_job_id_and_replayed(
     assert admin.dead_letter(queue_name, j1.dead_id) == admin.dead_letter(queue_name, "j1") == j1
     assert admin.dead_letter(queue_name, "nope") is None
 
-    assert admin.retry_dead(queue_name, "j0").job_id == "j0"
+    assert admin.replay_dead(queue_name, "j0").job_id == "j0"
     with pytest.raises(JobNotFoundError):
-        admin.retry_dead(queue_name, "j0")
+        admin.replay_dead(queue_name, "j0")
     seen: list[int] = []
-    assert admin.retry_all_dead(queue_name, progress=seen.append) == 2
+    assert admin.replay_all_dead(queue_name, progress=seen.append) == 2
     assert seen == [2]
     assert admin.dead_count(queue_name) == 0
     assert producer.status(queue_name).waiting == 3
+
+
+def test_delete_dead_removes_one_entry_and_says_whether_it_was_there(
+    admin: Admin, producer: Producer, settings: Settings, queue_name: str
+) -> None:
+    for i in range(2):
+        producer.enqueue(queue_name, "missing", job_id=f"j{i}")
+    run_burst(streamq.worker.App(), [queue_name], settings)
+    first, second = admin.dead_letters(queue_name)
+    assert admin.delete_dead(queue_name, first.dead_id) is True
+    assert admin.delete_dead(queue_name, first.dead_id) is False
+    assert admin.dead_letters(queue_name) == [second]
+    assert producer.delete_dead(queue_name, second.dead_id) is True
+    assert producer.dead_letters(queue_name) == []
+
+
+def test_the_old_dlq_names_still_work_and_warn(
+    admin: Admin, producer: Producer, settings: Settings, queue_name: str
+) -> None:
+    for i in range(3):
+        producer.enqueue(queue_name, "missing", job_id=f"j{i}")
+    run_burst(streamq.worker.App(), [queue_name], settings)
+    with pytest.warns(DeprecationWarning, match="replay_dead"):
+        assert admin.retry_dead(queue_name, "j0").job_id == "j0"
+    with pytest.warns(DeprecationWarning, match="limit"):
+        assert len(producer.dead_letters(queue_name, count=1)) == 1
+    with pytest.warns(DeprecationWarning, match="limit"):
+        assert len(producer.dead_letters(queue_name, 5)) == 2  # positional, as before
+    with pytest.warns(DeprecationWarning, match="replay_all_dead"):
+        assert admin.retry_all_dead(queue_name) == 2
+    assert admin.dead_count(queue_name) == 0
+    with pytest.warns(DeprecationWarning, match="get_job"):
+        assert admin.job(queue_name, "j0") == admin.get_job(queue_name, "j0") is not None
+    with pytest.warns(DeprecationWarning, match="list_schedules"):
+        assert admin.schedules(queue_name) == admin.list_schedules(queue_name) == []
 
 
 def test_pause_and_resume_say_whether_they_changed_anything(
@@ -207,12 +242,37 @@ def test_async_admin_reads_what_the_sync_one_reads(
     async def read() -> tuple[object, ...]:
         async with AsyncAdmin(settings=settings) as a:
             (info,) = await a.status([queue_name])
-            return info.status, await a.jobs(queue_name, "waiting"), await a.job(queue_name, "one")
+            return (
+                info.status,
+                await a.jobs(queue_name, "waiting"),
+                await a.get_job(queue_name, "one"),
+            )
 
     status, jobs, job = asyncio.run(read())
     assert status == admin.status([queue_name])[0].status
     assert jobs == admin.jobs(queue_name, "waiting")
-    assert job == admin.job(queue_name, "one")
+    assert job == admin.get_job(queue_name, "one")
+
+
+def test_async_admin_and_producer_replay_and_delete_dead_entries(
+    producer: Producer, settings: Settings, queue_name: str
+) -> None:
+    for i in range(3):
+        producer.enqueue(queue_name, "missing", job_id=f"j{i}")
+    run_burst(streamq.worker.App(), [queue_name], settings)
+
+    async def steer() -> tuple[object, ...]:
+        async with AsyncAdmin(settings=settings) as a, AsyncProducer(settings=settings) as p:
+            replayed = await a.replay_dead(queue_name, "j0")
+            first, _second = await p.dead_letters(queue_name, limit=10)
+            deleted = await a.delete_dead(queue_name, first.dead_id)
+            again = await p.delete_dead(queue_name, first.dead_id)
+            with pytest.warns(DeprecationWarning, match="replay_all_dead"):
+                moved = await a.retry_all_dead(queue_name)
+            return replayed.job_id, deleted, again, moved, await a.dead_count(queue_name)
+
+    assert asyncio.run(steer()) == ("j0", True, False, 1, 0)
+    assert producer.status(queue_name).waiting == 2
 
 
 def test_find_job_searches_every_queue_and_known_tells_used_names_from_typos(

@@ -57,7 +57,7 @@ from streamq.job import (
     MAX_DELAY_S,
     MAX_RETRIES,
 )
-from streamq.protocol import ops
+from streamq.protocol import jobs as job_ops
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.worker import App
@@ -883,7 +883,7 @@ def test_wait_returns_even_when_the_end_event_was_lost(
 ) -> None:
     # The events stream is capped: under load a job's end event can be trimmed before a
     # waiter reads it. The waiter re-reads the job's state now and then instead of hanging.
-    monkeypatch.setattr(ops, "WAIT_RECHECK_S", 0.2)
+    monkeypatch.setattr(job_ops, "WAIT_RECHECK_S", 0.2)
     r = producer.enqueue(queue_name, "dispatch", {})
 
     def finish_silently() -> None:

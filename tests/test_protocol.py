@@ -29,9 +29,12 @@ from streamq import (
     Settings,
     WaitTimeoutError,
 )
-from streamq.protocol import ops, scripts
+from streamq.protocol import dlq, queues, scripts
+from streamq.protocol import jobs as job_ops
+from streamq.protocol.calls import Call, Code
+from streamq.protocol.jobs import PreparedJob
 from streamq.protocol.keys import GROUP, QueueKeys
-from streamq.protocol.ops import Call, Code, PreparedJob
+from streamq.results import DeadEntry
 
 LUA = Path(str(resources.files("streamq.protocol").joinpath("lua")))
 SCRIPT_FILES = sorted(LUA.glob("*.lua"))
@@ -216,14 +219,14 @@ def test_scripts_take_every_key_from_keys(path: Path) -> None:
 
 def _sample_calls(keys: QueueKeys) -> dict[str, Call[Any]]:
     job = PreparedJob("j1", "n", b"{}", b"[]")
-    dead = ops.DeadEntry("1-0", "j1", "n", None, 1, "", "", "", None)
+    dead = DeadEntry("1-0", "j1", "n", None, 1, "", "", "", None)
     return {
-        "enqueue": ops.enqueue(keys, [job]),
-        "get_job": ops.get_job(keys, "j1"),
-        "status": ops.status(keys),
-        "cancel": ops.cancel(keys, "j1", 100),
-        "move": ops.move(keys, "j1", 0, -1),
-        "replay": ops.replay_dead(keys, dead),
+        "enqueue": job_ops.enqueue(keys, [job]),
+        "get_job": job_ops.get_job(keys, "j1"),
+        "status": queues.status(keys),
+        "cancel": job_ops.cancel(keys, "j1", 100),
+        "move": job_ops.move(keys, "j1", 0, -1),
+        "replay": dlq.replay_dead(keys, dead),
     }
 
 
@@ -277,16 +280,16 @@ def test_the_prefix_setting_is_used_for_every_key(
 
 def test_parse_job_derives_active_from_the_pel() -> None:
     flat = [b"n", b"dispatch", b"d", b'{"a":1}', b"s", b"waiting", b"a", b"0", b"x", b"5-0"]
-    waiting = ops.parse_job("q", "j", flat, [])
+    waiting = job_ops.parse_job("q", "j", flat, [])
     assert waiting.state is JobState.WAITING and waiting.attempt == 0
-    active = ops.parse_job("q", "j", flat, [b"worker-1", 1500, 2])
+    active = job_ops.parse_job("q", "j", flat, [b"worker-1", 1500, 2])
     assert active.state is JobState.ACTIVE and active.attempt == 1
     assert (active.worker, active.lease_idle_ms, active.deliveries) == ("worker-1", 1500, 2)
     assert active.data == {"a": 1}
 
 
 def test_unknown_script_codes_raise_script_error() -> None:
-    call = ops.cancel(QueueKeys("q"), "j", 10)
+    call = job_ops.cancel(QueueKeys("q"), "j", 10)
     call.parse([Code.OK, b"cancelled"])
     with pytest.raises(JobNotFoundError):
         call.parse([Code.MISSING, b""])
@@ -299,14 +302,14 @@ def test_unknown_script_codes_raise_script_error() -> None:
 
 def test_enqueue_parse_reports_created_and_existing() -> None:
     jobs = [PreparedJob("a", "n", b"1", b"[]"), PreparedJob("b", "n", b"2", b"[]", 5000)]
-    call = ops.enqueue(QueueKeys("q"), jobs)
+    call = job_ops.enqueue(QueueKeys("q"), jobs)
     assert call.keys[3:] == [QueueKeys("q").job("a"), QueueKeys("q").job("b")]
     # One item per job: new waiting -> entry id, new delayed -> due ms, existing -> [state].
     out = call.parse([b"7-0", [b"delayed"]])
     assert (out[0].created, out[0].state, out[0].entry_id) == (True, JobState.WAITING, "7-0")
     assert out[0].due_at_ms is None
     assert (out[1].created, out[1].state, out[1].due_at_ms) == (False, JobState.DELAYED, None)
-    [later] = ops.enqueue(QueueKeys("q"), jobs[1:]).parse([1_900_000_000_000])
+    [later] = job_ops.enqueue(QueueKeys("q"), jobs[1:]).parse([1_900_000_000_000])
     assert (later.created, later.state, later.due_at_ms) == (True, JobState.DELAYED, 1.9e12)
     assert later.entry_id is None
 
@@ -314,7 +317,7 @@ def test_enqueue_parse_reports_created_and_existing() -> None:
 def test_wait_flow_blocks_on_the_events_stream_until_the_job_ends() -> None:
     keys = QueueKeys("q")
     now = [100.0]
-    flow = ops.wait_for(keys, "j1", 10.0, lambda: now[0])
+    flow = job_ops.wait_for(keys, "j1", 10.0, lambda: now[0])
     step = next(flow)
     assert isinstance(step, Call) and step.script == "peek"
     step = flow.send(("1-0", "waiting"))
@@ -336,7 +339,7 @@ def test_wait_flow_blocks_on_the_events_stream_until_the_job_ends() -> None:
 
 def test_wait_flow_never_blocks_past_its_deadline() -> None:
     now = [0.0]
-    flow = ops.wait_for(QueueKeys("q"), "j1", 2.0, lambda: now[0])
+    flow = job_ops.wait_for(QueueKeys("q"), "j1", 2.0, lambda: now[0])
     next(flow)
     step = flow.send(("0-0", "waiting"))
     assert step.command is not None and step.command[3:5] == ("BLOCK", 2000)
@@ -347,7 +350,7 @@ def test_wait_flow_never_blocks_past_its_deadline() -> None:
 
 def test_wait_flow_times_out_on_its_own_clock() -> None:
     now = [0.0]
-    flow = ops.wait_for(QueueKeys("q"), "j1", 2.0, lambda: now[0])
+    flow = job_ops.wait_for(QueueKeys("q"), "j1", 2.0, lambda: now[0])
     next(flow)
     flow.send(("0-0", "delayed"))
     now[0] = 2.01
@@ -360,15 +363,15 @@ def test_wait_flow_rechecks_the_state_in_case_it_missed_the_end_event() -> None:
     # before a slow waiter reads it. Re-reading the state bounds that to a few seconds.
     keys = QueueKeys("q")
     now = [0.0]
-    flow = ops.wait_for(keys, "j1", 60.0, lambda: now[0])
+    flow = job_ops.wait_for(keys, "j1", 60.0, lambda: now[0])
     next(flow)
     flow.send(("1-0", "waiting"))
-    now[0] = ops.WAIT_RECHECK_S
+    now[0] = job_ops.WAIT_RECHECK_S
     step = flow.send(None)  # the block ran out, nothing seen
     assert isinstance(step, Call) and step.script == "peek"
     step = flow.send(("9-0", "waiting"))  # still running: block again from the newest event
     assert step.command is not None and step.command[-1] == "9-0"
-    now[0] = 2 * ops.WAIT_RECHECK_S
+    now[0] = 2 * job_ops.WAIT_RECHECK_S
     busy = [(keys.events.encode(), [(b"10-0", {b"other": b"completed"})])]
     step = flow.send(busy)  # a busy stream never times out: re-check by the clock as well
     assert isinstance(step, Call) and step.script == "peek"

@@ -18,7 +18,8 @@ import redis
 
 from streamq import Producer, Settings, WaitTimeoutError
 from streamq.config import RedisSettings
-from streamq.protocol import ops
+from streamq.protocol import queues as queue_ops
+from streamq.protocol.calls import raw
 from streamq.protocol.keys import QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.testing import QueueTester
@@ -383,7 +384,7 @@ def test_make_due_skips_ids_that_are_not_delayed(redis_url: str) -> None:
         ready = tester.enqueue(q, "dispatch", {"post": 1})
         assert tester.make_due(q, job_ids=[ready.job_id, "no-such-job"]) == 0
         keys = QueueKeys(q, settings.prefix)
-        assert tester._driver.run(ops.status(keys)).waiting == 1
-        assert not tester._driver.run(ops.raw("EXISTS", keys.job("no-such-job")))
+        assert tester._driver.run(queue_ops.status(keys)).waiting == 1
+        assert not tester._driver.run(raw("EXISTS", keys.job("no-such-job")))
     finally:
         tester.cleanup()

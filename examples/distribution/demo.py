@@ -547,7 +547,9 @@ class Demo:
             counts = " ".join(f"{k}={v}" for k, v in st.counts().items())
             print(f"    {st.queue:<28} {counts} dlq={st.dead}")
         ours = {t.job_id for t in self.tracked}
-        dead = [d for d in svc.producer.dead_letters(DISPATCH_QUEUE, 1000) if d.job_id in ours]
+        dead = [
+            d for d in svc.producer.dead_letters(DISPATCH_QUEUE, limit=1000) if d.job_id in ours
+        ]
         for d in dead:
             print(f"    DLQ {d.dead_id}: job {d.job_id} after {d.attempts} attempts: {d.error}")
         if dead:

@@ -8,7 +8,6 @@ import difflib
 from datetime import UTC, datetime
 from typing import Any
 
-from streamq.admin import JobEntry, QueueInfo, WorkerInfo
 from streamq.cli.context import EXIT_OK, EXIT_USAGE, Context, _listing
 from streamq.cli.output import (
     _block,
@@ -22,7 +21,7 @@ from streamq.cli.output import (
 )
 from streamq.errors import JobNotFoundError
 from streamq.job import Job
-from streamq.protocol.ops import EnqueueResult
+from streamq.results import EnqueueResult, JobEntry, QueueInfo, WorkerInfo
 
 
 def _status_tail(i: QueueInfo) -> tuple[str, int, str]:
@@ -128,7 +127,7 @@ def cmd_job(ctx: Context) -> int:
             return got
         job = got
     else:
-        job = ctx.admin.job(a.queue, a.job_id)
+        job = ctx.admin.get_job(a.queue, a.job_id)
     if job is None:
         raise JobNotFoundError(f"no job {a.job_id!r} in queue {a.queue!r}")
     if ctx.json:

@@ -79,7 +79,7 @@ def cmd_dlq_retry(ctx: Context) -> int:
     if a.all:
         total = ctx.admin.dead_count(a.queue)
         progress = Progress("replaying", total, ctx.err)
-        moved = ctx.admin.retry_all_dead(a.queue, progress=progress) if total else 0
+        moved = ctx.admin.replay_all_dead(a.queue, progress=progress) if total else 0
         if total:
             progress.finish(moved)
         if ctx.json:
@@ -87,7 +87,7 @@ def cmd_dlq_retry(ctx: Context) -> int:
         else:
             ctx.say(f"replayed {moved} dead-letter entries of {a.queue!r}")
         return EXIT_OK
-    entry = ctx.admin.retry_dead(a.queue, a.ident)
+    entry = ctx.admin.replay_dead(a.queue, a.ident)
     if ctx.json:
         ctx.emit_json({"queue": a.queue, "replayed": 1, "job_id": entry.job_id})
     else:

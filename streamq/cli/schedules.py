@@ -17,7 +17,7 @@ def _every(s: Schedule) -> str:
 def cmd_schedules_list(ctx: Context) -> int:
     """``streamq schedules list Q``."""
     a = ctx.args
-    items = ctx.admin.schedules(a.queue)
+    items = ctx.admin.list_schedules(a.queue)
 
     def human() -> None:
         now = ctx.admin.server_time_ms()

@@ -9,12 +9,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamq.job import Job
-from streamq.protocol import ops
 from streamq.protocol import worker as worker_ops
+from streamq.protocol.calls import Call, Flow, raw, score_pairs
+from streamq.protocol.calls import text as _s
+from streamq.protocol.jobs import get_job
 from streamq.protocol.keys import QueueKeys
-from streamq.protocol.ops import Call, Flow, _s, raw
 
-__all__ = ["delete_prefix", "events", "job_ids", "jobs", "make_due", "promote_due"]
+__all__ = [
+    "delete_prefix",
+    "events",
+    "job_ids",
+    "jobs",
+    "make_due",
+    "next_due",
+    "promote_due",
+]
 
 #: Ids per script call or pipeline: bounded, so a big queue never builds one huge command.
 BATCH = 500
@@ -34,6 +43,16 @@ def promote_due(keys: QueueKeys) -> Flow[int]:
         if not info.ids:
             return total
         total += yield worker_ops.promote(keys, info.ids)
+
+
+def next_due(keys: QueueKeys) -> Call[int | None]:
+    """The due time (ms, Redis clock) of the soonest delayed job or retry; None if none."""
+
+    def parse(reply: Any) -> int | None:
+        pairs = score_pairs(reply)
+        return int(float(pairs[0][1])) if pairs else None
+
+    return raw("ZRANGE", keys.delayed, 0, 0, "WITHSCORES", parse=parse)
 
 
 def make_due(keys: QueueKeys, job_ids: Sequence[str] | None = None) -> Flow[int]:
@@ -70,7 +89,7 @@ def jobs(keys: QueueKeys) -> Flow[list[Job]]:
     ids = yield from job_ids(keys)
     out: list[Job] = []
     for i in range(0, len(ids), BATCH):
-        got = yield [ops.get_job(keys, j) for j in ids[i : i + BATCH]]
+        got = yield [get_job(keys, j) for j in ids[i : i + BATCH]]
         out += [j for j in got if j is not None]
     return out
 

@@ -22,11 +22,12 @@ from streamq import connection
 from streamq._driver import AsyncDriver
 from streamq.config import Settings
 from streamq.errors import ConfigError, WaitTimeoutError
-from streamq.protocol import ops
+from streamq.protocol import queues as queue_ops
 from streamq.protocol import testing as tops
 from streamq.protocol import worker as worker_ops
+from streamq.protocol.calls import server_time
 from streamq.protocol.keys import QueueKeys
-from streamq.protocol.ops import QueueStatus
+from streamq.results import QueueStatus
 from streamq.worker.app import App
 from streamq.worker.runner import Worker
 
@@ -79,7 +80,7 @@ class _Reading:
 
 
 async def _read(driver: AsyncDriver, keys: Sequence[QueueKeys]) -> _Reading:
-    calls = [c for k in keys for c in (ops.status(k), worker_ops.due(k, 1))]
+    calls = [c for k in keys for c in (queue_ops.status(k), worker_ops.due(k, 1))]
     replies = await driver.run(calls)
     return _Reading(list(replies[0::2]), [len(d.ids) for d in replies[1::2]])
 
@@ -96,13 +97,13 @@ def _result(before: Sequence[QueueStatus], after: Sequence[QueueStatus], made: i
 
 async def _describe(driver: AsyncDriver, keys: Sequence[QueueKeys], worker: Worker) -> str:
     reading = await _read(driver, keys)
-    now = await driver.run(ops.raw("TIME", parse=lambda r: int(r[0]) * 1000 + int(r[1]) // 1000))
+    now = await driver.run(server_time())
     parts = []
     for k, s in zip(keys, reading.status, strict=True):
-        head = await driver.run(ops.raw("ZRANGE", k.delayed, 0, 0, "WITHSCORES"))
+        due = await driver.run(tops.next_due(k))
         nxt = ""
-        if head:
-            due_in = max(int(float(head[0][1])) - now, 0) / 1000
+        if due is not None:
+            due_in = max(due - now, 0) / 1000
             nxt = f" (next due in {due_in:.1f} s)"
         parts.append(
             f"{k.queue!r}: {s.waiting} waiting, {s.active} running, {s.delayed} delayed{nxt}"
@@ -140,7 +141,7 @@ async def drain(
     client = connection.async_client(settings.redis, retry_attempts=1)
     driver = AsyncDriver(client, settings.redis.describe())
     try:
-        before = await driver.run([ops.status(k) for k in keys])
+        before = await driver.run([queue_ops.status(k) for k in keys])
         worker = Worker(
             app,
             list(queues),
@@ -150,7 +151,7 @@ async def drain(
             promote_poll_ms=20,
         )
         made = await _watch(worker, driver, keys, timeout, run_delayed)
-        after = await driver.run([ops.status(k) for k in keys])
+        after = await driver.run([queue_ops.status(k) for k in keys])
         return _result(before, after, made)
     finally:
         await client.aclose()

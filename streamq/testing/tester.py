@@ -16,15 +16,15 @@ from typing import Any
 
 from streamq import connection
 from streamq._driver import SyncDriver
-from streamq.admin import discover
 from streamq.config import Settings
 from streamq.errors import ConfigError
 from streamq.job import Backoff, Job, JobState
 from streamq.producer import At, Delay, Producer
-from streamq.protocol import ops
+from streamq.protocol import dlq
 from streamq.protocol import testing as tops
 from streamq.protocol.keys import QueueKeys, validate_queue_name
-from streamq.protocol.ops import DeadEntry, EnqueueResult
+from streamq.protocol.queues import discover
+from streamq.results import DeadEntry, EnqueueResult
 from streamq.testing.drain import DrainResult, drain
 from streamq.worker.app import App
 
@@ -230,7 +230,7 @@ class QueueTester:
         for k in self._keys(queue):
             after = "-"
             while True:
-                page = self._driver.run(ops.list_dead(k, 500, after))
+                page = self._driver.run(dlq.list_dead(k, 500, after))
                 out += [d for d in page if name is None or d.name == name]
                 if len(page) < 500:
                     break

@@ -45,10 +45,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from streamq.admin import LIST_STATES, JobEntry, WorkerInfo
+from streamq.admin import LIST_STATES
 from streamq.errors import ConfigError, JobNotFoundError, StreamQError
 from streamq.job import Job
-from streamq.protocol.ops import DeadEntry
+from streamq.results import DeadEntry, JobEntry, WorkerInfo
 from streamq.scheduler import Schedule
 from streamq.web.auth import authorized, unauthorized
 from streamq.web.errors import BadRequest, safe_error
@@ -338,7 +338,7 @@ async def job(request: Request) -> Response:
     """``GET /api/queues/{q}/jobs/{id}``: the full record (404 if retention removed it)."""
     queue = _queue(request)
     job_id: str = request.path_params["job_id"]
-    record = await _admin(request).job(queue, job_id)
+    record = await _admin(request).get_job(queue, job_id)
     if record is None:
         raise JobNotFoundError(f"no job {job_id!r} in queue {queue!r}")
     return JSONResponse(job_json(record))
@@ -398,7 +398,7 @@ async def dlq(request: Request) -> Response:
 async def dlq_retry(request: Request) -> Response:
     """``POST /api/queues/{q}/dlq/{dead_id}/retry``: back to the queue (404 if gone)."""
     queue, dead_id = _queue(request), _dead_id(request)
-    entry = await _admin(request).retry_dead(queue, dead_id)
+    entry = await _admin(request).replay_dead(queue, dead_id)
     log.info("dashboard: replayed dead-letter entry %s of %s", dead_id, queue)
     return JSONResponse({"queue": queue, "retried": dead_json(entry)})
 
@@ -407,7 +407,7 @@ async def dlq_retry(request: Request) -> Response:
 async def dlq_retry_all(request: Request) -> Response:
     """``POST /api/queues/{q}/dlq/retry-all``: replay every entry present now."""
     queue = _queue(request)
-    moved = await _admin(request).retry_all_dead(queue)
+    moved = await _admin(request).replay_all_dead(queue)
     log.info("dashboard: replayed %d dead-letter entries of %s", moved, queue)
     return JSONResponse({"queue": queue, "retried": moved})
 

@@ -65,9 +65,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from streamq.results import Histogram, QueueMetrics
 from streamq.web.auth import require_token
 from streamq.web.errors import safe_error
-from streamq.web.fleet import Histogram, QueueMetrics, WebAdmin
+from streamq.web.fleet import WebAdmin
 
 __all__ = ["CONTENT_TYPE", "METRICS_ROUTES", "FleetCollector", "render"]
 

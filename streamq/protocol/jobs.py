@@ -1,0 +1,271 @@
+"""Operations on one job: enqueue (plain and durable), read back, cancel, move (reschedule)
+and wait for the end state. Pure builders and parsers; the drivers run them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from streamq.errors import (
+    DurabilityError,
+    InvalidStateError,
+    JobNotFoundError,
+    ScriptError,
+    ServerError,
+    WaitTimeoutError,
+)
+from streamq.job import Job, JobOptions, JobState
+from streamq.protocol.calls import Arg, Call, Code, Flow, raw
+from streamq.protocol.calls import text as _s
+from streamq.protocol.codec import decode_json
+from streamq.protocol.keys import GROUP, QueueKeys
+from streamq.results import EnqueueResult
+
+__all__ = [
+    "WAIT_RECHECK_S",
+    "PreparedJob",
+    "cancel",
+    "check_waitaof",
+    "durable_enqueue",
+    "enqueue",
+    "get_job",
+    "move",
+    "parse_job",
+    "wait_for",
+]
+
+
+# ---------------------------------------------------------------------------- enqueue
+
+
+class PreparedJob(NamedTuple):
+    """A job ready to send: payload and options already encoded and validated. The field
+    order is the script's ARGV order for one job (a tuple: cheap to build per job)."""
+
+    job_id: str
+    name: str
+    data: bytes
+    options: bytes
+    delay_ms: int = 0
+    at_ms: int = -1
+
+
+_STATES = {s.value.encode(): s for s in JobState}
+_WAITING, _DELAYED = JobState.WAITING, JobState.DELAYED  # module globals: faster per job
+
+
+def _enqueue_result(job_id: str, ref: Any) -> EnqueueResult:
+    # enqueue.lua: the entry id of a new waiting job, the due ms of a new delayed one, or
+    # [state] when the job existed.
+    if isinstance(ref, list):
+        state = ref[0]
+        return EnqueueResult(job_id, _STATES.get(state) or JobState(_s(state)), False)
+    if isinstance(ref, int):
+        return EnqueueResult(job_id, _DELAYED, True, None, ref)
+    return EnqueueResult(job_id, _WAITING, True, _s(ref))
+
+
+def enqueue(
+    keys: QueueKeys, jobs: Sequence[PreparedJob], *, fresh: bool = False
+) -> Call[list[EnqueueResult]]:
+    """Add jobs in one script call (one round trip however many jobs). ``fresh``: every
+    job id was just generated (:func:`~streamq.protocol.codec.new_job_id`), so the script
+    need not look for an existing record; custom ids always are looked up."""
+    args: list[Arg] = [GROUP, len(jobs), "1" if fresh else "0"]
+    job_key = keys.job("")
+    job_keys = []
+    for j in jobs:
+        args += j  # id, name, data, opts, delay_ms, at_ms: the script's order
+        job_keys.append(job_key + j.job_id)
+    # A resend (redis-py retrying after a lost reply) must find the records the first send
+    # may have written, or a job would be added twice: resends always look ids up.
+    resend = [GROUP, len(jobs), "0", *args[3:]] if fresh else None
+
+    def parse(reply: list[Any]) -> list[EnqueueResult]:
+        return [_enqueue_result(j.job_id, r) for j, r in zip(jobs, reply, strict=True)]
+
+    return Call(
+        "enqueue",
+        [keys.stream, keys.delayed, keys.cancelled, *job_keys],
+        args,
+        parse,
+        resend_args=resend,
+    )
+
+
+def check_waitaof() -> Flow[None]:
+    """Refuse durable enqueues on a server without WAITAOF (Redis < 7.2) or without AOF,
+    before anything is written."""
+    info = yield raw("INFO")
+    version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+    # Valkey reports redis_version 7.2.x for compatibility and has WAITAOF.
+    if version < (7, 2):
+        raise ServerError(
+            "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey >= 8); this server lacks "
+            "it: use durable=False, or the strict profile (appendfsync always) instead"
+        )
+    if str(info.get("aof_enabled", "0")) != "1":
+        raise ServerError(
+            "durable enqueue needs AOF: the server has appendonly off (see redis.conf)"
+        )
+
+
+def durable_enqueue(
+    call: Call[list[EnqueueResult]], replicas: int, timeout_ms: int
+) -> Flow[list[EnqueueResult]]:
+    """The enqueue script and WAITAOF in one pipeline (one round trip): returns once the
+    write is fsynced locally (and on ``replicas`` replicas)."""
+    results, ack = yield [call, raw("WAITAOF", 1, replicas, timeout_ms)]
+    local, remote = int(ack[0]), int(ack[1])
+    if local < 1 or remote < replicas:
+        raise DurabilityError(
+            f"WAITAOF confirmed {local} local and {remote} replica fsyncs within "
+            f"{timeout_ms} ms (wanted 1 and {replicas})",
+            [r.job_id for r in results],
+        )
+    return results  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def parse_job(queue: str, job_id: str, flat: Sequence[Any], run: Sequence[Any]) -> Job:
+    """Build a :class:`Job` from a job hash (flat HGETALL) and its PEL entry, if any."""
+    rec = {_s(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+    state = JobState(_s(rec.get("s", b"waiting")))
+    if state is JobState.WAITING and run:
+        state = JobState.ACTIVE
+    try:
+        options = JobOptions.decode(rec["o"]) if "o" in rec else JobOptions()
+    except ValueError:
+        options = JobOptions()
+    attempts = int(rec.get("a", 0))
+    return Job(
+        queue=queue,
+        id=job_id,
+        name=_s(rec.get("n", b"")),
+        data=decode_json(rec.get("d")),
+        state=state,
+        attempt=attempts + 1 if state is JobState.ACTIVE else attempts,
+        options=options,
+        created_at_ms=_int_or_none(rec.get("c")),
+        started_at_ms=_int_or_none(rec.get("st")),
+        finished_at_ms=_int_or_none(rec.get("f")),
+        due_at_ms=_int_or_none(rec.get("due")),
+        result=decode_json(rec.get("r")),
+        error=_s(rec["e"]) if rec.get("e") else None,
+        traceback=_s(rec["tb"]) if rec.get("tb") else None,
+        dead_reason=_s(rec["rs"]) if rec.get("rs") else None,
+        worker=_s(run[0]) if run else (_s(rec["w"]) if rec.get("w") else None),
+        entry_id=_s(rec["x"]) if rec.get("x") else None,
+        lease_idle_ms=int(run[1]) if run else None,
+        deliveries=int(run[2]) if run else None,
+    )
+
+
+def get_job(keys: QueueKeys, job_id: str) -> Call[Job | None]:
+    """Read a job back; None when there is no record."""
+
+    def parse(reply: list[Any]) -> Job | None:
+        flat, run = reply
+        return parse_job(keys.queue, job_id, flat, run) if flat else None
+
+    return Call("get_job", [keys.job(job_id), keys.stream], [GROUP], parse)
+
+
+# ---------------------------------------------------------------------------- changes
+
+
+def _check(code: int, state: str, job_id: str, what: str) -> None:
+    if code == Code.MISSING:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    if code == Code.BAD_STATE:
+        raise InvalidStateError(f"cannot {what} job {job_id!r}: it is {state}", state)
+    if code != Code.OK:
+        raise ScriptError(f"{what}: unexpected code {code}")
+
+
+def cancel(keys: QueueKeys, job_id: str, events_maxlen: int) -> Call[None]:
+    """Cancel a delayed or waiting job; a running or finished one raises InvalidStateError."""
+
+    def parse(r: list[Any]) -> None:
+        _check(int(r[0]), _s(r[1]), job_id, "cancel")
+
+    return Call(
+        "cancel",
+        [keys.job(job_id), keys.delayed, keys.stream, keys.events, keys.cancelled],
+        [GROUP, job_id, events_maxlen],
+        parse,
+    )
+
+
+def move(keys: QueueKeys, job_id: str, delay_ms: int, at_ms: int) -> Call[int]:
+    """Change when a delayed job is due; returns the new due time (ms)."""
+
+    def parse(r: list[Any]) -> int:
+        _check(int(r[0]), _s(r[1]), job_id, "move")
+        return int(r[2])
+
+    return Call(
+        "move",
+        [keys.job(job_id), keys.delayed, keys.stream],
+        [GROUP, job_id, delay_ms, at_ms],
+        parse,
+    )
+
+
+# ---------------------------------------------------------------------------- waiting
+
+
+#: A waiter re-reads the job's state at least this often (seconds), so an end event it
+#: never saw (trimmed from the capped events stream, or the stream deleted) cannot leave it
+#: waiting until the timeout.
+WAIT_RECHECK_S = 5.0
+_FINAL = ("completed", "failed", "cancelled")
+
+
+def wait_for(
+    keys: QueueKeys,
+    job_id: str,
+    timeout_s: float,
+    clock: Callable[[], float],
+    max_block_ms: int = 5000,
+) -> Flow[Job]:
+    """Block until the job reaches an end state, reading the events stream (no polling).
+
+    Each ``XREAD BLOCK`` lasts at most ``max_block_ms``: keep it below the client's socket
+    timeout, or a long wait would surface as a connection error."""
+    deadline = clock() + timeout_s
+    peek = Call("peek", [keys.job(job_id), keys.events], [], lambda r: (_s(r[0]), _s(r[1])))
+    last, state = yield peek
+    checked = clock()
+    if not state:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    target = job_id.encode()
+    while state not in _FINAL:
+        now = clock()
+        left = deadline - now
+        if left <= 0:
+            raise WaitTimeoutError(f"job {job_id!r} did not finish within {timeout_s} s")
+        if now - checked >= WAIT_RECHECK_S:
+            last, state = yield peek
+            checked = now
+            if not state:
+                raise JobNotFoundError(f"job {job_id!r} is gone (retention)")
+            continue
+        block = max(1, min(int(left * 1000), int(WAIT_RECHECK_S * 1000), max_block_ms))
+        reply = yield raw("XREAD", "COUNT", 1000, "BLOCK", block, "STREAMS", keys.events, last)
+        for _stream, entries in reply or []:
+            for eid, fields in entries:
+                last = _s(eid)
+                ev = fields.get(target)
+                if ev in (b"completed", b"failed", b"cancelled"):
+                    state = _s(ev)
+    job = yield get_job(keys, job_id)
+    if job is None:
+        raise JobNotFoundError(f"job {job_id!r} finished but its record is gone (retention)")
+    return job  # type: ignore[no-any-return]

@@ -1,0 +1,229 @@
+"""The data streamq hands back to its users, in one place: what an enqueue did, the counts
+and health of a queue, dead-letter entries, job listings, workers and metrics. Plain frozen
+dataclasses, no I/O; :mod:`streamq.protocol` builds them from replies. Each name is also
+importable from where it was first defined (``streamq.admin``, ``streamq.web.fleet``,
+``streamq.protocol.ops``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamq.job import Job, JobState
+
+__all__ = [
+    "Counters",
+    "DeadEntry",
+    "EnqueueResult",
+    "Histogram",
+    "JobEntry",
+    "MinuteCount",
+    "QueueInfo",
+    "QueueMetrics",
+    "QueueStatus",
+    "WorkerInfo",
+]
+
+# ---------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What enqueue did: ``created`` False means a job with that id already existed."""
+
+    job_id: str
+    state: JobState
+    created: bool
+    entry_id: str | None = None
+    due_at_ms: int | None = None
+
+
+# ---------------------------------------------------------------------------- queues
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """Counts of one queue.
+
+    A job is *failed* when it ended in the failed state: retries exhausted, timed out on its
+    last attempt, stalled too often, or not runnable (no handler, undecodable); each such
+    job also got a dead-letter entry. An attempt that failed and will run again is a
+    *retry*, never counted as failed. So: ``failed`` is the retained records of failed jobs
+    (the last ``STREAMQ_KEEP_FAILED``), ``failed_total`` every job that ever ended failed,
+    ``dead`` the dead-letter entries now (replay and purge remove them), ``retried_total``
+    every retry scheduled. ``completed`` / ``completed_total`` likewise."""
+
+    queue: str
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    dead: int
+    completed_total: int
+    failed_total: int
+    retried_total: int
+    oldest_waiting_ms: int | None
+
+    def counts(self) -> dict[str, int]:
+        """The five counts of the original spec."""
+        return {
+            "waiting": self.waiting,
+            "active": self.active,
+            "completed": self.completed,
+            "failed": self.failed,
+            "delayed": self.delayed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue at a glance: the counts of :class:`QueueStatus`, the consumer group's lag,
+    the age of the oldest waiting job, whether it is paused and how many workers are live."""
+
+    status: QueueStatus
+    lag: int
+    oldest_waiting_age_ms: int | None
+    paused: bool
+    workers: int
+    #: Sync handlers of live workers still running past their job's time limit (each
+    #: holds a worker slot until it returns).
+    stuck_handlers: int = 0
+
+    @property
+    def queue(self) -> str:
+        """The queue name."""
+        return self.status.queue
+
+    def as_dict(self) -> dict[str, Any]:
+        """A flat, JSON-ready mapping (every :class:`QueueStatus` field plus the others)."""
+        s = self.status
+        return {
+            "queue": s.queue,
+            "waiting": s.waiting,
+            "active": s.active,
+            "delayed": s.delayed,
+            "completed": s.completed,
+            "failed": s.failed,
+            "dead": s.dead,
+            "completed_total": s.completed_total,
+            "failed_total": s.failed_total,
+            "retried_total": s.retried_total,
+            "oldest_waiting_ms": s.oldest_waiting_ms,
+            "oldest_waiting_age_ms": self.oldest_waiting_age_ms,
+            "lag": self.lag,
+            "paused": self.paused,
+            "workers": self.workers,
+            "stuck_handlers": self.stuck_handlers,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobEntry:
+    """One row of a job listing. ``job`` is the record (None when retention removed it).
+
+    ``entry_id`` is set for waiting and active jobs; ``consumer``, ``idle_ms`` and
+    ``deliveries`` for active ones (from the group's PEL); ``score_ms`` is the due time of a
+    delayed job or the finish time of a completed/failed one.
+    """
+
+    job_id: str
+    state: str
+    job: Job | None
+    entry_id: str | None = None
+    consumer: str | None = None
+    idle_ms: int | None = None
+    deliveries: int | None = None
+    score_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker of one queue, from its heartbeat and the consumer group.
+
+    ``state``: ``alive`` (heartbeat within :data:`~streamq.protocol.queues.LIVE_WINDOW_MS`),
+    ``stale`` (an old heartbeat: the worker died without unregistering) or ``gone`` (a
+    consumer of the group with no heartbeat at all, e.g. a crashed worker still holding
+    entries). Fields the
+    heartbeat did not provide are None. ``processed`` counts the jobs this worker completed
+    since it started, ``failed`` its *failed attempts* (retried or not), not the jobs that
+    ended failed (those are :attr:`QueueStatus.failed_total`).
+    """
+
+    queue: str
+    name: str
+    state: str
+    host: str | None = None
+    pid: int | None = None
+    running: int | None = None
+    concurrency: int | None = None
+    processed: int | None = None
+    failed: int | None = None
+    started_ms: int | None = None
+    seen_age_ms: int | None = None
+    idle_ms: int | None = None
+    pending: int = 0
+    #: Sync handlers of this worker past their time limit (see :attr:`QueueInfo.stuck_handlers`).
+    stuck: int | None = None
+
+
+# ---------------------------------------------------------------------------- DLQ
+
+
+@dataclass(frozen=True, slots=True)
+class DeadEntry:
+    """One dead-letter entry."""
+
+    dead_id: str
+    job_id: str
+    name: str
+    data: Any
+    attempts: int
+    error: str
+    traceback: str
+    reason: str
+    failed_at_ms: int | None
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Lifetime counters of one queue (``sq:{Q}:stats``)."""
+
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead: int = 0
+    reclaimed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """A histogram in Prometheus shape: ``buckets`` are (upper bound in ms, cumulative count)
+    pairs in increasing order, the last one ``math.inf``; ``count`` equals its count."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum_ms: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """Jobs completed and attempts failed in one minute (epoch minutes, Redis clock)."""
+
+    minute: int
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMetrics:
+    """Everything ``/metrics`` exposes about one queue."""
+
+    info: QueueInfo
+    counters: Counters
+    duration: Histogram
+    lateness: Histogram
