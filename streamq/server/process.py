@@ -220,8 +220,6 @@ class EmbeddedServer:
             f"{' tls' if self._tls is not None else ''}>"
         )
 
-    __str__ = __repr__
-
     # ----------------------------------------------------------------- config
 
     def render_config(self) -> str:
@@ -252,11 +250,10 @@ class EmbeddedServer:
             raise ServerError(f"{self!r} is already running")
         binary = self.binary
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _START_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 self._spawn_and_wait(binary)
-                _LIVE.add(self)
-                return self
             except ServerError as exc:
                 tail = self._log_tail()
                 if self._tls is not None and refuses_tls(tail):
@@ -266,8 +263,11 @@ class EmbeddedServer:
                 clash = _PORT_CLASH in tail
                 if not (clash and self._auto_port and attempt < _START_ATTEMPTS):
                     raise
+                attempt += 1
                 self._port = _free_port()
-        raise AssertionError("unreachable")  # pragma: no cover
+            else:
+                _LIVE.add(self)
+                return self
 
     def _spawn_and_wait(self, binary: Path) -> None:
         write_private(self.config_path, self.render_config())
@@ -404,8 +404,7 @@ class EmbeddedServer:
     def _reap(self, fallback: signal.Signals) -> None:
         """Wait for the process to exit, escalating to ``fallback`` and then SIGKILL."""
         process = self._process
-        if process is None:
-            return
+        assert process is not None  # every caller has checked
         for sig in (None, fallback, signal.SIGKILL):
             if sig is not None and process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
