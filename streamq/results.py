@@ -1,8 +1,8 @@
 """The data streamq hands back to its users, in one place: what an enqueue did, the counts
 and health of a queue, dead-letter entries, job listings, workers and metrics. Plain frozen
 dataclasses, no I/O; :mod:`streamq.protocol` builds them from replies. Each name is also
-importable from where it was first defined (``streamq.admin``, ``streamq.web.fleet``,
-``streamq.protocol.ops``).
+importable from where it was first defined (``streamq.admin``, ``streamq.web.fleet``);
+the top-level ``streamq`` exports the common ones.
 """
 
 from __future__ import annotations

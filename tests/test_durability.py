@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import streamq
-from streamq.protocol import ops
+from streamq.protocol import jobs as job_ops
 from streamq.protocol.keys import QueueKeys
 from streamq.server import EmbeddedServer
 
@@ -30,7 +30,7 @@ def _kind(srv: EmbeddedServer) -> str:
 def _spy_on_durable_flows(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
     """Record the round trips of each durable enqueue flow (the real one still runs):
     one list per flow, holding the reply of each batch it sent."""
-    real: Callable[..., Any] = ops.durable_enqueue
+    real: Callable[..., Any] = job_ops.durable_enqueue
     flows: list[list[Any]] = []
 
     def spy(*args: Any) -> Any:
@@ -46,7 +46,7 @@ def _spy_on_durable_flows(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
             except StopIteration as done:
                 return done.value
 
-    monkeypatch.setattr(ops, "durable_enqueue", spy)
+    monkeypatch.setattr(job_ops, "durable_enqueue", spy)
     return flows
 
 

@@ -5,5 +5,5 @@ vocabulary of :mod:`~streamq.protocol.calls` (``Call``, ``Flow``, ``raw``):
 :mod:`~streamq.protocol.jobs`, :mod:`~streamq.protocol.queues`,
 :mod:`~streamq.protocol.dlq`, :mod:`~streamq.protocol.metrics`,
 :mod:`~streamq.protocol.schedules`, :mod:`~streamq.protocol.worker` (the worker's) and
-:mod:`~streamq.protocol.testing` (the test harness's). ``ops`` is a transitional re-export.
+:mod:`~streamq.protocol.testing` (the test harness's).
 """

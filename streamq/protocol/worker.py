@@ -1,6 +1,6 @@
 """Operations a worker runs: start-up checks, fetch, finish, lease renewal, reclaim,
 promotion, retention, heartbeat, pause flags and the shutdown hand-back. Pure builders and
-parsers, like :mod:`streamq.protocol.ops`; every Redis command a worker sends is here."""
+parsers, like the rest of :mod:`streamq.protocol`: every Redis command a worker sends."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from streamq.protocol.calls import Arg, Call, Code, Flow
+from streamq.protocol.calls import text as _s
 from streamq.protocol.codec import Entry, decode_entry
 from streamq.protocol.keys import GROUP, QueueKeys
-from streamq.protocol.ops import Arg, Call, Code, Flow, _s
 
 __all__ = [
     "DeadRecord",

@@ -21,7 +21,7 @@ import orjson
 
 from streamq import scheduler
 from streamq.errors import ConnectionFailedError
-from streamq.protocol import ops
+from streamq.protocol import queues as queue_ops
 from streamq.protocol import worker as wops
 from streamq.protocol.keys import QueueKeys
 from streamq.worker.logs import log_event
@@ -329,7 +329,7 @@ async def burst_watch(st: WorkerState) -> None:
         if st.running or st.executing > len(st.stuck):
             continue
         try:
-            sts = [await st.driver.run(ops.status(k)) for k in st.keys]
+            sts = [await st.driver.run(queue_ops.status(k)) for k in st.keys]
         except ConnectionFailedError:
             continue
         if all(s.waiting == 0 and s.active == 0 and s.delayed == 0 for s in sts):

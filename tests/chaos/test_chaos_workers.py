@@ -280,7 +280,7 @@ def test_poison_jobs_end_in_the_dlq_after_bounded_attempts(
         supervise_until([killer], "the killer job to die")
         healthy += _accept(ledger, producer, queue_name, [{"ms": 20}] * 20)
         supervise_until(healthy, "the last wave")
-        dead = {d.job_id: d for d in producer.dead_letters(queue_name, count=100)}
+        dead = {d.job_id: d for d in producer.dead_letters(queue_name, limit=100)}
     final = settle(client, queue_name, ledger.accepted)
     check = verify_ledger(
         client,
