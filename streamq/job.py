@@ -14,6 +14,7 @@ import orjson
 from streamq.errors import ConfigError
 
 __all__ = [
+    "EXPLICIT_ALL",
     "EXPLICIT_BACKOFF",
     "EXPLICIT_RETRIES",
     "EXPLICIT_TIMEOUT",
@@ -123,6 +124,7 @@ class Backoff:
 
 #: Bits of :attr:`JobOptions.explicit`: which options the enqueuer set for this one job.
 EXPLICIT_RETRIES, EXPLICIT_BACKOFF, EXPLICIT_TIMEOUT = 1, 2, 4
+EXPLICIT_ALL = EXPLICIT_RETRIES | EXPLICIT_BACKOFF | EXPLICIT_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,39 +162,38 @@ class JobOptions:
         return b"" if self == _DEFAULTS and not self.explicit else self.encode_explicit()
 
     def encode_explicit(self) -> bytes:
-        """:meth:`encode` without the empty form for the defaults: for stored forms that
-        are compared as bytes across versions (schedule definitions)."""
+        """:meth:`encode` without the empty form for the defaults: ``[max_retries, backoff
+        type, delay_ms, factor, jitter, timeout_ms, explicit]``."""
+        return orjson.dumps([*self._fields(), self.explicit])
+
+    def encode_legacy(self) -> bytes:
+        """The 6-item form versions before the ``explicit`` mask wrote (no mask): for stored
+        forms compared as bytes across versions (schedule definitions)."""
+        return orjson.dumps(self._fields())
+
+    def _fields(self) -> list[Any]:
         b = self.backoff
-        v: list[Any] = [
-            self.max_retries,
-            b.type[0],
-            b.delay_ms,
-            b.factor,
-            b.jitter,
-            self.timeout_ms,
-        ]
-        if self.explicit:
-            v.append(self.explicit)  # 6 items when 0: the form earlier versions wrote
-        return orjson.dumps(v)
+        return [self.max_retries, b.type[0], b.delay_ms, b.factor, b.jitter, self.timeout_ms]
 
     @classmethod
     def decode(cls, raw: bytes | str) -> JobOptions:
         """Inverse of :meth:`encode`; raises ``ValueError`` on anything malformed. An empty
-        ``raw`` is the library defaults."""
+        ``raw`` is the library defaults, nothing given explicitly. The 6-item form of
+        earlier versions carries no mask: it reads as all given (``explicit=7``), so a job
+        or schedule stored before keeps running with exactly the options it carries."""
         if not raw:
             return _DEFAULTS
         v = orjson.loads(raw)
         if not isinstance(v, list) or len(v) not in (6, 7):
-            raise ValueError("job options must be a 6-item list (7 with the explicit mask)")
+            raise ValueError("job options must be a 7-item list (or the legacy 6-item list)")
         kind = {"e": "exponential", "f": "fixed"}.get(v[1]) if isinstance(v[1], str) else None
         if kind is None:
             raise ValueError(f"unknown backoff type {v[1]!r}")
         if not all(_is_number(x) for x in (v[0], v[2], v[3], v[4], v[5], *v[6:])):
             raise ValueError(f"job options of the wrong types: {v!r}")
+        explicit = v[6] if len(v) == 7 else EXPLICIT_ALL
         try:
-            return cls(
-                v[0], Backoff(kind, v[2], float(v[3]), float(v[4])), v[5], v[6] if v[6:] else 0
-            )
+            return cls(v[0], Backoff(kind, v[2], float(v[3]), float(v[4])), v[5], explicit)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 

@@ -421,6 +421,31 @@ def test_a_schedule_with_default_options_keeps_their_explicit_form_in_its_defini
     assert by_key["c"] == JobOptions(max_retries=1, explicit=EXPLICIT_RETRIES).encode()
 
 
+def test_a_schedule_stored_before_the_explicit_mask_keeps_its_tick_when_re_added(
+    producer: Producer, redis_client: redis.Redis, queue_name: str, keys: QueueKeys
+) -> None:
+    # What an earlier version stored for add_schedule(..., every=3600, max_retries=1): the
+    # options in the 6-item form, without the explicit mask.
+    legacy = orjson.dumps(
+        {
+            "name": "dispatch",
+            "data": "{}",
+            "o": '[1,"e",5000,5.0,0.0,0]',
+            "every_ms": 3_600_000,
+            "cron": None,
+            "tz": "UTC",
+        }
+    )
+    redis_client.hset(keys.repeat_defs, "c", legacy)
+    redis_client.zadd(keys.repeat, {"c": 4_102_444_800_000})  # its next tick (2100-01-01)
+    tick = producer.add_schedule(queue_name, "c", "dispatch", {}, every=3600, max_retries=1)
+    assert tick == 4_102_444_800_000  # the deploy's re-add did not move it
+    stored = orjson.loads(redis_client.hget(keys.repeat_defs, "c"))  # type: ignore[arg-type]
+    assert stored["o"] == JobOptions(max_retries=1, explicit=EXPLICIT_RETRIES).encode().decode()
+    # A real change still takes the new first tick.
+    assert producer.add_schedule(queue_name, "c", "dispatch", {}, every=60, max_retries=1) < tick
+
+
 @pytest.mark.parametrize(
     ("bad", "error"),
     [

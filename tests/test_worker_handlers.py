@@ -15,7 +15,7 @@ from _support import redis_now_ms
 from _worker_support import await_until, run_burst, run_until, settings
 
 import streamq
-from streamq.job import EXPLICIT_RETRIES
+from streamq.job import EXPLICIT_ALL, EXPLICIT_RETRIES
 from streamq.protocol.keys import QueueKeys
 from streamq.worker import App, Worker
 
@@ -162,12 +162,20 @@ def test_bad_handler_defaults_raise_config_error_naming_the_handler(
         App().register("x", no_retries, **options)
 
 
-def test_options_without_the_explicit_mask_read_as_before() -> None:
-    old = b'[3,"e",5000,5.0,0.0,0]'  # what earlier versions wrote
-    assert streamq.JobOptions.decode(old) == streamq.JobOptions()
-    assert streamq.JobOptions.decode(old).explicit == 0
+def test_options_stored_before_the_explicit_mask_keep_what_they_carry() -> None:
+    # The 6-item form earlier versions wrote cannot say what the enqueuer set: it reads as
+    # all given, so a job queued before an upgrade runs with exactly its options.
+    legacy = b'[10,"f",250,1.0,0.0,3000]'
+    opts = streamq.JobOptions.decode(legacy)
+    assert opts.explicit == EXPLICIT_ALL
+    assert opts.with_defaults(2, streamq.Backoff.fixed(9), 1) == opts
+    assert streamq.JobOptions.decode(b"") == streamq.JobOptions()  # nothing given
+    assert streamq.JobOptions.decode(b"").explicit == 0
     given = streamq.JobOptions(2, explicit=EXPLICIT_RETRIES)
     assert streamq.JobOptions.decode(given.encode()).explicit == EXPLICIT_RETRIES
+    # A producer's own defaults (STREAMQ_MAX_RETRIES=5) are stored with an empty mask.
+    env_default = streamq.JobOptions(5)
+    assert streamq.JobOptions.decode(env_default.encode()).explicit == 0
     assert streamq.JobOptions(explicit=EXPLICIT_RETRIES).encode() != b""
 
 

@@ -42,7 +42,9 @@ __all__ = [
 
 #: Definitions keep the defaults' explicit form, as stored before they encoded as b"": an
 #: unchanged schedule re-added after an upgrade still compares equal and keeps its tick.
-_DEFAULT_OPTIONS = JobOptions().encode_explicit()
+#: The stored form of library-default options in a definition: the 6-item form earlier
+#: versions wrote, so an unchanged schedule re-added after an upgrade keeps its tick.
+_DEFAULT_OPTIONS = JobOptions().encode_legacy()
 
 
 def _compact_options(raw_opts: bytes) -> bytes:
@@ -76,13 +78,18 @@ class Schedule:
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"schedule {self.key!r}: unknown time zone {self.tz!r}") from None
 
-    def definition(self) -> bytes:
-        """The stored form (compared on add: an identical definition keeps its next tick)."""
+    def definition(self, *, legacy: bool = False) -> bytes:
+        """The stored form (compared on add: an identical definition keeps its next tick).
+        ``legacy``: the form versions before the options' ``explicit`` mask stored for the
+        same schedule (its options in the 6-item form)."""
+        options = self.options or _DEFAULT_OPTIONS
+        if legacy and self.options:
+            options = JobOptions.decode(self.options).encode_legacy()
         return orjson.dumps(
             {
                 "name": self.name,
                 "data": self.data.decode(),
-                "o": (self.options or _DEFAULT_OPTIONS).decode(),
+                "o": options.decode(),
                 "every_ms": self.every_ms,
                 "cron": self.cron,
                 "tz": self.tz,
@@ -136,8 +143,12 @@ def add_schedule(keys: QueueKeys, schedule: Schedule, first_at_ms: int | None) -
     the first tick (default: one interval, or the next cron time, after now)."""
     now = yield server_time()
     first = first_at_ms if first_at_ms is not None else schedule.next_after(now)
+    current = schedule.definition()
+    legacy = schedule.definition(legacy=True)
     reply = yield Call(
-        "sched_add", [keys.repeat, keys.repeat_defs], [schedule.key, schedule.definition(), first]
+        "sched_add",
+        [keys.repeat, keys.repeat_defs],
+        [schedule.key, current, first, b"" if legacy == current else legacy],
     )
     return int(reply[1])
 

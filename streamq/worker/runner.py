@@ -472,11 +472,13 @@ class Worker:
             entry_id=run.entry_id,
         )
         t0 = time.perf_counter()
+        ran = False
         try:
             if reg.is_async and not opts.timeout_ms:
                 result = await reg.fn(job)  # the common case, without a coroutine of ours
             else:
                 result = await self._invoke(reg, job, run, opts.timeout_ms)
+            ran = True
             raw_result = encode_payload(
                 result, self.settings.max_payload_bytes, what="result", job=run.job_id
             )
@@ -487,7 +489,15 @@ class Worker:
             await self._fail(Failure(run, error, "timeout", options=opts, started=t0))
             return
         except PayloadError as exc:
-            await self._fail(Failure(run, str(exc), options=opts, started=t0))
+            if ran:
+                # The handler did its work; its result cannot be stored (not JSON, NaN, too
+                # large). Running it again would repeat its side effects for the same
+                # outcome: dead now, replayable from the DLQ once the handler is fixed.
+                f = Failure(run, str(exc), "bad-result", options=opts, dead_now=True, started=t0)
+                await self._fail(f)
+            else:  # raised by the handler itself (e.g. a bad payload it enqueued)
+                tb = traceback.format_exc()
+                await self._fail(Failure(run, str(exc), traceback=tb, options=opts, started=t0))
             return
         except PermanentJobError as exc:
             error, tb = f"PermanentJobError: {exc}", traceback.format_exc()
