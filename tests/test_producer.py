@@ -8,6 +8,7 @@ one running while a test steers jobs). Waits poll a condition with a deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -477,10 +478,23 @@ def test_unserialisable_payload_is_refused_and_nothing_is_written(
     assert queue_keys(redis_client, queue_name) == []
 
 
+@dataclasses.dataclass
+class _Point:
+    """orjson writes dataclasses as objects: a NaN field would become null too."""
+
+    x: float
+
+
 @pytest.mark.parametrize(
     "data",
-    [float("nan"), {"score": float("inf")}, [1, {"x": [-float("inf")]}]],
-    ids=["nan", "inf-in-dict", "neg-inf-nested"],
+    [
+        float("nan"),
+        {"score": float("inf")},
+        [1, {"x": [-float("inf")]}],
+        {float("nan"): 1},
+        _Point(float("nan")),
+    ],
+    ids=["nan", "inf-in-dict", "neg-inf-nested", "nan-key", "dataclass-field"],
 )
 def test_nan_or_infinity_in_a_payload_is_refused_and_nothing_is_written(
     producer: Producer, redis_client: redis.Redis, queue_name: str, data: Any

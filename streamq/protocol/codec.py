@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -80,8 +81,15 @@ def _non_finite(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
         return None
     if isinstance(value, dict):
         for k, v in value.items():
+            if isinstance(k, float) and not math.isfinite(k):
+                return (f"{path}[{k!r}] (the key itself)", repr(k))
             if (found := _non_finite(v, f"{path}[{k!r}]", depth + 1)) is not None:
                 return found
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):  # orjson writes dataclasses as objects
+            got = _non_finite(getattr(value, f.name), f"{path}.{f.name}", depth + 1)
+            if got is not None:
+                return got
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             if (found := _non_finite(v, f"{path}[{i}]", depth + 1)) is not None:
