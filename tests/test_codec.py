@@ -196,8 +196,10 @@ def test_job_options_round_trip(
 
 
 def test_job_options_wire_form_is_compact() -> None:
-    assert JobOptions(1, Backoff.fixed(10), 250).encode() == b'[1,"f",10,1.0,0.0,250]'
-    assert JobOptions(3, Backoff(), 1).encode() == b'[3,"e",5000,5.0,0.0,1]'
+    # The 7th item says which options the enqueuer set for the job (0: none of them).
+    assert JobOptions(1, Backoff.fixed(10), 250).encode() == b'[1,"f",10,1.0,0.0,250,0]'
+    assert JobOptions(3, Backoff(), 1, 4).encode() == b'[3,"e",5000,5.0,0.0,1,4]'
+    assert JobOptions(3, Backoff(), 1).encode_legacy() == b'[3,"e",5000,5.0,0.0,1]'
 
 
 def test_library_default_options_are_the_empty_string_and_decode_back() -> None:
