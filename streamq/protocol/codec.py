@@ -54,6 +54,8 @@ def encode_payload(
     """Serialise ``data`` to JSON, refusing what JSON cannot carry or what is too large.
     Errors name ``what``, or "<what> of job <job>" when ``job`` (a job's name or id) is
     given: formatted only on error, as this runs for every enqueued and every finished job."""
+    if data is None and max_bytes >= 4:  # a handler's usual result: nothing to encode or check
+        return b"null"
     try:
         raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
@@ -65,34 +67,43 @@ def encode_payload(
         )
     # orjson writes NaN and +-Infinity as null, which would silently change the data. They
     # can only hide behind a null in the output, so the walk runs for those payloads alone.
-    if b"null" in raw and (where := _non_finite(data, "")) is not None:
+    if b"null" in raw and (found := _non_finite(data, 0)) is not None:
+        where = "".join(reversed(found[1:])) or "the top level"
         raise PayloadError(
-            f"{_what(what, job)} holds {where[1]} at {where[0] or 'the top level'}: JSON "
-            "has no NaN or Infinity (send null or a string instead)"
+            f"{_what(what, job)} holds {found[0]} at {where}: JSON has no NaN or Infinity "
+            "(send null or a string instead)"
         )
     return raw
 
 
-def _non_finite(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
-    """Where ``value`` holds a NaN or infinite float: (path, repr), or None."""
+_PLAIN = (str, int, bool, type(None))
+
+
+def _non_finite(value: Any, depth: int) -> list[str] | None:
+    """Where ``value`` holds a NaN or infinite float: [its repr, path parts innermost
+    first], or None. Paths are built only for the one found."""
+    if type(value) in _PLAIN:
+        return None
     if isinstance(value, float):
-        return None if math.isfinite(value) else (path, repr(value))
+        return None if math.isfinite(value) else [repr(value)]
     if depth > 256:  # orjson refuses deeper nesting anyway
         return None
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(k, float) and not math.isfinite(k):
-                return (f"{path}[{k!r}] (the key itself)", repr(k))
-            if (found := _non_finite(v, f"{path}[{k!r}]", depth + 1)) is not None:
+                return [repr(k), f"[{k!r}] (the key itself)"]
+            if (found := _non_finite(v, depth + 1)) is not None:
+                found.append(f"[{k!r}]")
+                return found
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            if (found := _non_finite(v, depth + 1)) is not None:
+                found.append(f"[{i}]")
                 return found
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):  # orjson writes dataclasses as objects
-            got = _non_finite(getattr(value, f.name), f"{path}.{f.name}", depth + 1)
-            if got is not None:
-                return got
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            if (found := _non_finite(v, f"{path}[{i}]", depth + 1)) is not None:
+            if (found := _non_finite(getattr(value, f.name), depth + 1)) is not None:
+                found.append(f".{f.name}")
                 return found
     return None
 
