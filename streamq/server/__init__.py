@@ -32,13 +32,13 @@ process), :mod:`~streamq.server.cluster` (a cluster of them) and :mod:`~streamq.
 from streamq.server.binaries import SERVER_BIN_ENV as SERVER_BIN_ENV
 from streamq.server.binaries import find_server_binary
 from streamq.server.cli import main
-from streamq.server.cluster import ClusterNode, EmbeddedCluster
+from streamq.server.cluster import EmbeddedCluster, EmbeddedNode
 from streamq.server.conf import Profile, TlsFiles
 from streamq.server.process import EmbeddedServer
 
 __all__ = [
-    "ClusterNode",
     "EmbeddedCluster",
+    "EmbeddedNode",
     "EmbeddedServer",
     "Profile",
     "TlsFiles",

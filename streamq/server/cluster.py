@@ -9,7 +9,7 @@ ports for both the client port and the cluster bus), then forms the cluster itse
    --cluster create`` does), so no epoch-collision round is needed;
 2. ``CLUSTER ADDSLOTSRANGE`` (``ADDSLOTS`` before Redis 7.0) splits the 16384 slots evenly
    over the masters;
-3. ``CLUSTER MEET`` introduces every node to the first one; gossip does the rest;
+3. ``CLUSTER MEET`` introduces every node to every other one;
 4. ``CLUSTER REPLICATE`` attaches each replica to its master once it knows that master;
 5. :meth:`EmbeddedCluster.wait_ok` waits, with a deadline, until every running node says
    ``cluster_state:ok`` with every slot served, all nodes agree on each other's roles, and
@@ -116,7 +116,7 @@ def _parse_nodes(text: str) -> dict[str, _Peer]:
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterNode:
+class EmbeddedNode:
     """One node of an :class:`EmbeddedCluster`: its server, cluster id and formation role.
 
     ``formed_as`` and ``master_id`` say what the node was made at formation; after a
@@ -168,7 +168,7 @@ class ClusterNode:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<ClusterNode {self.index} {self.formed_as} {state} {HOST}:{self.port}>"
+        return f"<EmbeddedNode {self.index} {self.formed_as} {state} {HOST}:{self.port}>"
 
 
 def _run(client: redis.Redis, *args: str | int) -> Any:
@@ -176,6 +176,44 @@ def _run(client: redis.Redis, *args: str | int) -> Any:
     callback applies to a multi-word command passed as separate arguments)."""
     untyped: Any = client
     return untyped.execute_command(*args)
+
+
+def _node_config(nodes_conf: Path, bus_port: int, node_timeout_ms: int) -> list[tuple[str, str]]:
+    """The directives that make an embedded server a cluster node."""
+    return [
+        ("cluster-enabled", "yes"),
+        ("cluster-config-file", str(nodes_conf)),
+        ("cluster-node-timeout", str(node_timeout_ms)),
+        # Chosen freely, never port + 10000 (which could pass 65535).
+        ("cluster-port", str(bus_port)),
+        # Always let a replica take over, however long it was cut off.
+        ("cluster-replica-validity-factor", "0"),
+        # Replicas sync at once instead of after the default 5 s diskless delay.
+        ("repl-diskless-sync-delay", "0"),
+        # A replica's offset stays 0 until its master sends something, and Redis keeps a
+        # replica at offset 0 out of CLUSTER SLOTS: ping every second.
+        ("repl-ping-replica-period", "1"),
+    ]
+
+
+def cluster_mode_refusal(binary: Path) -> str | None:
+    """Why ``binary`` cannot run as a cluster node (the last line of its startup error),
+    or ``None`` when it starts with ``cluster-enabled yes``. Starts and stops one server in
+    a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="streamq-cluster-probe-") as where:
+        probe = EmbeddedServer(
+            where,
+            binary=binary,
+            profile="none",
+            extra_config=_node_config(Path(where) / "nodes.conf", _free_port(), 1000),
+        )
+        try:
+            probe.start()
+        except ServerError as exc:
+            return str(exc).splitlines()[-1]
+        finally:
+            probe.stop(save=False)
+    return None
 
 
 def _admin_client(server: EmbeddedServer, timeout: float = 2.0) -> redis.Redis:
@@ -246,7 +284,7 @@ class EmbeddedCluster:
         self.node_timeout_ms = node_timeout_ms
         self._profile: Profile = profile
         self.timeout = timeout
-        self._nodes: list[ClusterNode] = []
+        self._nodes: list[EmbeddedNode] = []
         self._clients: dict[int, redis.Redis] = {}
         self._ports_used: set[int] = set()
         self.formation_seconds: float | None = None
@@ -270,7 +308,7 @@ class EmbeddedCluster:
         return self._masters * (1 + self._replicas_per_master)
 
     @property
-    def nodes(self) -> tuple[ClusterNode, ...]:
+    def nodes(self) -> tuple[EmbeddedNode, ...]:
         """Every node, masters first, in formation order (killed ones included)."""
         return tuple(self._nodes)
 
@@ -295,11 +333,11 @@ class EmbeddedCluster:
         """Whether any node's process is alive."""
         return any(node.running for node in self._nodes)
 
-    def masters(self) -> list[ClusterNode]:
+    def masters(self) -> list[EmbeddedNode]:
         """The running nodes that are masters now (asked live, so failovers show)."""
         return [n for n in self._nodes if n.running and n.role() == "master"]
 
-    def replicas(self) -> list[ClusterNode]:
+    def replicas(self) -> list[EmbeddedNode]:
         """The running nodes that are replicas now."""
         return [n for n in self._nodes if n.running and n.role() == "replica"]
 
@@ -342,7 +380,6 @@ class EmbeddedCluster:
         return self
 
     def _pick_port(self) -> int:
-        # Never port + 10000: the bus port is chosen freely too (it could pass 65535).
         while (port := _free_port()) in self._ports_used:
             continue
         self._ports_used.add(port)
@@ -355,16 +392,7 @@ class EmbeddedCluster:
         nodes_conf.unlink(missing_ok=True)  # a fresh cluster each start
         for attempt in range(1, _START_ATTEMPTS + 1):
             port, bus_port = self._pick_port(), self._pick_port()
-            extra = [
-                ("cluster-enabled", "yes"),
-                ("cluster-config-file", str(nodes_conf)),
-                ("cluster-node-timeout", str(self.node_timeout_ms)),
-                ("cluster-port", str(bus_port)),
-                # Always let a replica take over, however long it was cut off.
-                ("cluster-replica-validity-factor", "0"),
-                # Replicas sync at once instead of after the default 5 s diskless delay.
-                ("repl-diskless-sync-delay", "0"),
-            ]
+            extra = _node_config(nodes_conf, bus_port, self.node_timeout_ms)
             if self._password is not None:
                 extra.append(("masterauth", self._password))
             server = EmbeddedServer(
@@ -400,9 +428,10 @@ class EmbeddedCluster:
                 _run(client, "CLUSTER", "ADDSLOTSRANGE", first, last)
             except redis.ResponseError:  # Redis < 7.0: no ADDSLOTSRANGE
                 _run(client, "CLUSTER", "ADDSLOTS", *range(first, last + 1))
-        seed = self._client(servers[0][0])
-        for server, bus_port in servers[1:]:
-            _run(seed, "CLUSTER", "MEET", HOST, server.port, bus_port)
+        # Every node meets every other one directly: no waiting for gossip to spread them.
+        for index, (server, _) in enumerate(servers):
+            for other, bus_port in servers[index + 1 :]:
+                _run(self._client(server), "CLUSTER", "MEET", HOST, other.port, bus_port)
         self._converge(
             lambda: self._unknown_peers(servers, ids), deadline, "every node knowing every other"
         )
@@ -411,10 +440,10 @@ class EmbeddedCluster:
             _run(self._client(servers[index][0]), "CLUSTER", "REPLICATE", master_id)
         for index, (server, bus_port) in enumerate(servers):
             if index < self._masters:
-                node = ClusterNode(index, server, ids[index], bus_port, "master", None)
+                node = EmbeddedNode(index, server, ids[index], bus_port, "master", None)
             else:
                 master_id = ids[(index - self._masters) % self._masters]
-                node = ClusterNode(index, server, ids[index], bus_port, "replica", master_id)
+                node = EmbeddedNode(index, server, ids[index], bus_port, "replica", master_id)
             self._nodes.append(node)
 
     def _unknown_peers(
@@ -443,33 +472,51 @@ class EmbeddedCluster:
         if not running:
             return ["no node is running"]
         problems: list[str] = []
-        views: dict[int, dict[str, _Peer]] = {}  # by the viewer's port
+        views: dict[int, tuple[dict[str, _Peer], set[str]]] = {}  # by the viewer's port
         roles: dict[str, Role | None] = {}
         for node in running:
             client = self._client(node.server)
             try:
                 info = _parse_info(str(_run(client, "CLUSTER", "INFO")))
-                views[node.port] = _parse_nodes(str(_run(client, "CLUSTER", "NODES")))
+                peers = _parse_nodes(str(_run(client, "CLUSTER", "NODES")))
+                slots = _run(client, "CLUSTER", "SLOTS")
                 repl = {k: str(v) for k, v in client.info("replication").items()}
             except redis.RedisError as exc:
                 problems.append(f"node {node.port} unreachable ({type(exc).__name__})")
                 continue
             problems += self._node_problems(node, info, repl)
             roles[node.node_id] = _role_name(repl.get("role", ""))
-        for viewer, peers in views.items():
-            for node in running:
-                peer = peers.get(node.node_id)
-                if peer is None or not peer.settled:
-                    problems.append(f"node {viewer} sees node {node.port} as unknown or failing")
-                elif node.node_id in roles and peer.role != roles[node.node_id]:
-                    problems.append(
-                        f"node {viewer} sees node {node.port} as {peer.role}, "
-                        f"it says {roles[node.node_id]}"
-                    )
+            # The replicas CLUSTER SLOTS offers clients: [first, last, master, *replicas],
+            # each [ip, port, id, ...]. Redis lists a replica only once its offset is known.
+            views[node.port] = (peers, {str(copy[2]) for entry in slots for copy in entry[3:]})
+        for viewer, (peers, served) in views.items():
+            problems += self._view_problems(viewer, peers, served, running, roles)
+        return problems
+
+    @staticmethod
+    def _view_problems(
+        viewer: int,
+        peers: dict[str, _Peer],
+        served: set[str],
+        running: Sequence[EmbeddedNode],
+        roles: dict[str, Role | None],
+    ) -> list[str]:
+        """What node ``viewer`` sees wrongly: a running node unknown or failing, in another
+        role than it reports itself, or a replica missing from its ``CLUSTER SLOTS``."""
+        problems = []
+        for node in running:
+            peer = peers.get(node.node_id)
+            role = roles.get(node.node_id)
+            if peer is None or not peer.settled:
+                problems.append(f"node {viewer} sees node {node.port} as unknown or failing")
+            elif role is not None and peer.role != role:
+                problems.append(f"node {viewer} sees node {node.port} as {peer.role}, not {role}")
+            elif role == "replica" and node.node_id not in served:
+                problems.append(f"node {viewer} does not list replica {node.port} in CLUSTER SLOTS")
         return problems
 
     def _node_problems(
-        self, node: ClusterNode, info: dict[str, str], repl: dict[str, str]
+        self, node: EmbeddedNode, info: dict[str, str], repl: dict[str, str]
     ) -> list[str]:
         problems = []
         if info.get("cluster_state") != "ok":
@@ -505,7 +552,7 @@ class EmbeddedCluster:
                 )
             time.sleep(_POLL)
 
-    def kill(self, node: ClusterNode, sig: int = signal.SIGKILL) -> None:
+    def kill(self, node: EmbeddedNode, sig: int = signal.SIGKILL) -> None:
         """Crash one node (SIGKILL by default: nothing flushed, no goodbye to its peers)."""
         if node not in self._nodes:
             raise ValueError(f"{node!r} is not a node of {self!r}")
@@ -518,7 +565,7 @@ class EmbeddedCluster:
         """Stop every node (replicas first, so no master waits for them at ``SHUTDOWN``)
         and remove ``base_dir`` if the cluster created it. Safe to call twice."""
 
-        def order(node: ClusterNode) -> int:
+        def order(node: EmbeddedNode) -> int:
             try:
                 return 0 if node.running and node.role() == "replica" else 1
             except ServerError:
