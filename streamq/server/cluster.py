@@ -197,23 +197,30 @@ def _node_config(nodes_conf: Path, bus_port: int, node_timeout_ms: int) -> list[
 
 
 def cluster_mode_refusal(binary: Path) -> str | None:
-    """Why ``binary`` cannot run as a cluster node (the last line of its startup error),
-    or ``None`` when it starts with ``cluster-enabled yes``. Starts and stops one server in
-    a temporary directory."""
+    """Why ``binary`` cannot run as a cluster node, or ``None`` when it starts with
+    ``cluster-enabled yes``. The reason is the first and the last line of its startup error
+    (what happened, and the server's last word). Starts and stops one server in a temporary
+    directory."""
+    refusal = None
     with tempfile.TemporaryDirectory(prefix="streamq-cluster-probe-") as where:
-        probe = EmbeddedServer(
-            where,
-            binary=binary,
-            profile="none",
-            extra_config=_node_config(Path(where) / "nodes.conf", _free_port(), 1000),
-        )
-        try:
-            probe.start()
-        except ServerError as exc:
-            return str(exc).splitlines()[-1]
-        finally:
-            probe.stop(save=False)
-    return None
+        for _ in range(_START_ATTEMPTS):  # a port taken meanwhile is no refusal: retry
+            probe = EmbeddedServer(
+                where,
+                binary=binary,
+                profile="none",
+                extra_config=_node_config(Path(where) / "nodes.conf", _free_port(), 1000),
+            )
+            try:
+                probe.start()
+            except ServerError as exc:
+                lines = str(exc).splitlines() or [repr(exc)]
+                refusal = " ".join(dict.fromkeys((lines[0].rstrip(":"), lines[-1])))
+                if _PORT_CLASH not in refusal:
+                    return refusal
+            else:
+                probe.stop(save=False)
+                return None
+    return refusal
 
 
 def _admin_client(server: EmbeddedServer, timeout: float = 2.0) -> redis.Redis:

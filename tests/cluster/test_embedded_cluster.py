@@ -54,6 +54,11 @@ def _pids_working_in(directory: Path) -> list[int]:
     return found
 
 
+def _kind(cluster: EmbeddedCluster) -> str:
+    server = cluster.nodes[0].server
+    return f"{'valkey' if server.is_valkey else 'redis'} {'.'.join(map(str, server.version))}"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -77,7 +82,7 @@ def test_the_cluster_forms_with_three_masters_owning_every_slot_and_a_replica_ea
     cluster: EmbeddedCluster, figures: dict[str, Any]
 ) -> None:
     figures["formation_seconds"] = round(cluster.formation_seconds or 0, 2)
-    print(f"\n{cluster!r} formed in {cluster.formation_seconds:.2f} s")
+    print(f"\n{_kind(cluster)} cluster formed in {cluster.formation_seconds:.2f} s")
     masters = [n for n in cluster.nodes if n.formed_as == "master"]
     replicas = [n for n in cluster.nodes if n.formed_as == "replica"]
     assert [n.role() for n in masters] == ["master"] * 3
@@ -211,7 +216,7 @@ def test_killing_a_master_promotes_its_replica_and_the_cluster_turns_ok_again(
     embedded.wait_ok(timeout=embedded.node_timeout_ms / 1000 + 10)
     took = time.monotonic() - killed_at
     figures["failover_seconds"] = round(took, 2)
-    print(f"\nfailover after SIGKILL of a master: {took:.2f} s")
+    print(f"\n{_kind(embedded)}: failover after SIGKILL of a master took {took:.2f} s")
 
     assert heir.role() == "master"
     assert {n.port for n in embedded.masters()} == {
