@@ -381,6 +381,7 @@ class EmbeddedCluster:
                 with contextlib.suppress(Exception):
                     server.kill()
             self._nodes.clear()
+            self._ports_used.clear()
             self._close_clients()
             raise
         self.formation_seconds = time.monotonic() - began
