@@ -20,15 +20,28 @@ Clients connect with that URL plus ``REDIS_TLS_CA_FILE`` (:meth:`EmbeddedServer.
 
 ``python -m streamq.server`` runs one in the foreground until Ctrl-C.
 
+:class:`EmbeddedCluster` runs a local Redis Cluster of such servers (3 masters + 3 replicas
+by default), formed without ``redis-cli``, for the cluster tests.
+
 One module per job: :mod:`~streamq.server.binaries` (which executable, what it reports),
 :mod:`~streamq.server.conf` (the config file), :mod:`~streamq.server.process` (the child
-process) and :mod:`~streamq.server.cli` (the command).
+process), :mod:`~streamq.server.cluster` (a cluster of them) and :mod:`~streamq.server.cli`
+(the command).
 """
 
 from streamq.server.binaries import SERVER_BIN_ENV as SERVER_BIN_ENV
 from streamq.server.binaries import find_server_binary
 from streamq.server.cli import main
+from streamq.server.cluster import EmbeddedCluster, EmbeddedNode
 from streamq.server.conf import Profile, TlsFiles
 from streamq.server.process import EmbeddedServer
 
-__all__ = ["EmbeddedServer", "Profile", "TlsFiles", "find_server_binary", "main"]
+__all__ = [
+    "EmbeddedCluster",
+    "EmbeddedNode",
+    "EmbeddedServer",
+    "Profile",
+    "TlsFiles",
+    "find_server_binary",
+    "main",
+]
