@@ -125,7 +125,7 @@ class Admin(_Base):
     def find_job(self, job_id: str) -> list[Job]:
         """Every record of ``job_id`` in any queue under the prefix (ids are unique per
         queue only, so there may be several), sorted by queue."""
-        return self._driver.run(queue_ops.locate_job(self.settings.prefix, job_id))
+        return self._driver.run(queue_ops.find_job(self.settings.prefix, job_id))
 
     def known(self, queue: str) -> bool:
         """True when ``queue`` has left any trace in Redis (jobs, DLQ, schedules, workers,
@@ -267,7 +267,7 @@ class AsyncAdmin(_Base):
 
     async def find_job(self, job_id: str) -> list[Job]:
         """See :meth:`Admin.find_job`."""
-        return await self._driver.run(queue_ops.locate_job(self.settings.prefix, job_id))
+        return await self._driver.run(queue_ops.find_job(self.settings.prefix, job_id))
 
     async def known(self, queue: str) -> bool:
         """See :meth:`Admin.known`."""

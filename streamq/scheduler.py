@@ -2,9 +2,8 @@
 
 The model, its tick math and the operations on ``sq:{Q}:repeat`` live in
 :mod:`streamq.protocol.schedules` (the operations parse definitions into a ``Schedule`` and
-compute each following tick, so the model sits below them, in the pure layer). The
-operations are re-exported here for the worker's scheduler loop until it imports them from
-there (issue 13, transitional).
+compute each following tick, so the model sits below them, in the pure layer); the names
+users import (``Schedule``, ``tick_job_id``...) are re-exported here.
 """
 
 from __future__ import annotations

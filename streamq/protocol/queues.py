@@ -20,7 +20,7 @@ from streamq.job import Job
 from streamq.protocol.calls import Call, Flow, raw, score_pairs, server_time
 from streamq.protocol.calls import text as _s
 from streamq.protocol.jobs import get_job
-from streamq.protocol.keys import GROUP, QueueKeys, validate_job_id
+from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.results import JobEntry, QueueInfo, QueueStatus, WorkerInfo
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "list_jobs",
     "list_workers",
     "list_workers_all",
-    "locate_job",
     "paused_flag",
     "queue_known",
     "queue_status",
@@ -111,20 +110,22 @@ def status(keys: QueueKeys) -> Call[QueueStatus]:
 # ---------------------------------------------------------------------------- discovery, lists
 
 
+def _scan(match: str, kind: str, batch: int) -> Flow[list[str]]:
+    """Every key name matching ``match`` of type ``kind`` (one SCAN pass, all pages)."""
+    out: list[str] = []
+    cursor: Any = 0
+    while True:
+        cursor, names = yield raw("SCAN", cursor, "MATCH", match, "COUNT", batch, "TYPE", kind)
+        out += [_s(n) for n in names]
+        if int(cursor) == 0:
+            return out
+
+
 def discover(prefix: str, *, batch: int = 1000) -> Flow[list[str]]:
     """Every queue under ``prefix``: SCAN for ``{prefix}:{Q}:stream`` streams; sorted names."""
     pattern = re.compile(rf"^{re.escape(prefix)}:\{{([^{{}}]+)\}}:stream$")
-    match = f"{_glob_escape(prefix)}:{{*}}:stream"
-    found: set[str] = set()
-    cursor: Any = 0
-    while True:
-        cursor, names = yield raw("SCAN", cursor, "MATCH", match, "COUNT", batch, "TYPE", "stream")
-        for name in names:
-            m = pattern.match(_s(name))
-            if m:
-                found.add(m.group(1))
-        if int(cursor) == 0:
-            return sorted(found)
+    names = yield from _scan(f"{_glob_escape(prefix)}:{{*}}:stream", "stream", batch)
+    return sorted({m.group(1) for n in names if (m := pattern.match(n))})
 
 
 def queue_known(keys: QueueKeys) -> Call[bool]:
@@ -135,23 +136,15 @@ def queue_known(keys: QueueKeys) -> Call[bool]:
     return raw("EXISTS", *present, k.workers, k.stats, parse=lambda r: int(r) > 0)
 
 
-def locate_job(prefix: str, job_id: str, *, batch: int = 1000) -> Flow[list[Job]]:
+def find_job(prefix: str, job_id: str, *, batch: int = 1000) -> Flow[list[Job]]:
     """Every record of job ``job_id`` under ``prefix``, whichever queue holds it: SCAN for
     ``{prefix}:{*}:job:<id>`` (so a queue with only delayed jobs, and no stream yet, counts
     too), then read each record; sorted by queue. Ids are unique per queue, not across
     queues, so there may be several."""
     pattern = re.compile(rf"^{re.escape(prefix)}:\{{([^{{}}]+)\}}:job:(.+)$")
     match = f"{_glob_escape(prefix)}:{{*}}:job:{_glob_escape(job_id)}"
-    queues: set[str] = set()
-    cursor: Any = 0
-    while True:
-        cursor, names = yield raw("SCAN", cursor, "MATCH", match, "COUNT", batch, "TYPE", "hash")
-        for name in names:
-            m = pattern.match(_s(name))
-            if m and m.group(2) == job_id:
-                queues.add(m.group(1))
-        if int(cursor) == 0:
-            break
+    names = yield from _scan(match, "hash", batch)
+    queues = {m.group(1) for n in names if (m := pattern.match(n)) and m.group(2) == job_id}
     if not queues:
         return []
     ordered = sorted(queues)
@@ -221,18 +214,6 @@ def status_all(prefix: str) -> Flow[list[QueueInfo]]:
     """:class:`QueueInfo` of every queue found under ``prefix``."""
     queues = yield from discover(prefix)
     return (yield from queue_status([QueueKeys(q, prefix) for q in queues]))
-
-
-def find_job(prefix: str, job_id: str) -> Flow[list[Job]]:
-    """The record of job ``job_id`` in every queue under ``prefix`` that holds one (a custom
-    id may be used in several queues), by queue name; one round trip after discovery.
-    :class:`~streamq.errors.ConfigError` if ``job_id`` is not a valid job id."""
-    validate_job_id(job_id)
-    queues = yield from discover(prefix)
-    if not queues:
-        return []
-    found = yield [get_job(QueueKeys(q, prefix), job_id) for q in queues]
-    return [j for j in found if j is not None]
 
 
 def _with_records(keys: QueueKeys, rows: list[JobEntry]) -> Flow[list[JobEntry]]:

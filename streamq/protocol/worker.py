@@ -346,11 +346,6 @@ def save_setting() -> Call[str]:
     return Call(None, command=("CONFIG", "GET", "save"), parse=parse)
 
 
-def now_ms() -> Call[int]:
-    """The Redis clock (TIME) in ms: heartbeats are compared on one clock, not each host's."""
-    return Call(None, command=("TIME",), parse=lambda r: int(r[0]) * 1000 + int(r[1]) // 1000)
-
-
 # ---------------------------------------------------------------------- odd entries
 
 

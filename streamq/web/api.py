@@ -48,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 from streamq.admin import LIST_STATES
 from streamq.errors import ConfigError, JobNotFoundError, StreamQError
 from streamq.job import Job
+from streamq.protocol.keys import validate_job_id
 from streamq.results import DeadEntry, JobEntry, WorkerInfo
 from streamq.scheduler import Schedule
 from streamq.web.auth import authorized, unauthorized
@@ -348,7 +349,7 @@ async def job(request: Request) -> Response:
 async def find_job(request: Request) -> Response:
     """``GET /api/jobs/{id}``: the job's full record in every queue that holds one (400 for
     an id that no job can have, 404 when no queue has a record of it)."""
-    job_id: str = request.path_params["job_id"]
+    job_id: str = validate_job_id(request.path_params["job_id"])
     found = await _admin(request).find_job(job_id)
     if not found:
         raise JobNotFoundError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 from streamq.admin import AsyncAdmin
-from streamq.job import Job
 from streamq.protocol.dlq import delete_dead
 from streamq.protocol.metrics import (
     COUNTER_FIELDS,
@@ -24,7 +23,6 @@ from streamq.protocol.metrics import (
     read_histograms,
     throughput,
 )
-from streamq.protocol.queues import find_job
 from streamq.protocol.schedules import Schedule, schedules_page
 from streamq.results import Counters, Histogram, MinuteCount, QueueMetrics
 
@@ -38,7 +36,6 @@ __all__ = [
     "QueueMetrics",
     "WebAdmin",
     "delete_dead",
-    "find_job",
     "fleet_metrics",
     "parse_histogram",
     "read_counters",
@@ -61,11 +58,6 @@ class WebAdmin(AsyncAdmin):
     async def fleet_metrics(self) -> list[QueueMetrics]:
         """:class:`QueueMetrics` of every queue found under the prefix."""
         return await self._driver.run(fleet_metrics(self.settings.prefix))
-
-    async def find_job(self, job_id: str) -> list[Job]:
-        """Job ``job_id`` in every queue that holds a record of it (see
-        :func:`~streamq.protocol.queues.find_job`)."""
-        return await self._driver.run(find_job(self.settings.prefix, job_id))
 
     async def schedules_page(
         self, queue: str, offset: int, limit: int

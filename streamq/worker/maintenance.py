@@ -14,19 +14,19 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Awaitable, Callable
 
 import orjson
 
-from streamq import scheduler
 from streamq.errors import ConnectionFailedError
 from streamq.protocol import queues as queue_ops
+from streamq.protocol import schedules as schedule_ops
 from streamq.protocol import worker as wops
+from streamq.protocol.calls import server_time
 from streamq.protocol.keys import QueueKeys
 from streamq.worker.logs import log_event
 from streamq.worker.outage import OUTAGE, Backoff
-from streamq.worker.state import Failure, Running, WorkerState
+from streamq.worker.state import Failure, Running, WorkerState, local_ms
 
 __all__ = [
     "burst_watch",
@@ -50,11 +50,6 @@ STALE_WORKER_MS = 3_600_000
 THROUGHPUT_KEEP_MIN = 120
 #: Stuck handlers listed in a heartbeat (the count is always whole).
 STUCK_LISTED = 20
-
-
-def _now_ms() -> int:
-    # Local clock: only for started figures shown to people, never for due times.
-    return int(time.time() * 1000)
 
 
 async def _forever(what: str, period_s: float, body: Callable[[], Awaitable[float | None]]) -> None:
@@ -157,7 +152,7 @@ async def _take_over(st: WorkerState, fetched: wops.Fetched, deliveries: int) ->
     e = fetched.entry
     keys = st.by_queue[fetched.queue]
     if e is not None and stalls > st.settings.max_stalls:
-        run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, _now_ms())
+        run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms())
         st.running[e.entry_id] = run
         error = f"stalled {stalls} times (worker died or froze mid-job)"
         await st.fail(Failure(run, error, "stalled", dead_now=True))
@@ -185,7 +180,7 @@ async def _dead_deleted(st: WorkerState, keys: QueueKeys, eid: str) -> None:
         await st.driver.run(wops.dead_entry(keys, eid, {}, reason))
         log_event("dead", logging.ERROR, queue=keys.queue, entry_id=eid, reason=reason)
         return
-    run = Running(keys, found.job_id, eid, found.name, found.attempts + 1, _now_ms())
+    run = Running(keys, found.job_id, eid, found.name, found.attempts + 1, local_ms())
     st.running[eid] = run
     await st.fail(Failure(run, reason, "deleted", dead_now=True, skip_owner_check=True))
 
@@ -224,7 +219,7 @@ async def schedule_loop(st: WorkerState) -> None:
     async def body() -> float:
         sleep = cap
         for keys in st.keys:
-            fired, wait = await st.driver.run(scheduler.fire_due(keys))
+            fired, wait = await st.driver.run(schedule_ops.fire_due(keys))
             if fired:
                 log_event("scheduled", queue=keys.queue, ticks=fired)
             if wait >= 0:
@@ -240,13 +235,13 @@ async def schedule_loop(st: WorkerState) -> None:
 async def housekeeping_loop(st: WorkerState) -> None:
     """Heartbeat in the live-worker registry, and retention of finished records."""
     s = st.settings
-    started = _now_ms()
+    started = local_ms()
     host, pid = socket.gethostname(), os.getpid()
     ticks = 0
 
     async def body() -> None:
         nonlocal ticks
-        now = await st.driver.run(wops.now_ms())
+        now = await st.driver.run(server_time())  # one clock for every heartbeat
         info = orjson.dumps(
             {
                 "host": host,

@@ -43,7 +43,7 @@ from streamq.worker.checks import ServerInfo, check_server
 from streamq.worker.logs import log_event
 from streamq.worker.outage import OUTAGE, Backoff, retrying
 from streamq.worker.pool import RunnerPool
-from streamq.worker.state import Failure, Running, WorkerState
+from streamq.worker.state import Failure, Running, WorkerState, local_ms
 from streamq.worker.threads import HandlerThreads, StuckHandler
 
 __all__ = ["Worker"]
@@ -56,11 +56,6 @@ JOB_THREAD = "streamq-job"
 
 
 _log = logging.getLogger("streamq")
-
-
-def _now_ms() -> int:
-    # Local clock: only for started/duration figures shown to people, never for due times.
-    return int(time.time() * 1000)
 
 
 async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -409,7 +404,7 @@ class Worker:
         if e is not None:
             # Registered now, not when a runner starts it: its lease is renewed from here.
             st.running[e.entry_id] = Running(
-                st.by_queue[f.queue], e.job_id, e.entry_id, e.name, e.attempt, _now_ms()
+                st.by_queue[f.queue], e.job_id, e.entry_id, e.name, e.attempt, local_ms()
             )
         st.executing += 1
         self._pool_runners.submit(f)
@@ -651,7 +646,7 @@ class Worker:
                 "dead_entry", run, wops.entry_owner(keys, f.raw_job_id)
             )
             if owner == f.entry_id:
-                held = Running(keys, f.raw_job_id, f.entry_id, "", 1, _now_ms())
+                held = Running(keys, f.raw_job_id, f.entry_id, "", 1, local_ms())
                 await self._fail(Failure(held, reason, "undecodable", dead_now=True))
                 return
         fields = await run(wops.entry_fields(keys, f.entry_id))

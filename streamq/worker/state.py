@@ -10,6 +10,7 @@ module imports the other.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,9 +21,15 @@ from streamq.protocol.keys import QueueKeys
 from streamq.protocol.worker import Fetched
 from streamq.worker.threads import StuckHandler
 
-__all__ = ["Failure", "Running", "WorkerState"]
+__all__ = ["Failure", "Running", "WorkerState", "local_ms"]
 
 _DEFAULT_OPTIONS = JobOptions()
+
+
+def local_ms() -> int:
+    """This host's clock in ms: only for started/duration figures shown to people, never
+    for due times (those use the Redis clock)."""
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
