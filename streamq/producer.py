@@ -235,8 +235,12 @@ class _Base:
         max_retries: int | None,
         backoff: Backoff | None,
         timeout: float | None,
+        job_key: str | None = None,
+        priority: int | None = None,
     ) -> Schedule:
-        job = self._prepare(name, data, None, None, None, max_retries, backoff, timeout)
+        job = self._prepare(
+            name, data, None, None, None, max_retries, backoff, timeout, None, job_key, priority
+        )
         return Schedule(
             key,
             job.name,
@@ -245,6 +249,8 @@ class _Base:
             None if every is None else schedules.as_ms(every),
             cron,
             tz,
+            job_key=job.key,
+            priority=job.priority,
         )
 
     def _enqueue_op(
@@ -397,11 +403,16 @@ class Producer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
     ) -> int:
         """Create or update the repeating schedule ``key`` (``every`` seconds/timedelta, or a
         5-field ``cron`` in ``tz``); returns the next tick (ms since epoch). Re-adding an
-        identical schedule keeps its next tick."""
-        sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
+        identical schedule keeps its next tick. ``job_key`` and ``priority`` put the jobs it
+        enqueues under flow control (``key`` is the schedule's own name)."""
+        sch = self._schedule(
+            key, name, data, every, cron, tz, max_retries, backoff, timeout, job_key, priority
+        )
         first = None if first_at is None else int(schedules.aware(first_at).timestamp() * 1000)
         return self._driver.run(schedules.add_schedule(self.keys(queue), sch, first))
 
@@ -549,9 +560,13 @@ class AsyncProducer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
     ) -> int:
         """See :meth:`Producer.add_schedule`."""
-        sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
+        sch = self._schedule(
+            key, name, data, every, cron, tz, max_retries, backoff, timeout, job_key, priority
+        )
         first = None if first_at is None else int(schedules.aware(first_at).timestamp() * 1000)
         return await self._driver.run(schedules.add_schedule(self.keys(queue), sch, first))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -314,3 +315,51 @@ def test_retries_of_a_keyed_job_come_back_under_flow_control(
         job = p.get_job(queue_name, jid)
     assert seen == [(1, "k"), (2, "k")]
     assert job is not None and job.state == "completed" and job.attempt == 2
+
+
+def test_a_schedule_with_a_job_key_enqueues_held_jobs(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    s = settings(redis_url, log_level="warning")
+    set_limit(redis_client, queue_name, "refresh:*", concurrency=1)
+    with streamq.Producer(settings=s) as p:
+        p.add_schedule(
+            queue_name,
+            "refresh-conn-1",
+            "work",
+            every=3600,
+            job_key="refresh:conn-1",
+            priority=2,
+            first_at=datetime.now(UTC),
+        )
+        sch = p.list_schedules(queue_name)[0]
+        assert sch.job_key == "refresh:conn-1" and sch.priority == 2
+        w = Worker(app, [queue_name], settings=s)
+        asyncio.run(run_until([w], lambda: len(RUNS) == 1, what="the tick's job"))
+    assert RUNS[0][1:3] == ("refresh:conn-1", 2)
+
+
+def test_a_dead_keyed_job_replayed_from_the_dlq_is_held_again(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    s = settings(redis_url, log_level="warning")
+    dies = App()
+    tries: list[str | None] = []
+
+    @dies.handler("once")
+    async def once(job: streamq.Job) -> None:
+        tries.append(job.key)
+        if len(tries) == 1:
+            raise streamq.PermanentJobError("first run fails")
+
+    with streamq.Producer(settings=s) as p:
+        jid = p.enqueue(queue_name, "once", key="x:conn-1", priority=4).job_id
+        run_burst(Worker(dies, [queue_name], settings=s))
+        assert p.get_job(queue_name, jid).state == "failed"  # type: ignore[union-attr]
+        assert p.replay_all_dead(queue_name) == 1
+        job = p.get_job(queue_name, jid)
+        assert job is not None and job.state == "held" and job.key == "x:conn-1"
+        assert job.priority == 4
+        run_burst(Worker(dies, [queue_name], settings=s))
+        assert p.get_job(queue_name, jid).state == "completed"  # type: ignore[union-attr]
+    assert tries == ["x:conn-1", "x:conn-1"]

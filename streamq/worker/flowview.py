@@ -29,6 +29,16 @@ class FlowView:
         self.plain_busy: dict[str, bool] = {k.queue: False for k in keys}
         #: Queues that have shown flow work: an idle read's timeout re-checks them.
         self.seen: set[str] = set()
+        self._lanes: dict[tuple[QueueKeys, ...], list[QueueKeys]] = {}
+
+    def lanes(self, live: Sequence[QueueKeys]) -> list[QueueKeys]:
+        """What a read covers: the plain streams of ``live``, then their flow lanes (for
+        wake-ups), built once per set of live queues."""
+        at = tuple(live)
+        found = self._lanes.get(at)
+        if found is None:
+            found = self._lanes[at] = [*live, *(k.flow_lane() for k in live)]
+        return found
 
     def due_queue(self, queue: str, now: float) -> bool:
         """Whether ``queue`` should be taken from now."""
@@ -63,18 +73,22 @@ class FlowView:
         else:
             self.next[queue] = math.inf
 
-    def read(self, live: Sequence[QueueKeys], got: Sequence[Fetched], timed_out: bool) -> None:
-        """Record a read: wake-ups make their queue due; plain entries mark it busy; a read
-        that waited out its block re-checks the queues that have shown flow work."""
-        busy: set[str] = set()
-        for f in got:
-            if f.wakeup:
-                self.wakeups.setdefault(f.queue, []).append(f.entry_id)
-                self.seen.add(f.queue)
-                self.next[f.queue] = 0.0
-            elif not f.lane:
-                busy.add(f.queue)
-        for k in live:
-            self.plain_busy[k.queue] = k.queue in busy
-            if timed_out and k.queue in self.seen:
-                self.next[k.queue] = min(self.next[k.queue], 0.0)
+    def read(self, live: Sequence[QueueKeys], got: Sequence[Fetched], timed_out: bool) -> int:
+        """Record a read and return how many of its entries (the last ones: the flow lanes
+        are read after the plain streams) are wake-ups. A wake-up makes its queue due; a
+        read that waited out its block re-checks the queues that have shown flow work.
+        Per-job work only once this worker has seen flow work."""
+        wakeups = 0
+        while wakeups < len(got) and got[-1 - wakeups].wakeup:
+            f = got[-1 - wakeups]
+            self.wakeups.setdefault(f.queue, []).append(f.entry_id)
+            self.seen.add(f.queue)
+            self.next[f.queue] = 0.0
+            wakeups += 1
+        if self.seen:
+            busy = {f.queue for f in got if not f.lane}
+            for k in live:
+                self.plain_busy[k.queue] = k.queue in busy
+                if timed_out and k.queue in self.seen:
+                    self.next[k.queue] = min(self.next[k.queue], 0.0)
+        return wakeups

@@ -396,8 +396,9 @@ class Worker:
                     now = time.monotonic()
                 until = min(wait, flow.next_in(live, now))
                 block = None if until <= 0 else max(1, min(self.block_ms, int(until * 1000) + 1))
-                lanes = [*live, *(k.flow_lane() for k in live)]
-                got = await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
+                got = await self.driver.run(
+                    wops.fetch(flow.lanes(live), self.consumer, free, block)
+                )
                 backoff.reset()
             except OUTAGE as exc:
                 await backoff.wait("fetch", exc)
@@ -407,10 +408,9 @@ class Worker:
                     await retrying("ensure_groups", self.ensure_groups)
                     continue
                 raise
-            flow.read(live, got, timed_out=not got and block is not None)
-            for f in got:
-                if not f.wakeup:
-                    self.start(f)
+            wakeups = flow.read(live, got, timed_out=not got and block is not None)
+            for f in got[: len(got) - wakeups] if wakeups else got:
+                self.start(f)
 
     async def _take(self, flow: _FlowView, live: list[QueueKeys], free: int, now: float) -> int:
         """Take held flow jobs of the queues whose turn it is; returns how many started."""
