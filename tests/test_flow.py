@@ -363,3 +363,29 @@ def test_a_dead_keyed_job_replayed_from_the_dlq_is_held_again(
         run_burst(Worker(dies, [queue_name], settings=s))
         assert p.get_job(queue_name, jid).state == "completed"  # type: ignore[union-attr]
     assert tries == ["x:conn-1", "x:conn-1"]
+
+
+def test_a_delayed_keyed_job_is_held_once_due_and_keeps_its_key(
+    redis_url: str, queue_name: str
+) -> None:
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        r = p.enqueue(queue_name, "work", key="x:conn-7", delay=0.2)
+        assert r.state == "delayed"
+        w = Worker(app, [queue_name], settings=s, promote_poll_ms=20)
+        asyncio.run(run_until([w], lambda: len(RUNS) == 1, what="the delayed keyed job"))
+        job = p.get_job(queue_name, r.job_id)
+    assert job is not None and job.state == "completed" and job.key == "x:conn-7"
+    assert RUNS[0][1] == "x:conn-7"
+
+
+def test_a_stopping_worker_leaves_no_flow_entry_behind(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        p.enqueue_many(queue_name, [streamq.JobSpec("work", key=f"k{i % 3}") for i in range(9)])
+        run_burst(Worker(app, [queue_name], settings=s))
+    keys = QueueKeys(queue_name)
+    assert redis_client.xlen(keys.kstream) == 0
+    assert redis_client.xinfo_consumers(keys.kstream, "streamq") == []

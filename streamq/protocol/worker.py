@@ -573,9 +573,14 @@ def hand_back(
     unknown = [eid for eid in eids if eid not in known]
     if unknown:
         found = yield [entry_fields(keys, e) for e in unknown]
+        wakeups = []
         for eid, fields in zip(unknown, found, strict=True):
             jid = fields.get(b"i")
             if jid:
                 jobs.append((jid.decode(errors="replace"), eid))
+            elif keys.is_flow and list(fields) == [b"w"]:
+                wakeups.append(eid)
+        if wakeups:  # read but not yet passed to a take: drop them, the take re-arms
+            yield [c for eid in wakeups for c in ack_drop(keys, eid)]
     released = (yield release(keys, consumer, jobs)).handed_back if jobs else 0
     return released, jobs
