@@ -389,3 +389,27 @@ def test_a_stopping_worker_leaves_no_flow_entry_behind(
     keys = QueueKeys(queue_name)
     assert redis_client.xlen(keys.kstream) == 0
     assert redis_client.xinfo_consumers(keys.kstream, "streamq") == []
+
+
+def test_rate_logs_of_idle_keys_are_pruned_and_live_windows_kept(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    from streamq._driver import SyncDriver
+    from streamq.protocol import worker as wops
+
+    keys = QueueKeys(queue_name)
+    set_limit(redis_client, queue_name, "x:*", rate=100, period_ms=60_000)
+    now = int(redis_client.time()[0]) * 1000
+    old = [f"e\0x:*\0x:{i}\0{now - 120_000:015d}\0job{i}" for i in range(1200)]
+    live = f"e\0x:*\0x:live\0{now:015d}\0jobL"
+    gone = f"e\0y:*\0y:1\0{now:015d}\0jobY"  # its rule was removed
+    redis_client.zadd(keys.rlog, {m: 0 for m in [*old, live, gone]})
+    driver = SyncDriver(redis_client, "test")
+    cursor, removed = "", 0
+    while True:
+        cursor, n = driver.run(wops.rlog_prune(keys, cursor))
+        removed += n
+        if not cursor:
+            break
+    assert removed == 1201
+    assert redis_client.zrange(keys.rlog, 0, -1) == [live.encode()]

@@ -337,6 +337,17 @@ def hold(
     )
 
 
+def rlog_prune(keys: QueueKeys, cursor: str, count: int = 500) -> Call[tuple[str, int]]:
+    """Drop rate-log starts that have left every window (a slice of ``count``, from
+    ``cursor``); returns the next cursor ('' = done) and how many went."""
+    return Call(
+        "rlog_prune",
+        [keys.rlog, keys.limits],
+        [cursor, count],
+        lambda r: (_s(r[0]), int(r[1])),
+    )
+
+
 def flow_busy(keys: QueueKeys) -> Flow[int]:
     """Flow jobs held or running (kstream's PEL, wake-ups included) on ``keys``' queue."""
     held, pending = yield [
