@@ -413,3 +413,17 @@ def test_rate_logs_of_idle_keys_are_pruned_and_live_windows_kept(
             break
     assert removed == 1201
     assert redis_client.zrange(keys.rlog, 0, -1) == [live.encode()]
+
+
+def test_held_and_running_flow_jobs_are_listed(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    from streamq.admin import Admin
+
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        ids = [p.enqueue(queue_name, "work", key=f"k{i}").job_id for i in range(3)]
+    with Admin(settings=s) as admin:
+        held = admin.jobs(queue_name, "held")
+        assert sorted(r.job_id for r in held) == sorted(ids)
+        assert all(r.job is not None and r.job.state == "held" for r in held)
