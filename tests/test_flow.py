@@ -427,3 +427,35 @@ def test_held_and_running_flow_jobs_are_listed(
         held = admin.jobs(queue_name, "held")
         assert sorted(r.job_id for r in held) == sorted(ids)
         assert all(r.job is not None and r.job.state == "held" for r in held)
+
+
+def test_every_idle_worker_joins_when_one_cannot_take_all(redis_url: str, queue_name: str) -> None:
+    s = settings(redis_url, log_level="warning")
+    two = App()
+
+    @two.handler("slow")
+    async def slow(job: streamq.Job) -> None:
+        await asyncio.sleep(0.05)
+
+    async def scenario() -> list[Worker]:
+        workers = [
+            Worker(two, [queue_name], settings=s, concurrency=2, block_ms=5000) for _ in range(2)
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        await asyncio.sleep(0.3)  # both blocked on their reads, having seen no flow work
+        async with streamq.AsyncProducer(settings=s) as p:
+            await p.enqueue_many(
+                queue_name, [streamq.JobSpec("slow", key=f"k{i}") for i in range(40)]
+            )
+        try:
+            await asyncio.wait_for(_until(lambda: sum(w.processed for w in workers) == 40), 10)
+        finally:
+            for w in workers:
+                w.stop()
+            await asyncio.gather(*tasks)
+        return workers
+
+    workers = asyncio.run(scenario())
+    # 40 jobs of 50 ms on 2 + 2 slots: both workers took a fair part, none waited for a
+    # 5 s block to end.
+    assert all(w.processed >= 10 for w in workers), [w.processed for w in workers]

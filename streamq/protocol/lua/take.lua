@@ -29,6 +29,8 @@ if stray then
     redis.call('XDEL', F.kstream, e[1])
   end
 end
+-- No wake-up is undelivered now: the next hold, freed slot or busy take posts one.
+redis.call('HDEL', F.flow, 'wake')
 local now = now_ms()
 
 -- Keys whose wait is over go back on the ring.
@@ -207,9 +209,10 @@ local top = -1
 local first = redis.call('ZRANGE', F.ring, 0, 0, 'WITHSCORES')
 if first[1] then
   top = 9 - math.floor(tonumber(first[2]) / TURN_BASE)
-else
-  -- Nothing can run now: the next job held re-arms the wake-up.
-  redis.call('HDEL', F.flow, 'wake')
+  if taken >= want and redis.call('HSETNX', F.flow, 'wake', 1) == 1 then
+    -- More can run than this consumer could take: wake a worker blocked on its read.
+    redis.call('XADD', F.kstream, '*', 'w', '1')
+  end
 end
 local opens = -1
 local nb = redis.call('ZRANGE', F.blocked, 0, 0, 'WITHSCORES')
