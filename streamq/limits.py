@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from streamq.errors import ConfigError
 
@@ -126,6 +126,17 @@ class Limit:
     def rule_id(self) -> str:
         """The field of the limits hash: ``each|<pattern>`` or ``shared|<pattern>``."""
         return rule_id(self.pattern, self.shared)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the stored fields plus ``period`` in seconds."""
+        return {
+            "pattern": self.pattern,
+            "shared": self.shared,
+            "rate": self.rate,
+            "period_ms": self.period_ms,
+            "period": self.period,
+            "concurrency": self.concurrency,
+        }
 
     def describe(self) -> str:
         """``50 per 15m, 1 at a time`` (for people)."""

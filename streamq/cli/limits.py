@@ -4,25 +4,11 @@ table."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from streamq.cli.context import EXIT_NOT_FOUND, EXIT_OK, Context, _listing
 from streamq.cli.output import table
 from streamq.errors import ConfigError
-from streamq.limits import Limit, format_duration, parse_duration, parse_rate
+from streamq.limits import format_duration, parse_duration, parse_rate
 from streamq.results import QueueInfo
-
-
-def limit_json(limit: Limit) -> dict[str, Any]:
-    """One rule as JSON: the stored fields plus ``period`` in seconds."""
-    return {
-        "pattern": limit.pattern,
-        "shared": limit.shared,
-        "rate": limit.rate,
-        "period_ms": limit.period_ms,
-        "period": limit.period,
-        "concurrency": limit.concurrency,
-    }
 
 
 def _rate_and_per(rate: str | None, per: str | None) -> tuple[int | None, float | None]:
@@ -50,7 +36,7 @@ def cmd_limits_set(ctx: Context) -> int:
         a.queue, a.pattern, rate=rate, per=per, concurrency=a.concurrency, shared=a.shared
     )
     if ctx.json:
-        ctx.emit_json({"queue": a.queue, "limit": limit_json(limit)})
+        ctx.emit_json({"queue": a.queue, "limit": limit.as_dict()})
     else:
         kind = "shared by all keys matching" if limit.shared else "each key matching"
         ctx.say(f"{a.queue}: {kind} {limit.pattern!r}: {limit.describe()}")
@@ -77,7 +63,7 @@ def cmd_limits_list(ctx: Context) -> int:
 
     if not items and not ctx.json:
         print(f"no limits in {a.queue!r}", file=ctx.err)
-    return _listing(ctx, items, [limit_json(x) for x in items], human)
+    return _listing(ctx, items, [x.as_dict() for x in items], human)
 
 
 def cmd_limits_rm(ctx: Context) -> int:

@@ -1,5 +1,5 @@
 """The dashboard's JSON API. Every route requires ``Authorization: Bearer <token>``;
-mutating routes are POST/DELETE only and also refuse cross-site requests (see
+mutating routes are POST/PUT/DELETE only and also refuse cross-site requests (see
 :func:`cross_site`), so a page on another site can neither read nor change anything.
 
 ===============================================================  =============================
@@ -16,6 +16,9 @@ mutating routes are POST/DELETE only and also refuse cross-site requests (see
 ``GET    /api/queues/{q}/schedules?offset=0&limit=50``            repeating schedules
 ``GET    /api/workers?offset=0&limit=500``                        workers, their running jobs
 ===============================================================  =============================
+
+The flow-control routes (``/api/queues/{q}/limits``, ``.../flow-mode``) live in
+:mod:`streamq.web.limits`, with the same guards.
 
 Listings are paged on the server: ``offset``/``limit`` answers carry a ``page`` object
 (``offset``, ``limit``, ``total``, ``next_offset``, ``prev_offset``, see
