@@ -178,7 +178,8 @@ class JobEntry:
 
     ``entry_id`` is set for waiting and active jobs; ``consumer``, ``idle_ms`` and
     ``deliveries`` for active ones (from the group's PEL); ``score_ms`` is the due time of a
-    delayed job or the finish time of a completed/failed one.
+    delayed job or the finish time of a completed/failed one; ``key`` and ``priority`` are
+    set for held jobs (from their place in flow control).
     """
 
     job_id: str
@@ -189,6 +190,8 @@ class JobEntry:
     idle_ms: int | None = None
     deliveries: int | None = None
     score_ms: int | None = None
+    key: str | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

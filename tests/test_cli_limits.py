@@ -222,3 +222,19 @@ def test_status_of_a_queue_without_keyed_jobs_prints_no_flow_line(
     code, out, _ = cli("status", queue_name)
 
     assert code == 0 and len(out.splitlines()) == 3
+
+
+def test_jobs_lists_held_jobs_with_their_key_and_priority(
+    cli: Run, redis_client: redis.Redis, queue_name: str
+) -> None:
+    hold(redis_client, queue_name, "x:conn-1", "j-1", priority=3)
+
+    code, out, _ = cli("jobs", queue_name, "--state", "held")
+
+    assert code == 0
+    header, row = (line.split() for line in out.splitlines())
+    assert header == ["ID", "NAME", "KEY", "PRIORITY", "ATTEMPTS", "ENQUEUED"]
+    assert row[:4] == ["j-1", "?", "x:conn-1", "3"]
+    code, out, _ = cli("jobs", queue_name, "--state", "held", "--json")
+    (doc,) = orjson.loads(out)
+    assert (doc["job_id"], doc["key"], doc["priority"]) == ("j-1", "x:conn-1", 3)

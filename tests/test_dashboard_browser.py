@@ -614,6 +614,13 @@ def test_the_dashboard_shows_held_jobs_and_the_busiest_keys_of_a_queue(
         # A key is shown as text, never as markup.
         assert keys.nth(0).locator("td").nth(0).inner_text() == "x:conn-<b>1</b>"
         assert [keys.nth(i).locator("td.num").inner_text() for i in range(2)] == ["3", "1"]
+        # The held tab lists them, by key, with their key and priority.
+        page.locator('#tabs button[data-state="held"]').click()
+        page.locator('#list table.jobs[data-state="held"]').wait_for()
+        assert page.locator('#tabs button[data-state="held"]').inner_text() == "held (4)"
+        first = page.locator("#list tr.job").first
+        assert first.get_attribute("data-job-id") == "b0"  # "x:conn-2" < "x:conn-<b>1</b>"
+        assert "key x:conn-2 · priority 0" in first.inner_text()
         assert problems == []
     finally:
         page.context.close()

@@ -399,3 +399,24 @@ def test_status_with_flow_figures_still_takes_two_round_trips(
     assert steps == 2
     assert [i.flow.running for i in infos] == [0, 1, 0]
     assert infos[0].status.waiting == 1
+
+
+def test_held_jobs_are_listed_by_key_then_priority_then_arrival(
+    admin: Admin, redis_client: redis.Redis, queue_name: str
+) -> None:
+    r, q = redis_client, queue_name
+    hold(r, q, "x:b", "b-low")
+    hold(r, q, "x:a", "a-first")
+    hold(r, q, "x:b", "b-high", priority=8)
+    hold(r, q, "x:a", "a-second")
+
+    rows = admin.jobs(q, "held")
+
+    assert [(e.job_id, e.key, e.priority) for e in rows] == [
+        ("a-first", "x:a", 0),
+        ("a-second", "x:a", 0),
+        ("b-high", "x:b", 8),
+        ("b-low", "x:b", 0),
+    ]
+    assert all(e.state == "held" and e.job is None for e in rows)  # no records written here
+    assert [e.job_id for e in admin.jobs(q, "held", limit=2, offset=1)] == ["a-second", "b-high"]

@@ -248,3 +248,19 @@ def test_health_reports_held_jobs_without_degrading(
         "keys_at_concurrency": 1,
         "rate_limited_total": 11,
     }
+
+
+def test_the_jobs_api_lists_held_jobs_with_their_key_and_a_total(
+    client: TestClient, settings: Settings, redis_client: redis.Redis
+) -> None:
+    seed_flow(settings, redis_client)
+
+    r = client.get(f"/api/queues/{Q}/jobs", headers=AUTH, params={"state": "held", "limit": 2})
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["page"]["total"] == 5 and body["page"]["next_offset"] == 2
+    assert [(j["id"], j["key"], j["priority"]) for j in body["jobs"]] == [
+        ("a0", "x:conn-1", 0),
+        ("a1", "x:conn-1", 0),
+    ]

@@ -67,6 +67,9 @@ def _job_row(e: JobEntry, now: int) -> list[Any]:
         ]
     if e.state == "active":
         return [e.job_id, name, e.consumer, attempts, e.deliveries, _duration(e.idle_ms)]
+    if e.state == "held":
+        created = _relative(j.created_at_ms if j else None, now)
+        return [e.job_id, name, e.key, e.priority, attempts, created]
     if e.state == "delayed":
         return [e.job_id, name, attempts, _relative(e.score_ms, now)]
     took = (
@@ -82,6 +85,7 @@ _JOB_HEADERS = {
     "waiting": ["ID", "NAME", "ATTEMPTS", "ENTRY", "ENQUEUED"],
     "active": ["ID", "NAME", "WORKER", "ATTEMPT", "DELIVERIES", "IDLE"],
     "delayed": ["ID", "NAME", "ATTEMPTS", "DUE"],
+    "held": ["ID", "NAME", "KEY", "PRIORITY", "ATTEMPTS", "ENQUEUED"],
     "completed": ["ID", "NAME", "ATTEMPTS", "FINISHED", "TOOK"],
     "failed": ["ID", "NAME", "ATTEMPTS", "FINISHED", "TOOK", "REASON", "ERROR"],
 }

@@ -29,7 +29,7 @@ from streamq.limits import Limit, check_mode, rule_id
 from streamq.protocol.calls import Call, Flow, raw, score_pairs
 from streamq.protocol.calls import text as _s
 from streamq.protocol.keys import GROUP, QueueKeys
-from streamq.results import FlowStatus
+from streamq.results import FlowStatus, JobEntry
 
 __all__ = [
     "BUSIEST_KEYS",
@@ -39,6 +39,8 @@ __all__ = [
     "encode_limit",
     "flow_reads",
     "flow_status",
+    "held_entry",
+    "held_range",
     "kstream_groups",
     "list_limits",
     "parse_flow_reads",
@@ -240,6 +242,22 @@ def parse_kstream_group(reply: Any) -> int:
         if _s(rec.get("name", b"")) == GROUP:
             return _count(rec.get("pending"))
     return 0
+
+
+def held_range(keys: QueueKeys, offset: int, limit: int) -> Call[list[Any]]:
+    """Held members ``offset`` .. ``offset + limit - 1`` (all scores are 0: lex order, i.e.
+    by key, then highest priority, then FIFO)."""
+    return raw("ZRANGE", FlowKeys(keys).held, offset, offset + limit - 1)
+
+
+def held_entry(member: Any) -> JobEntry:
+    """A held member ``<key>\\0<9-priority>\\0<seq>\\0<job id>`` as a listing row."""
+    parts = _s(member).split("\0")
+    if len(parts) != 4:
+        return JobEntry("", "held", None)
+    key, inverse, _seq, job_id = parts
+    priority = 9 - int(inverse) if inverse.isdigit() else None
+    return JobEntry(job_id, "held", None, key=key, priority=priority)
 
 
 def flow_status(keys: QueueKeys, top: int = BUSIEST_KEYS) -> Flow[FlowStatus]:

@@ -45,7 +45,7 @@ __all__ = [
 #: A worker whose last heartbeat is younger than this counts as alive.
 LIVE_WINDOW_MS = 10_000
 
-ListState = Literal["waiting", "active", "delayed", "completed", "failed"]
+ListState = Literal["waiting", "active", "delayed", "completed", "failed", "held"]
 #: The states :func:`list_jobs` can list.
 LIST_STATES: tuple[str, ...] = get_args(ListState)
 
@@ -266,8 +266,10 @@ def list_jobs(
 ) -> Flow[list[JobEntry]]:
     """Up to ``limit`` jobs in ``state`` with their records, skipping the first ``offset``:
     waiting and delayed oldest / soonest first, active in PEL order, completed and failed
-    newest first. Skipping is O(log N) for delayed/completed/failed; for waiting and active
-    (stream and PEL, which cannot seek by position) it reads and drops ``offset`` entries."""
+    newest first, held by key, then highest priority, then FIFO (with ``key`` and
+    ``priority`` from the held entry). Skipping is O(log N) for delayed/completed/failed/
+    held; for waiting and active (stream and PEL, which cannot seek by position) it reads
+    and drops ``offset`` entries."""
     if state not in LIST_STATES:
         raise ConfigError(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
     if limit < 1:
@@ -275,7 +277,10 @@ def list_jobs(
     if offset < 0:
         raise ConfigError(f"offset must be >= 0, got {offset}")
     rows: list[JobEntry] = []
-    if state in ("delayed", "completed", "failed"):
+    if state == "held":
+        members = yield limit_ops.held_range(keys, offset, limit)
+        rows = [limit_ops.held_entry(m) for m in members]
+    elif state in ("delayed", "completed", "failed"):
         index = {"delayed": keys.delayed, "completed": keys.completed, "failed": keys.failed}
         order = "ZRANGE" if state == "delayed" else "ZREVRANGE"
         pairs = yield raw(order, index[state], offset, offset + limit - 1, "WITHSCORES")

@@ -354,6 +354,7 @@
     if (state === "delayed") return "due " + inTime(job.due_at_ms || job.score_ms);
     if (state === "completed" || state === "failed") return "finished " + ago(job.finished_at_ms || job.score_ms);
     if (state === "waiting") return "created " + ago(job.created_at_ms);
+    if (state === "held") return `key ${job.key} · priority ${job.priority} · created ` + ago(job.created_at_ms);
     return "started " + ago(job.started_at_ms);
   }
 
