@@ -15,6 +15,7 @@
     ├── ScriptError              a Lua script answered with an unexpected error code
     ├── DurabilityError          WAITAOF did not confirm the fsync (the job may still exist)
     ├── PermanentJobError        raised by a handler: fail now, no retries (dead-lettered)
+    ├── RateLimited              raised by a handler: wait, then run again; no attempt used
     └── RetryJobError            raised by a handler: fail this attempt, retry after a given delay
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "PayloadError",
     "PermanentJobError",
     "QueueFullError",
+    "RateLimited",
     "RetryJobError",
     "ScriptError",
     "ServerError",
@@ -110,6 +112,28 @@ class RetryJobError(StreamQError):
             raise ConfigError(f"RetryJobError delay must be a finite number >= 0, got {delay!r}")
         super().__init__(message)
         self.delay = float(delay)
+
+
+class RateLimited(StreamQError):
+    """Raise from a handler when a remote API says "too early" (an HTTP 429 with its
+    ``Retry-After``): the job waits ``retry_after`` seconds and runs again **without using
+    an attempt**. ``key_wide=True`` holds every job of the job's key (flow control) until
+    then, this one first; a job without a key waits alone. ``retry_after`` is capped at 30
+    days."""
+
+    def __init__(self, message: str = "", *, retry_after: float, key_wide: bool = False) -> None:
+        if (
+            not isinstance(retry_after, int | float)
+            or isinstance(retry_after, bool)
+            or not math.isfinite(retry_after)
+            or retry_after < 0
+        ):
+            raise ConfigError(
+                f"RateLimited retry_after must be a finite number >= 0, got {retry_after!r}"
+            )
+        super().__init__(message)
+        self.retry_after = float(retry_after)
+        self.key_wide = bool(key_wide)
 
 
 class DurabilityError(StreamQError):

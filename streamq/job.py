@@ -59,6 +59,8 @@ class JobState(StrEnum):
 
     WAITING = "waiting"
     DELAYED = "delayed"
+    #: Waiting for flow control (its key's turn, a rate window or a concurrency slot).
+    HELD = "held"
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -269,6 +271,9 @@ class Job:
     entry_id: str | None = None
     lease_idle_ms: int | None = None
     deliveries: int | None = None
+    #: Flow control: the job's key (None: none) and priority (0..9, higher first).
+    key: str | None = None
+    priority: int = 0
 
 
 @functools.lru_cache(maxsize=512)

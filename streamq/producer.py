@@ -36,7 +36,13 @@ from streamq.protocol import dlq, jobs, queues, schedules
 from streamq.protocol.calls import Call, Flow, ping
 from streamq.protocol.codec import encode_payload, new_job_id, new_job_ids
 from streamq.protocol.jobs import PreparedJob
-from streamq.protocol.keys import QueueKeys, validate_job_id, validate_queue_name
+from streamq.protocol.keys import (
+    QueueKeys,
+    validate_job_id,
+    validate_job_key,
+    validate_priority,
+    validate_queue_name,
+)
 from streamq.protocol.schedules import Schedule
 from streamq.results import DeadEntry, EnqueueResult, QueueStatus
 
@@ -58,6 +64,10 @@ class JobSpec:
     max_retries: int | None = None
     backoff: Backoff | None = None
     timeout: float | None = None
+    #: Flow control: the job's key (rate limits, concurrency and fairness apply per key).
+    key: str | None = None
+    #: 0..9, higher first (flow control); None or 0: the default.
+    priority: int | None = None
 
 
 def _seconds(value: Any, what: str) -> float:
@@ -158,6 +168,8 @@ class _Base:
         backoff: Backoff | None,
         timeout: float | None,
         new_id: str | None = None,
+        key: str | None = None,
+        priority: int | None = None,
     ) -> PreparedJob:
         # Takes the fields rather than a JobSpec: one object less per enqueue() call.
         # ``new_id``: a generated id to use when ``job_id`` is None (batches make them all
@@ -186,6 +198,8 @@ class _Base:
             opts,
             0 if delay is None else _delay_ms(delay),
             -1 if at is None else _at_ms(at),
+            "" if key is None else validate_job_key(key),
+            0 if priority is None else validate_priority(priority),
         )
 
     def _prepare_many(self, jobs: Iterable[JobSpec]) -> tuple[list[PreparedJob], bool]:
@@ -194,7 +208,17 @@ class _Base:
         ids = new_job_ids(len(specs))
         prepared = [
             self._prepare(
-                s.name, s.data, s.job_id, s.delay, s.at, s.max_retries, s.backoff, s.timeout, i
+                s.name,
+                s.data,
+                s.job_id,
+                s.delay,
+                s.at,
+                s.max_retries,
+                s.backoff,
+                s.timeout,
+                i,
+                s.key,
+                s.priority,
             )
             for s, i in zip(specs, ids, strict=True)
         ]
@@ -211,8 +235,12 @@ class _Base:
         max_retries: int | None,
         backoff: Backoff | None,
         timeout: float | None,
+        job_key: str | None = None,
+        priority: int | None = None,
     ) -> Schedule:
-        job = self._prepare(name, data, None, None, None, max_retries, backoff, timeout)
+        job = self._prepare(
+            name, data, None, None, None, max_retries, backoff, timeout, None, job_key, priority
+        )
         return Schedule(
             key,
             job.name,
@@ -221,6 +249,8 @@ class _Base:
             None if every is None else schedules.as_ms(every),
             cron,
             tz,
+            job_key=job.key,
+            priority=job.priority,
         )
 
     def _enqueue_op(
@@ -283,6 +313,8 @@ class Producer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        key: str | None = None,
+        priority: int | None = None,
         durable: bool | None = None,
     ) -> EnqueueResult:
         """Add one job (one round trip). An existing ``job_id`` returns the existing job
@@ -290,8 +322,12 @@ class Producer(_Base):
         or epoch seconds) make it a delayed job. ``durable=True`` (default: the producer's
         ``durable``) returns only once WAITAOF confirms the fsync, still in one round trip;
         a server without WAITAOF (< 7.2) or AOF raises ServerError before anything is
-        written."""
-        job = self._prepare(name, data, job_id, delay, at, max_retries, backoff, timeout)
+        written. ``key`` and ``priority`` (0..9, higher first) put the job under flow
+        control: it is held until its key's turn, rate limits and concurrency allow
+        (see docs/flow-control.md)."""
+        job = self._prepare(
+            name, data, job_id, delay, at, max_retries, backoff, timeout, None, key, priority
+        )
         op = self._enqueue_op(queue, [job], durable, fresh=job_id is None)
         return self._driver.run(op)[0]
 
@@ -367,11 +403,16 @@ class Producer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
     ) -> int:
         """Create or update the repeating schedule ``key`` (``every`` seconds/timedelta, or a
         5-field ``cron`` in ``tz``); returns the next tick (ms since epoch). Re-adding an
-        identical schedule keeps its next tick."""
-        sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
+        identical schedule keeps its next tick. ``job_key`` and ``priority`` put the jobs it
+        enqueues under flow control (``key`` is the schedule's own name)."""
+        sch = self._schedule(
+            key, name, data, every, cron, tz, max_retries, backoff, timeout, job_key, priority
+        )
         first = None if first_at is None else int(schedules.aware(first_at).timestamp() * 1000)
         return self._driver.run(schedules.add_schedule(self.keys(queue), sch, first))
 
@@ -434,10 +475,14 @@ class AsyncProducer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        key: str | None = None,
+        priority: int | None = None,
         durable: bool | None = None,
     ) -> EnqueueResult:
         """See :meth:`Producer.enqueue`."""
-        job = self._prepare(name, data, job_id, delay, at, max_retries, backoff, timeout)
+        job = self._prepare(
+            name, data, job_id, delay, at, max_retries, backoff, timeout, None, key, priority
+        )
         op = self._enqueue_op(queue, [job], durable, fresh=job_id is None)
         return (await self._driver.run(op))[0]
 
@@ -515,9 +560,13 @@ class AsyncProducer(_Base):
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
     ) -> int:
         """See :meth:`Producer.add_schedule`."""
-        sch = self._schedule(key, name, data, every, cron, tz, max_retries, backoff, timeout)
+        sch = self._schedule(
+            key, name, data, every, cron, tz, max_retries, backoff, timeout, job_key, priority
+        )
         first = None if first_at is None else int(schedules.aware(first_at).timestamp() * 1000)
         return await self._driver.run(schedules.add_schedule(self.keys(queue), sch, first))
 

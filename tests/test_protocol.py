@@ -193,6 +193,10 @@ def test_scripts_take_every_key_from_keys(path: Path) -> None:
         if cmd in _KEYLESS:
             continue
         key = (second if cmd in _SUBCOMMANDS else first).strip()
+        if cmd == "XREADGROUP":  # the keys follow STREAMS
+            at = re.search(r"'XREADGROUP'[^)]*'STREAMS',\s*([^,)]+)", body)
+            assert at, "XREADGROUP without STREAMS"
+            key = at[1].strip()
         table = re.fullmatch(r"unpack\((\w+)", key)
         if table:
             # Many keys at once (DEL of a batch): a table whose every element is stored
@@ -201,6 +205,12 @@ def test_scripts_take_every_key_from_keys(path: Path) -> None:
             assert stores, f"{cmd} on {key!r}: the table is never filled"
             for rhs in stores:
                 assert rhs.strip().startswith("KEYS[") and ".." not in rhs, f"{cmd}: {rhs!r}"
+            continue
+        field = re.fullmatch(r"F\.(\w+)", key)
+        if field:
+            # The flow keys: a table built by lib/flow.lua's flow_keys(off) from KEYS only.
+            assert re.search(r"\bF = flow_keys\(\d+\)", body), f"{cmd} on {key!r}: F unbound"
+            assert field[1] in FLOW_FIELDS, f"{cmd} on {key!r}: not a flow key"
             continue
         assert re.fullmatch(r"KEYS\[[^\]]+\]|[A-Za-z_]\w*", key), f"{cmd} on {key!r}"
         if not key.startswith("KEYS"):
@@ -215,6 +225,33 @@ def test_scripts_take_every_key_from_keys(path: Path) -> None:
         for line in bindings:
             rhs = line.split("=", 1)[1]
             assert "KEYS[" in rhs and ".." not in rhs, f"{var} bound by {line.strip()!r}"
+
+
+def _flow_fields() -> set[str]:
+    """The fields of lib/flow.lua's flow_keys table, each bound straight from KEYS."""
+    src = strip_comments((LUA / "lib" / "flow.lua").read_text())
+    body = src[src.index("local function flow_keys") :].split("end", 1)[0]
+    pairs = re.findall(r"(\w+) = KEYS\[off(?: \+ \d+)?\]", body)
+    assert len(pairs) == 9 and len(pairs) == body.count("="), body
+    return set(pairs)
+
+
+FLOW_FIELDS = _flow_fields()
+
+
+def test_flow_keys_match_the_order_python_passes() -> None:
+    src = strip_comments((LUA / "lib" / "flow.lua").read_text())
+    body = src[src.index("local function flow_keys") :].split("end", 1)[0]
+    order = [
+        name
+        for name, _ in sorted(
+            ((n, int(o or 0)) for n, o in re.findall(r"(\w+) = KEYS\[off(?: \+ (\d+))?\]", body)),
+            key=lambda p: p[1],
+        )
+    ]
+    k = QueueKeys("q")
+    attrs = {"data": "held_data", "hkeys": "held_keys"}
+    assert [getattr(k, attrs.get(n, n)) for n in order] == k.flow_keys()
 
 
 def _sample_calls(keys: QueueKeys) -> dict[str, Call[Any]]:
@@ -236,6 +273,8 @@ def test_each_call_passes_as_many_keys_as_its_script_reads() -> None:
         assert call.script == name
         body = strip_comments((LUA / f"{name}.lua").read_text())
         highest = max(int(n) for n in re.findall(r"\bKEYS\[(\d+)\]", body))
+        for off in re.findall(r"\bF = flow_keys\((\d+)\)", body):
+            highest = max(highest, int(off) + 8)
         # enqueue also reads KEYS[2 + j] for each of its (here: one) jobs.
         assert len(call.keys) == highest + (1 if name == "enqueue" else 0), name
 

@@ -129,6 +129,9 @@ class Entry(NamedTuple):
     data: bytes
     attempt: int
     options: bytes
+    #: Flow control (entries of kstream): the job's key (None: none) and priority.
+    key: str | None = None
+    priority: int = 0
 
 
 #: Field names of an entry in the order streamq writes them (XADD ... i n d a o).
@@ -169,6 +172,8 @@ def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
             raise ValueError(f"malformed field names: {exc}") from None
     if not isinstance(fields, dict):
         raise ValueError("entry fields are not a mapping")
+    if b"k" in fields:
+        return _flow_entry(eid, fields)
     try:
         job_id = fields[b"i"].decode("utf-8")
         name = fields[b"n"].decode("utf-8")
@@ -184,3 +189,20 @@ def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
     if not job_id or not name or attempt < 1:
         raise ValueError("empty job id or name, or attempt < 1")
     return Entry(eid, job_id, name, data, attempt, options)
+
+
+def _flow_entry(eid: str, f: dict[Any, Any]) -> Entry:
+    """A flow job's entry (take.lua adds its key ``k`` and priority ``p``)."""
+    try:
+        job_id, name = f[b"i"].decode(), f[b"n"].decode()
+        data, options, attempt = f[b"d"], f[b"o"], int(f[b"a"])
+        key, priority = f[b"k"].decode(), int(f.get(b"p", b"0"))
+    except KeyError as exc:
+        raise ValueError(f"missing field {exc.args[0]!r}") from None
+    except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"malformed field: {exc}") from None
+    if not isinstance(data, bytes) or not isinstance(options, bytes):
+        raise ValueError("payload and options must be bytes")
+    if not job_id or not name or attempt < 1:
+        raise ValueError("empty job id or name, or attempt < 1")
+    return Entry(eid, job_id, name, data, attempt, options, key or None, priority)

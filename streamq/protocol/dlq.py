@@ -73,7 +73,7 @@ def replay_dead(keys: QueueKeys, entry: DeadEntry) -> Call[bool]:
     """Move one DLQ entry back to the queue; False if someone else already did."""
     return Call(
         "replay",
-        [keys.dead, keys.stream, keys.failed, keys.job(entry.job_id)],
+        [keys.dead, keys.stream, keys.failed, keys.job(entry.job_id), *keys.flow_keys()],
         [GROUP, entry.dead_id, entry.job_id],
         lambda r: int(r[0]) == Code.OK,
     )

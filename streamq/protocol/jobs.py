@@ -48,6 +48,14 @@ class PreparedJob(NamedTuple):
     options: bytes
     delay_ms: int = 0
     at_ms: int = -1
+    #: Flow control: the job's key ('' = none) and priority (0..9).
+    key: str = ""
+    priority: int = 0
+
+    @property
+    def is_flow(self) -> bool:
+        """True for a job flow control holds (a key or a priority)."""
+        return bool(self.key) or self.priority > 0
 
 
 _STATES = {s.value.encode(): s for s in JobState}
@@ -58,6 +66,8 @@ def _enqueue_result(job_id: str, ref: Any) -> EnqueueResult:
     # enqueue.lua: the entry id of a new waiting job, the due ms of a new delayed one, or
     # [state] when the job existed.
     if isinstance(ref, list):
+        if len(ref) == 2:  # enqueue_flow.lua: a new held job
+            return EnqueueResult(job_id, JobState.HELD, True)
         state = ref[0]
         return EnqueueResult(job_id, _STATES.get(state) or JobState(_s(state)), False)
     if isinstance(ref, int):
@@ -71,11 +81,13 @@ def enqueue(
     """Add jobs in one script call (one round trip however many jobs). ``fresh``: every
     job id was just generated (:func:`~streamq.protocol.codec.new_job_id`), so the script
     need not look for an existing record; custom ids always are looked up."""
+    if any(j.key or j.priority for j in jobs):
+        return _enqueue_flow(keys, jobs, fresh)
     args: list[Arg] = [GROUP, len(jobs), "1" if fresh else "0"]
     job_key = keys.job("")
     job_keys = []
     for j in jobs:
-        args += j  # id, name, data, opts, delay_ms, at_ms: the script's order
+        args += j[:6]  # id, name, data, opts, delay_ms, at_ms: the script's order
         job_keys.append(job_key + j.job_id)
     # A resend (redis-py retrying after a lost reply) must find the records the first send
     # may have written, or a job would be added twice: resends always look ids up.
@@ -87,6 +99,33 @@ def enqueue(
     return Call(
         "enqueue",
         [keys.stream, keys.delayed, keys.cancelled, *job_keys],
+        args,
+        parse,
+        resend_args=resend,
+    )
+
+
+def _enqueue_flow(
+    keys: QueueKeys, jobs: Sequence[PreparedJob], fresh: bool
+) -> Call[list[EnqueueResult]]:
+    """:func:`enqueue` for a batch with flow jobs: enqueue_flow.lua holds those."""
+    args: list[Arg] = [GROUP, len(jobs), "1" if fresh else "0"]
+    for j in jobs:
+        args += j  # the 8 fields, the script's order
+    resend = [GROUP, len(jobs), "0", *args[3:]] if fresh else None
+
+    def parse(reply: list[Any]) -> list[EnqueueResult]:
+        return [_enqueue_result(j.job_id, r) for j, r in zip(jobs, reply, strict=True)]
+
+    return Call(
+        "enqueue_flow",
+        [
+            keys.stream,
+            keys.delayed,
+            keys.cancelled,
+            *keys.flow_keys(),
+            *(keys.job(j.job_id) for j in jobs),
+        ],
         args,
         parse,
         resend_args=resend,
@@ -133,11 +172,14 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def parse_job(queue: str, job_id: str, flat: Sequence[Any], run: Sequence[Any]) -> Job:
-    """Build a :class:`Job` from a job hash (flat HGETALL) and its PEL entry, if any."""
+def parse_job(
+    queue: str, job_id: str, flat: Sequence[Any], run: Sequence[Any], admitted: bool = False
+) -> Job:
+    """Build a :class:`Job` from a job hash (flat HGETALL) and its PEL entry, if any.
+    ``admitted``: a held job flow control has handed to a worker (it runs)."""
     rec = {_s(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
     state = JobState(_s(rec.get("s", b"waiting")))
-    if state is JobState.WAITING and run:
+    if (state is JobState.WAITING and run) or (state is JobState.HELD and admitted):
         state = JobState.ACTIVE
     try:
         options = JobOptions.decode(rec["o"]) if "o" in rec else JobOptions()
@@ -164,6 +206,8 @@ def parse_job(queue: str, job_id: str, flat: Sequence[Any], run: Sequence[Any]) 
         entry_id=_s(rec["x"]) if rec.get("x") else None,
         lease_idle_ms=int(run[1]) if run else None,
         deliveries=int(run[2]) if run else None,
+        key=_s(rec["k"]) if rec.get("k") else None,
+        priority=int(rec.get("p", 0)),
     )
 
 
@@ -171,10 +215,10 @@ def get_job(keys: QueueKeys, job_id: str) -> Call[Job | None]:
     """Read a job back; None when there is no record."""
 
     def parse(reply: list[Any]) -> Job | None:
-        flat, run = reply
-        return parse_job(keys.queue, job_id, flat, run) if flat else None
+        flat, run, admitted = reply
+        return parse_job(keys.queue, job_id, flat, run, bool(admitted)) if flat else None
 
-    return Call("get_job", [keys.job(job_id), keys.stream], [GROUP], parse)
+    return Call("get_job", [keys.job(job_id), keys.stream, keys.held], [GROUP], parse)
 
 
 # ---------------------------------------------------------------------------- changes
@@ -190,21 +234,32 @@ def _check(code: int, state: str, job_id: str, what: str) -> None:
 
 
 def cancel(keys: QueueKeys, job_id: str, events_maxlen: int) -> Call[None]:
-    """Cancel a delayed or waiting job; a running or finished one raises InvalidStateError."""
+    """Cancel a delayed, waiting or held job; a running or finished one raises
+    InvalidStateError."""
 
     def parse(r: list[Any]) -> None:
         _check(int(r[0]), _s(r[1]), job_id, "cancel")
 
     return Call(
         "cancel",
-        [keys.job(job_id), keys.delayed, keys.stream, keys.events, keys.cancelled],
+        [
+            keys.job(job_id),
+            keys.delayed,
+            keys.stream,
+            keys.events,
+            keys.cancelled,
+            keys.held,
+            keys.held_data,
+            keys.held_keys,
+            keys.flow,
+        ],
         [GROUP, job_id, events_maxlen],
         parse,
     )
 
 
 def move(keys: QueueKeys, job_id: str, delay_ms: int, at_ms: int) -> Call[int]:
-    """Change when a delayed job is due; returns the new due time (ms)."""
+    """Change when a delayed (or held) job is due; returns the new due time (ms)."""
 
     def parse(r: list[Any]) -> int:
         _check(int(r[0]), _s(r[1]), job_id, "move")
@@ -212,7 +267,7 @@ def move(keys: QueueKeys, job_id: str, delay_ms: int, at_ms: int) -> Call[int]:
 
     return Call(
         "move",
-        [keys.job(job_id), keys.delayed, keys.stream],
+        [keys.job(job_id), keys.delayed, keys.stream, *keys.flow_keys()],
         [GROUP, job_id, delay_ms, at_ms],
         parse,
     )

@@ -7,7 +7,17 @@ from dataclasses import dataclass, field
 
 from streamq.errors import ConfigError
 
-__all__ = ["BUCKETS_MS", "GROUP", "QueueKeys", "validate_job_id", "validate_queue_name"]
+__all__ = [
+    "BUCKETS_MS",
+    "FLOW",
+    "GROUP",
+    "MAX_PRIORITY",
+    "QueueKeys",
+    "validate_job_id",
+    "validate_job_key",
+    "validate_priority",
+    "validate_queue_name",
+]
 
 #: The one consumer group every worker of a queue joins.
 GROUP = "streamq"
@@ -18,6 +28,12 @@ BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 6
 
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_JOB_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-@/+=#]{1,200}$")
+
+#: The lane of flow jobs (keyed or prioritized): their own stream, ``sq:{Q}:kstream``.
+FLOW = "flow"
+#: Priorities run from 0 (the default) to this, higher first.
+MAX_PRIORITY = 9
 
 
 def validate_queue_name(name: str) -> str:
@@ -38,17 +54,42 @@ def validate_job_id(job_id: str) -> str:
     return job_id
 
 
+def validate_job_key(key: str) -> str:
+    """Return ``key`` if it is a valid flow-control key, else raise ConfigError."""
+    if not isinstance(key, str) or not _JOB_KEY_RE.match(key):
+        raise ConfigError(
+            f"invalid job key {key!r}: use 1-200 characters from A-Z a-z 0-9 _ . : - @ / + = #"
+        )
+    return key
+
+
+def validate_priority(priority: int) -> int:
+    """Return ``priority`` if it is an int in 0..9, else raise ConfigError."""
+    if type(priority) is not int or not 0 <= priority <= MAX_PRIORITY:
+        raise ConfigError(f"priority must be an int from 0 to {MAX_PRIORITY}, got {priority!r}")
+    return priority
+
+
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """Names of every key of queue ``queue`` under ``prefix``."""
+    """Names of every key of queue ``queue`` under ``prefix``.
+
+    ``lane`` picks the stream that :attr:`stream` names: ``""`` the queue's stream of plain
+    jobs, :data:`FLOW` the stream of flow jobs (keyed or prioritized). Every operation on a
+    delivered entry (complete, fail, renew, reclaim) takes the keys of the entry's lane.
+    """
 
     queue: str
     prefix: str = "sq"
+    lane: str = ""
     # Built once: job() runs for every job on both the producer's and the worker's path.
     _job_prefix: str = field(init=False, repr=False, compare=False)
+    _stream: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_job_prefix", f"{self.base}:job:")
+        name = "kstream" if self.lane == FLOW else "stream"
+        object.__setattr__(self, "_stream", f"{self.base}:{name}")
 
     @property
     def base(self) -> str:
@@ -57,8 +98,96 @@ class QueueKeys:
 
     @property
     def stream(self) -> str:
-        """Ready and running jobs; the group's PEL is the running set."""
-        return f"{self.base}:stream"
+        """The lane's stream: ready and running jobs; the group's PEL is the running set."""
+        return self._stream
+
+    @property
+    def is_flow(self) -> bool:
+        """True for the keys of the flow lane."""
+        return self.lane == FLOW
+
+    def flow_lane(self) -> QueueKeys:
+        """The same queue's keys, on the flow lane."""
+        return QueueKeys(self.queue, self.prefix, FLOW)
+
+    def plain_lane(self) -> QueueKeys:
+        """The same queue's keys, on the plain lane."""
+        return QueueKeys(self.queue, self.prefix)
+
+    # ---------------------------------------------------------------- flow control
+
+    @property
+    def kstream(self) -> str:
+        """Admitted flow jobs: a take delivers each at once, so its PEL is the running set
+        of flow jobs; an undelivered entry there is a wake-up call (field ``w``)."""
+        return f"{self.base}:kstream"
+
+    @property
+    def held(self) -> str:
+        """Flow jobs waiting: a zset (score 0) of ``<key>\\0<9-priority>\\0<seq>\\0<id>``,
+        so a lex range is one key's jobs, highest priority first, FIFO within a level."""
+        return f"{self.base}:held"
+
+    @property
+    def held_data(self) -> str:
+        """Held job id -> what its entry needs (msgpack), so a take reads no job record."""
+        return f"{self.base}:held:data"
+
+    @property
+    def held_keys(self) -> str:
+        """Key -> number of its held jobs (the busiest keys, by ZREVRANGE)."""
+        return f"{self.base}:held:keys"
+
+    @property
+    def ring(self) -> str:
+        """Keys with work that may run now, scored ``(9 - top priority) * 2^40 + turn``:
+        the lowest is next (highest priority, then the key served longest ago)."""
+        return f"{self.base}:ring"
+
+    @property
+    def blocked(self) -> str:
+        """Keys waiting for a rate window (or a ``RateLimited``), scored by ms (Redis clock)."""
+        return f"{self.base}:blocked"
+
+    @property
+    def full(self) -> str:
+        """Keys waiting for a concurrency slot."""
+        return f"{self.base}:full"
+
+    @property
+    def inflight(self) -> str:
+        """Key -> its admitted, unfinished jobs (the concurrency count)."""
+        return f"{self.base}:inflight"
+
+    @property
+    def rlog(self) -> str:
+        """Sliding logs of the rate buckets: lex members ``<bucket>\\0<ms>\\0<uniq>``."""
+        return f"{self.base}:rlog"
+
+    @property
+    def limits(self) -> str:
+        """Rate and concurrency rules: ``each|<pattern>`` / ``shared|<pattern>`` -> JSON."""
+        return f"{self.base}:limits"
+
+    @property
+    def flow(self) -> str:
+        """Flow control's counters and flags: ``seq``, ``turn``, ``wake``, ``mode``."""
+        return f"{self.base}:flow"
+
+    def flow_keys(self) -> list[str]:
+        """The flow keys every script that holds or releases a flow job takes, in the order
+        of ``lib/flow.lua``'s ``flow_keys``."""
+        return [
+            self.held,
+            self.held_data,
+            self.ring,
+            self.blocked,
+            self.full,
+            self.inflight,
+            self.held_keys,
+            self.flow,
+            self.kstream,
+        ]
 
     @property
     def delayed(self) -> str:

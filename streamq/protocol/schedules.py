@@ -25,7 +25,13 @@ from streamq.errors import ConfigError
 from streamq.job import MAX_DELAY_S, JobOptions
 from streamq.protocol.calls import Call, Flow, raw, score_pairs, server_time
 from streamq.protocol.calls import text as _s
-from streamq.protocol.keys import GROUP, QueueKeys, validate_job_id
+from streamq.protocol.keys import (
+    GROUP,
+    QueueKeys,
+    validate_job_id,
+    validate_job_key,
+    validate_priority,
+)
 
 __all__ = [
     "Schedule",
@@ -64,9 +70,15 @@ class Schedule:
     cron: str | None = None
     tz: str = "UTC"
     next_tick_ms: int | None = None
+    #: Flow control for the jobs it enqueues: their key ('' = none) and priority.
+    job_key: str = ""
+    priority: int = 0
 
     def __post_init__(self) -> None:
         validate_job_id(self.key)
+        if self.job_key:
+            validate_job_key(self.job_key)
+        validate_priority(self.priority)
         if (self.every_ms is None) == (self.cron is None):
             raise ConfigError(f"schedule {self.key!r}: give exactly one of every= or cron=")
         if self.every_ms is not None and self.every_ms < 1000:
@@ -85,16 +97,20 @@ class Schedule:
         options = self.options or _DEFAULT_OPTIONS
         if legacy and self.options:
             options = JobOptions.decode(self.options).encode_legacy()
-        return orjson.dumps(
-            {
-                "name": self.name,
-                "data": self.data.decode(),
-                "o": options.decode(),
-                "every_ms": self.every_ms,
-                "cron": self.cron,
-                "tz": self.tz,
-            }
-        )
+        d: dict[str, Any] = {
+            "name": self.name,
+            "data": self.data.decode(),
+            "o": options.decode(),
+            "every_ms": self.every_ms,
+            "cron": self.cron,
+            "tz": self.tz,
+        }
+        # Only when set: a schedule without flow control keeps the definition it had.
+        if self.job_key:
+            d["k"] = self.job_key
+        if self.priority:
+            d["p"] = self.priority
+        return orjson.dumps(d)
 
     @classmethod
     def from_definition(cls, key: str, raw_def: bytes | str, next_tick_ms: int | None) -> Schedule:
@@ -109,6 +125,8 @@ class Schedule:
             d.get("cron"),
             d.get("tz", "UTC"),
             next_tick_ms,
+            d.get("k", ""),
+            d.get("p", 0),
         )
 
     def next_after(self, after_ms: int) -> int:
@@ -200,7 +218,12 @@ def fire_due(keys: QueueKeys, limit: int = 100) -> Flow[tuple[int, float]]:
         calls.append(
             Call(
                 "sched_fire",
-                [keys.repeat, keys.stream, keys.job(job_id)],
+                [
+                    keys.repeat,
+                    keys.stream,
+                    keys.job(job_id),
+                    *(keys.flow_keys() if sch.job_key or sch.priority else ()),
+                ],
                 [
                     GROUP,
                     key,
@@ -210,6 +233,8 @@ def fire_due(keys: QueueKeys, limit: int = 100) -> Flow[tuple[int, float]]:
                     sch.name,
                     sch.data,
                     sch.options,
+                    sch.job_key,
+                    sch.priority,
                 ],
                 int,
             )

@@ -22,6 +22,8 @@ __all__ = [
     "FailOutcome",
     "Fetched",
     "Reclaimed",
+    "Released",
+    "Taken",
 ]
 
 
@@ -34,19 +36,31 @@ class Fetched(NamedTuple):
     entry: Entry | None
     error: str | None = None
     raw_job_id: str | None = None
+    #: The entry's lane: "" (the plain stream) or FLOW (kstream).
+    lane: str = ""
+    #: A wake-up entry of kstream (flow jobs are held): no job, the worker takes.
+    wakeup: bool = False
 
 
-def _decode(queue: str, eid: Any, fields: Any) -> Fetched:
+def _decode(queue: str, eid: Any, fields: Any, lane: str = "") -> Fetched:
     try:
         entry = decode_entry(eid, fields)
-        return Fetched(queue, entry.entry_id, entry)
+        return Fetched(queue, entry.entry_id, entry, lane=lane)
     except ValueError as exc:
+        if lane and _is_wakeup(fields):
+            return Fetched(queue, _s(eid), None, lane=lane, wakeup=True)
         raw = _raw_job_id(fields)
         try:
             job_id = raw.decode("utf-8") if isinstance(raw, bytes) and raw else None
         except UnicodeDecodeError:
             job_id = None
-        return Fetched(queue, _s(eid), None, f"undecodable entry: {exc}", job_id)
+        return Fetched(queue, _s(eid), None, f"undecodable entry: {exc}", job_id, lane)
+
+
+def _is_wakeup(fields: Any) -> bool:
+    if isinstance(fields, dict):
+        return list(fields) == [b"w"]
+    return isinstance(fields, list) and len(fields) == 2 and fields[0] == b"w"
 
 
 def _raw_job_id(fields: Any) -> Any:
@@ -86,11 +100,12 @@ def group_exists(keys: QueueKeys) -> Call[bool]:
 
 
 def fetch(
-    streams: Sequence[QueueKeys], consumer: str, count: int, block_ms: int
+    streams: Sequence[QueueKeys], consumer: str, count: int, block_ms: int | None
 ) -> Call[list[Fetched]]:
     """XREADGROUP up to ``count`` new entries across queues (never more than free slots).
-    Parses the raw reply (the worker installs :func:`raw_reply`) as well as redis-py's."""
-    by_stream = {k.stream.encode(): k.queue for k in streams}
+    ``streams`` may hold flow lanes: entries read there are wake-ups. Parses the raw
+    reply (the worker installs :func:`raw_reply`) as well as redis-py's."""
+    by_stream = {k.stream.encode(): (k.queue, k.lane) for k in streams}
 
     def parse(reply: Any) -> list[Fetched]:
         out: list[Fetched] = []
@@ -98,9 +113,9 @@ def fetch(
             return out
         items = reply.items() if isinstance(reply, dict) else reply
         for stream, entries in items:
-            queue = by_stream[stream if isinstance(stream, bytes) else str(stream).encode()]
+            queue, lane = by_stream[stream if isinstance(stream, bytes) else str(stream).encode()]
             for eid, fields in entries:
-                out.append(_decode(queue, eid, fields))
+                out.append(_decode(queue, eid, fields, lane))
         return out
 
     cmd: tuple[Arg, ...] = (
@@ -110,8 +125,7 @@ def fetch(
         consumer,
         "COUNT",
         count,
-        "BLOCK",
-        block_ms,
+        *(() if block_ms is None else ("BLOCK", block_ms)),
         "STREAMS",
         *(k.stream for k in streams),
         *(">" for _ in streams),
@@ -150,6 +164,7 @@ def complete(
             keys.throughput,
             keys.histograms,
             *(keys.job(d.job_id) for d in done),
+            *(keys.flow_keys() if keys.is_flow else ()),
         ],
         args,
         # DONE: a retried call found its own earlier completion (the reply had been lost).
@@ -186,7 +201,17 @@ def fail(
     k = keys
     return Call(
         "fail",
-        [k.stream, k.delayed, k.dead, k.failed, k.events, k.stats, k.job(job_id), k.throughput],
+        [
+            k.stream,
+            k.delayed,
+            k.dead,
+            k.failed,
+            k.events,
+            k.stats,
+            k.job(job_id),
+            k.throughput,
+            *(k.flow_keys() if k.is_flow else ()),
+        ],
         [
             GROUP,
             consumer,
@@ -267,18 +292,92 @@ def reclaim(
         for eid, fields, deliveries in r[1]:
             flat = fields or []
             fdict = dict(zip(flat[0::2], flat[1::2], strict=False))
-            entries.append((_decode(keys.queue, eid, fdict), int(deliveries)))
+            entries.append((_decode(keys.queue, eid, fdict, keys.lane), int(deliveries)))
         return Reclaimed(_s(r[0]), entries, [_s(x) for x in r[2]])
 
     return Call("reclaim", [keys.stream], [GROUP, consumer, min_idle_ms, cursor, count], parse)
 
 
-def release(keys: QueueKeys, consumer: str, jobs: Sequence[tuple[str, str]]) -> Call[int]:
-    """Hand running jobs (job id, entry id) back to the queue at once."""
-    args: list[Arg] = [GROUP, consumer]
+class Released(NamedTuple):
+    """What :func:`release` did: how many jobs went back, and the ids past max stalls
+    (left in the caller's PEL, to dead-letter)."""
+
+    handed_back: int
+    stalled: list[str]
+
+
+def release(
+    keys: QueueKeys, consumer: str, jobs: Sequence[tuple[str, str]], max_stalls: int = -1
+) -> Call[Released]:
+    """Hand running jobs (job id, entry id) back to the queue at once; on the flow lane
+    they are held again at their old place. ``max_stalls >= 0`` counts a stall per job
+    (a flow job reclaimed from a dead worker) and keeps a job past it."""
+    args: list[Arg] = [GROUP, consumer, max_stalls]
     for job_id, eid in jobs:
         args += [job_id, eid]
-    return Call("release", [keys.stream, *(keys.job(j) for j, _ in jobs)], args, int)
+    flow = keys.flow_keys() if keys.is_flow else []
+    return Call(
+        "release",
+        [keys.stream, *flow, *(keys.job(j) for j, _ in jobs)],
+        args,
+        lambda r: Released(int(r[0]), [_s(x) for x in r[1]]),
+    )
+
+
+def hold(
+    keys: QueueKeys, consumer: str, job_id: str, entry_id: str, after_ms: int, key_wide: bool
+) -> Call[FailOutcome]:
+    """A handler raised RateLimited: the job waits ``after_ms`` without using an attempt
+    (``key_wide``: its whole key waits, on the flow lane)."""
+    return Call(
+        "hold",
+        [keys.stream, keys.delayed, keys.job(job_id), keys.stats, *keys.flow_keys()],
+        [GROUP, consumer, job_id, entry_id, after_ms, "1" if key_wide else "0"],
+        lambda r: FailOutcome(int(r[0]) == Code.FENCED, _s(r[1]), int(r[2])),
+    )
+
+
+def flow_busy(keys: QueueKeys) -> Flow[int]:
+    """Flow jobs held or running (kstream's PEL, wake-ups included) on ``keys``' queue."""
+    held, pending = yield [
+        Call(None, command=("ZCARD", keys.held), parse=int),
+        Call(None, command=("XPENDING", keys.kstream, GROUP), parse=lambda r: r),
+    ]
+    running = 0
+    if isinstance(pending, dict):
+        running = int(pending.get("pending") or 0)
+    elif isinstance(pending, list | tuple) and pending:
+        running = int(pending[0] or 0)
+    return int(held) + running
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a take handed this consumer: the entries (on the flow lane), the Redis time,
+    when the next rate window opens (-1: no key waits for one) and the highest priority
+    still able to run now (-1: none)."""
+
+    fetched: list[Fetched]
+    now_ms: int
+    opens_ms: int
+    top_priority: int
+
+
+def take(keys: QueueKeys, consumer: str, count: int, wakeups: Sequence[str] = ()) -> Call[Taken]:
+    """Admit up to ``count`` held flow jobs of ``keys``' queue and deliver them to
+    ``consumer`` (take.lua); ``wakeups``: wake-up entry ids the consumer read, to drop."""
+    lane = keys.flow_lane()
+
+    def parse(r: list[Any]) -> Taken:
+        got = [_decode(lane.queue, eid, fields, lane.lane) for eid, fields in r[0] or []]
+        return Taken(got, int(r[1]), int(r[2]), int(r[3]))
+
+    return Call(
+        "take",
+        [*keys.flow_keys(), keys.rlog, keys.limits, keys.stats],
+        [GROUP, consumer, count, *wakeups],
+        parse,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +403,13 @@ def promote(keys: QueueKeys, ids: Sequence[str]) -> Call[int]:
     """Move due ids into the stream (each exactly once, however many promoters race)."""
     return Call(
         "promote",
-        [keys.delayed, keys.stream, keys.histograms, *(keys.job(i) for i in ids)],
+        [
+            keys.delayed,
+            keys.stream,
+            keys.histograms,
+            *keys.flow_keys(),
+            *(keys.job(i) for i in ids),
+        ],
         [GROUP, *ids],
         int,
     )
@@ -472,5 +577,5 @@ def hand_back(
             jid = fields.get(b"i")
             if jid:
                 jobs.append((jid.decode(errors="replace"), eid))
-    released = (yield release(keys, consumer, jobs)) if jobs else 0
+    released = (yield release(keys, consumer, jobs)).handed_back if jobs else 0
     return released, jobs

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import orjson
+from redis.exceptions import ResponseError
 
 from streamq.errors import ConnectionFailedError
 from streamq.protocol import queues as queue_ops
@@ -74,12 +75,12 @@ async def renew_loop(st: WorkerState) -> None:
     """Re-claim our running entries every lease/3 so a live slow job is never stolen."""
 
     async def body() -> None:
-        by_queue: dict[str, list[str]] = {}
+        by_lane: dict[QueueKeys, list[str]] = {}
         for eid, run in list(st.running.items()):
             if not run.lost:
-                by_queue.setdefault(run.keys.queue, []).append(eid)
-        for queue, eids in by_queue.items():
-            keys = st.by_queue[queue]
+                by_lane.setdefault(run.keys, []).append(eid)
+        for keys, eids in by_lane.items():
+            queue = keys.queue
             for i in range(0, len(eids), 500):
                 lost = await st.driver.run(wops.renew(keys, st.consumer, eids[i : i + 500]))
                 for eid in lost:
@@ -115,17 +116,18 @@ async def reclaim_pass(st: WorkerState, cursors: dict[str, str]) -> None:
     already asked for every free slot, so a sweep running concurrently would fill the same
     slots and the worker would run more than ``concurrency`` jobs at once.
     """
-    for keys in st.keys:
+    for keys in st.lanes:
         if keys.queue in st.paused:
             continue  # a paused queue's stalled jobs wait for the resume like the rest
         while not st.stopping.is_set():
             free = st.free
             if free <= 0:
                 return
+            cursor = cursors.get(keys.stream, "0-0")
             r = await st.driver.run(
-                wops.reclaim(keys, st.consumer, st.settings.lease_ms, cursors[keys.queue], free)
+                wops.reclaim(keys, st.consumer, st.settings.lease_ms, cursor, free)
             )
-            cursors[keys.queue] = r.cursor
+            cursors[keys.stream] = r.cursor
             for eid in r.deleted:
                 await _dead_deleted(st, keys, eid)
             taken = 0
@@ -150,7 +152,10 @@ async def _take_over(st: WorkerState, fetched: wops.Fetched, deliveries: int) ->
         return False
     stalls = max(deliveries - 1, 0)
     e = fetched.entry
-    keys = st.by_queue[fetched.queue]
+    keys = st.keys_of(fetched)
+    if keys.is_flow:
+        await _hold_reclaimed(st, keys, fetched)
+        return False
     if e is not None and stalls > st.settings.max_stalls:
         run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms())
         st.running[e.entry_id] = run
@@ -167,6 +172,37 @@ async def _take_over(st: WorkerState, fetched: wops.Fetched, deliveries: int) ->
     )
     st.start(fetched)
     return True
+
+
+async def _hold_reclaimed(st: WorkerState, keys: QueueKeys, fetched: wops.Fetched) -> None:
+    """A flow job reclaimed from a dead worker goes back to its key's held jobs, at its old
+    place, rather than running here: the next take charges its rate limit and takes its
+    concurrency slot again, so a re-run never exceeds the key's limits. The stall count
+    lives in the job's record (each take makes a new entry); past ``max_stalls`` it is dead."""
+    e = fetched.entry
+    if e is None:
+        if not fetched.wakeup:  # an undecodable entry: the plain path's treatment
+            st.start(fetched)
+            return
+        await st.driver.run(wops.ack_drop(keys, fetched.entry_id))
+        return
+    out = await st.driver.run(
+        wops.release(keys, st.consumer, [(e.job_id, e.entry_id)], st.settings.max_stalls)
+    )
+    if out.stalled:
+        run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms())
+        st.running[e.entry_id] = run
+        error = f"stalled more than {st.settings.max_stalls} times (worker died or froze mid-job)"
+        await st.fail(Failure(run, error, "stalled", dead_now=True))
+        return
+    log_event(
+        "reclaimed",
+        WARN,
+        queue=keys.queue,
+        entry_id=e.entry_id,
+        job_id=e.job_id,
+        detail="a flow job: held again for its key's next turn",
+    )
 
 
 async def _dead_deleted(st: WorkerState, keys: QueueKeys, eid: str) -> None:
@@ -327,7 +363,15 @@ async def burst_watch(st: WorkerState) -> None:
             sts = [await st.driver.run(queue_ops.status(k)) for k in st.keys]
         except ConnectionFailedError:
             continue
-        if all(s.waiting == 0 and s.active == 0 and s.delayed == 0 for s in sts):
+        if not all(s.waiting == 0 and s.active == 0 and s.delayed == 0 for s in sts):
+            continue
+        try:
+            flow = [await st.driver.run(wops.flow_busy(k)) for k in st.keys]
+        except ConnectionFailedError:
+            continue
+        except ResponseError:  # no flow lane yet (NOGROUP): nothing held
+            flow = [0]
+        if not any(flow):
             st.stop()
             return
 
@@ -339,8 +383,8 @@ async def hand_back(st: WorkerState) -> int:
     """Return every entry still in our PEL to its queue at once (so other workers start it
     now, not after the lease), including entries fetched in flight when we stopped."""
     total = 0
-    for keys in st.keys:
-        known = {e: r.job_id for e, r in st.running.items() if r.keys.queue == keys.queue}
+    for keys in st.lanes:
+        known = {e: r.job_id for e, r in st.running.items() if r.keys == keys}
         n, jobs = await st.driver.run(wops.hand_back(keys, st.consumer, known))
         total += n
         for job_id, eid in jobs:
@@ -351,7 +395,7 @@ async def hand_back(st: WorkerState) -> int:
 
 async def unregister(st: WorkerState) -> None:
     """Leave the live-worker registry and drop our consumer if it holds nothing."""
-    for keys in st.keys:
+    for keys in st.lanes:
         try:
             await st.driver.run(wops.unregister(keys, st.consumer))
         except ConnectionFailedError:

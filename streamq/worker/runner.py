@@ -30,6 +30,7 @@ from streamq.errors import (
     PayloadError,
     PermanentJobError,
     QueueFullError,
+    RateLimited,
     RetryJobError,
     ServerError,
 )
@@ -40,6 +41,7 @@ from streamq.protocol.keys import QueueKeys, validate_queue_name
 from streamq.worker import maintenance
 from streamq.worker.app import App, Registered
 from streamq.worker.checks import ServerInfo, check_server
+from streamq.worker.flowview import FlowView as _FlowView
 from streamq.worker.logs import log_event
 from streamq.worker.outage import OUTAGE, Backoff, retrying
 from streamq.worker.pool import RunnerPool
@@ -198,7 +200,7 @@ class Worker:
 
     async def ensure_groups(self) -> None:
         """XGROUP CREATE ... MKSTREAM for each queue; an existing group is fine."""
-        for k in self.keys:
+        for k in self.state.lanes:
             try:
                 await self.driver.run(wops.ensure_group(k))
             except ResponseError as exc:
@@ -358,12 +360,14 @@ class Worker:
     async def _fetch_loop(self) -> None:
         """Read new entries (XREADGROUP, COUNT = free slots) and, every reclaim period,
         sweep for stalled ones: both in this one loop, so they never promise the same free
-        slots twice (see :func:`maintenance.reclaim_pass`)."""
+        slots twice (see :func:`maintenance.reclaim_pass`). Queues with flow jobs held are
+        served by takes (:meth:`_take`) in the same loop, for the same reason."""
         st = self.state
         backoff = Backoff()
-        cursors = {k.queue: "0-0" for k in self.keys}
+        cursors: dict[str, str] = {}
         period = maintenance.reclaim_period(st)
         next_reclaim = 0.0  # at once: a fresh worker first picks up a dead one's jobs
+        flow = _FlowView(self.keys)
         while not self.stopping:
             free = st.free
             if free <= 0:
@@ -378,13 +382,23 @@ class Worker:
                     await asyncio.wait_for(st.unpaused.wait(), timeout=1.0)
                 continue
             try:
-                wait = next_reclaim - time.monotonic()
+                now = time.monotonic()
+                wait = next_reclaim - now
                 if wait <= 0:
-                    next_reclaim = time.monotonic() + period
+                    next_reclaim = now + period
                     await maintenance.reclaim_pass(st, cursors)
                     continue
-                block = max(1, min(self.block_ms, int(wait * 1000) + 1))
-                got = await self.driver.run(wops.fetch(live, self.consumer, free, block))
+                if flow.due(live, now):
+                    free -= await self._take(flow, live, free, now)
+                    backoff.reset()
+                    if free <= 0:
+                        continue
+                    now = time.monotonic()
+                until = min(wait, flow.next_in(live, now))
+                block = None if until <= 0 else max(1, min(self.block_ms, int(until * 1000) + 1))
+                got = await self.driver.run(
+                    wops.fetch(flow.lanes(live), self.consumer, free, block)
+                )
                 backoff.reset()
             except OUTAGE as exc:
                 await backoff.wait("fetch", exc)
@@ -394,8 +408,25 @@ class Worker:
                     await retrying("ensure_groups", self.ensure_groups)
                     continue
                 raise
-            for f in got:
+            wakeups = flow.read(live, got, timed_out=not got and block is not None)
+            for f in got[: len(got) - wakeups] if wakeups else got:
                 self.start(f)
+
+    async def _take(self, flow: _FlowView, live: list[QueueKeys], free: int, now: float) -> int:
+        """Take held flow jobs of the queues whose turn it is; returns how many started."""
+        started = 0
+        for k in live:
+            if free - started <= 0 or not flow.due_queue(k.queue, now):
+                continue
+            n = flow.share(k.queue, free - started)
+            taken = await self.driver.run(
+                wops.take(k, self.consumer, n, flow.wakeups.pop(k.queue, []))
+            )
+            flow.took(k.queue, taken, time.monotonic())
+            for f in taken.fetched:
+                self.start(f)
+            started += len(taken.fetched)
+        return started
 
     def start(self, f: wops.Fetched) -> None:
         """Begin running one delivered (or reclaimed) entry: a runner of the pool takes it."""
@@ -403,8 +434,9 @@ class Worker:
         st = self.state
         if e is not None:
             # Registered now, not when a runner starts it: its lease is renewed from here.
+            keys = st.by_queue[f.queue] if not f.lane else st.by_lane[(f.queue, f.lane)]
             st.running[e.entry_id] = Running(
-                st.by_queue[f.queue], e.job_id, e.entry_id, e.name, e.attempt, local_ms()
+                keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms()
             )
         st.executing += 1
         self._pool_runners.submit(f)
@@ -412,12 +444,12 @@ class Worker:
     async def _run_fetched(self, f: wops.Fetched) -> None:
         e = f.entry
         if e is None:
-            await self._dead_undecodable(self.state.by_queue[f.queue], f)
+            await self._dead_undecodable(self.state.keys_of(f), f)
             return
         run = self.running.get(e.entry_id)
         if run is None:  # handed back meanwhile (shutdown): not ours to run any more
             return
-        await self._execute(run, e.data, e.options)
+        await self._execute(run, e.data, e.options, e.key, e.priority)
 
     def _release_slot(self) -> None:
         st = self.state
@@ -431,7 +463,14 @@ class Worker:
 
     # ------------------------------------------------------------------ execute
 
-    async def _execute(self, run: Running, raw_data: bytes, raw_opts: bytes) -> None:
+    async def _execute(
+        self,
+        run: Running,
+        raw_data: bytes,
+        raw_opts: bytes,
+        key: str | None = None,
+        priority: int = 0,
+    ) -> None:
         if _log.isEnabledFor(logging.INFO):  # checked first: the fields cost a dict per job
             log_event(
                 "processing",
@@ -465,6 +504,8 @@ class Worker:
             started_at_ms=run.started_ms,
             worker=self.consumer,
             entry_id=run.entry_id,
+            key=key,
+            priority=priority,
         )
         t0 = time.perf_counter()
         ran = False
@@ -497,6 +538,9 @@ class Worker:
         except PermanentJobError as exc:
             error, tb = f"PermanentJobError: {exc}", traceback.format_exc()
             await self._fail(Failure(run, error, "permanent", tb, opts, dead_now=True, started=t0))
+            return
+        except RateLimited as exc:
+            await self._rate_limited(run, exc)
             return
         except RetryJobError as exc:
             # The handler knows when a retry can work (a Retry-After): its delay, not the
@@ -631,6 +675,24 @@ class Worker:
             log_event("failed", WARN, **common)
             log_event("dead", logging.ERROR, **common, reason=f.reason)
 
+    async def _rate_limited(self, run: Running, exc: RateLimited) -> None:
+        """The handler said "too early": the job waits without using an attempt."""
+        after_ms = min(int(exc.retry_after * 1000), MAX_BACKOFF_MS)
+        call = wops.hold(run.keys, self.consumer, run.job_id, run.entry_id, after_ms, exc.key_wide)
+        out: wops.FailOutcome = await retrying("hold", self.driver.run, call)
+        self.running.pop(run.entry_id, None)
+        log_event(
+            "fenced" if out.fenced else "rate_limited",
+            WARN,
+            queue=run.keys.queue,
+            job_id=run.job_id,
+            name=run.name,
+            attempt=run.attempt,
+            retry_in_ms=after_ms,
+            key_wide=exc.key_wide,
+            detail=str(exc) or None,
+        )
+
     async def _dead_undecodable(self, keys: QueueKeys, f: wops.Fetched) -> None:
         """An entry the worker cannot decode goes to the DLQ with the reason; keep going.
 
@@ -672,14 +734,14 @@ class Worker:
             self._flushed.set()
 
     async def _flush_batch(self, batch: list[tuple[wops.Done, Running, float]]) -> None:
-        by_queue: dict[str, list[tuple[wops.Done, Running, float]]] = {}
+        by_lane: dict[QueueKeys, list[tuple[wops.Done, Running, float]]] = {}
         for item in batch:
-            by_queue.setdefault(item[1].keys.queue, []).append(item)
+            by_lane.setdefault(item[1].keys, []).append(item)
         failed_back: list[tuple[wops.Done, Running, float]] = []
         last: BaseException | None = None
-        for queue, items in by_queue.items():
+        for keys, items in by_lane.items():
             call = wops.complete(
-                self.state.by_queue[queue],
+                keys,
                 self.consumer,
                 [d for d, _, _ in items],
                 self.settings.events_maxlen,

@@ -99,6 +99,10 @@ class WorkerState:
     concurrency: int
     promote_poll_ms: int
     by_queue: dict[str, QueueKeys] = field(init=False)
+    #: Every queue's two lanes: the plain stream and the flow lane (kstream).
+    lanes: list[QueueKeys] = field(init=False)
+    #: (queue, lane) -> that lane's keys.
+    by_lane: dict[tuple[str, str], QueueKeys] = field(init=False)
     #: Entry id -> job, from delivery until its result is recorded or it is handed back.
     running: dict[str, Running] = field(default_factory=dict)
     #: Slots taken: entries queued for a runner or running, and stuck sync handlers.
@@ -119,6 +123,12 @@ class WorkerState:
 
     def __post_init__(self) -> None:
         self.by_queue = {k.queue: k for k in self.keys}
+        self.lanes = [*self.keys, *(k.flow_lane() for k in self.keys)]
+        self.by_lane = {(k.queue, k.lane): k for k in self.lanes}
+
+    def keys_of(self, f: Fetched) -> QueueKeys:
+        """The keys of the lane a delivered entry came from."""
+        return self.by_lane[(f.queue, f.lane)]
 
     @property
     def free(self) -> int:

@@ -3,6 +3,8 @@ KEYS[1] stream  KEYS[2] completed zset  KEYS[3] events stream  KEYS[4] stats has
 KEYS[5] throughput hash  KEYS[6] histograms hash  KEYS[6+j] job hash of job j
 ARGV[1] group  ARGV[2] consumer  ARGV[3] events maxlen  ARGV[4] N
   then 6 per job: job id, entry id, attempt, result (JSON), started_ms, duration ms
+KEYS[7+N..15+N] QueueKeys.flow_keys() on the flow lane (KEYS[1] is then kstream): each
+  completed job frees its key's concurrency slot.
 Returns a list of N codes: CODE_OK; CODE_DONE when this consumer had already recorded it (a
 retried call); CODE_FENCED when this consumer no longer owns the entry.
 ]]
@@ -11,6 +13,7 @@ retried call); CODE_FENCED when this consumer no longer owns the entry.
 --- @include "lib/codes.lua"
 --- @include "lib/metrics.lua"
 --- @include "lib/chunks.lua"
+--- @include "lib/flow.lua"
 local stream, completed, events, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer = ARGV[1], ARGV[2]
 local now = now_ms()
@@ -42,11 +45,15 @@ for _, c in ipairs(chunks(owned, 1000)) do
   redis.call('XACK', stream, group, unpack(c))
   redis.call('XDEL', stream, unpack(c))
 end
+local njobs = tonumber(ARGV[4])
+local F = nil
+if #KEYS > 6 + njobs then F = flow_keys(7 + njobs) end
 local scored = {}
-for j = 1, tonumber(ARGV[4]) do
+for j = 1, njobs do
   if out[j] == CODE_OK then
     local b = 5 + (j - 1) * 6
     local id = ARGV[b]
+    if F then release_slot(F, redis.call('HGET', KEYS[6 + j], 'k') or '') end
     scored[#scored + 1] = now; scored[#scored + 1] = id
     -- x = '' rather than HDEL: one command per job instead of two.
     redis.call('HSET', KEYS[6 + j], 's', 'completed', 'a', ARGV[b + 2], 'r', ARGV[b + 3],

@@ -6,12 +6,15 @@ ARGV[6] attempt  ARGV[7] error  ARGV[8] traceback  ARGV[9] retry delay ms (< 0: 
 ARGV[10] reason (dead: 'failed', 'stalled', 'no-handler', 'undecodable', 'timeout', ...)
 ARGV[11] started_ms  ARGV[12] '1' to skip the ownership check (entries claimed by this call's
   caller in the same breath, or entries already gone)
+KEYS[9..17] QueueKeys.flow_keys() on the flow lane (KEYS[1] is then kstream): the job frees
+  its key's concurrency slot; a retry is held again once due (promote.lua).
 Returns {code, state, due}: CODE_OK with 'delayed' (retry) or 'failed' (dead); CODE_FENCED.
 ]]
 --- @include "lib/time.lua"
 --- @include "lib/owner.lua"
 --- @include "lib/codes.lua"
 --- @include "lib/metrics.lua"
+--- @include "lib/flow.lua"
 local stream, delayed, dead, failed, events, stats, job =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local group, consumer, id, eid = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
@@ -21,6 +24,9 @@ end
 if eid ~= '' then
   redis.call('XACK', stream, group, eid)
   redis.call('XDEL', stream, eid)
+end
+if #KEYS > 8 and (eid ~= '' or ARGV[12] == '1') then
+  release_slot(flow_keys(9), redis.call('HGET', job, 'k') or '')
 end
 local now = now_ms()
 local delay = tonumber(ARGV[9])
@@ -38,9 +44,16 @@ if delay >= 0 then
 end
 redis.call('HSET', job, 's', 'failed', 'f', now, 'rs', ARGV[10])
 redis.call('ZADD', failed, now, id)
-local rec = redis.call('HMGET', job, 'n', 'd', 'o')
-redis.call('XADD', dead, '*', 'i', id, 'n', rec[1] or '', 'd', rec[2] or 'null',
-  'o', rec[3] or '', 'a', ARGV[6], 'e', ARGV[7], 'tb', ARGV[8], 'rs', ARGV[10], 'f', now)
+local rec = redis.call('HMGET', job, 'n', 'd', 'o', 'k', 'p')
+if rec[4] then
+  -- A flow job keeps its key and priority through the DLQ (a replay holds it again).
+  redis.call('XADD', dead, '*', 'i', id, 'n', rec[1] or '', 'd', rec[2] or 'null',
+    'o', rec[3] or '', 'a', ARGV[6], 'e', ARGV[7], 'tb', ARGV[8], 'rs', ARGV[10], 'f', now,
+    'k', rec[4], 'p', rec[5] or '0')
+else
+  redis.call('XADD', dead, '*', 'i', id, 'n', rec[1] or '', 'd', rec[2] or 'null',
+    'o', rec[3] or '', 'a', ARGV[6], 'e', ARGV[7], 'tb', ARGV[8], 'rs', ARGV[10], 'f', now)
+end
 redis.call('HINCRBY', stats, 'dead', 1)
 redis.call('XADD', events, 'MAXLEN', '~', ARGV[3], '*', id, 'failed')
 return {CODE_OK, 'failed', now}
