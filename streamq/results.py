@@ -87,8 +87,9 @@ class FlowStatus:
     handler's key-wide back-off. ``keys_at_concurrency``: keys waiting for one of their own
     jobs to finish. ``keys_ready``: keys with a job that may start now. ``running``: flow
     jobs admitted and not finished. ``busiest_keys``: the keys with the most held jobs,
-    (key, held) pairs, most first. ``rate_limited_total``: times a job was held back by a
-    limit or by ``RateLimited`` (lifetime counter). ``mode``: ``strict`` or ``weighted``."""
+    (key, held) pairs, most first. ``rate_limited_total``: times a key was parked on a
+    limit (once per take that found it over) or a job held by ``RateLimited`` (lifetime
+    counter ``rate_limited`` of the stats hash). ``mode``: ``strict`` or ``weighted``."""
 
     held: int = 0
     keys_rate_limited: int = 0

@@ -1,11 +1,13 @@
-"""Flow-control structures written by hand, for the operator-side tests (limits, status
-figures, CLI, metrics) while the engine of issue 11 is being built.
+"""Flow-control states written by hand, for the operator-side tests (status figures, CLI,
+metrics, dashboard): keys parked in ``blocked``/``full``, running flow jobs and counters
+are states a worker passes through too briefly to observe deterministically. The tests
+that can use real enqueues and workers do (tests/test_limits.py, "with the engine").
 
-Everything here MIRRORS /tmp/flow_spec.md (the issue-11 design): the key names under
-``sq:{Q}:``, the lex member of ``held`` (``<key>\\0<9-priority>\\0<seq 16 digits>\\0<id>``),
-``held:keys`` counts, ``blocked``/``full``/``ring``, the kstream and its group, and the
-``rate_limited`` counter. Once the engine lands, the tests that use it should switch to
-real enqueues with ``key=``/``priority=`` (TODO(lead)).
+Everything here MIRRORS the engine's layout (the QueueKeys flow properties and
+``lib/flow.lua``'s ``hold_job``): the lex member of ``held``
+(``<key>\\0<9-priority>\\0<seq 16 digits>\\0<id>``), the ``held:keys`` and ``lvl:`` counts,
+``blocked``/``full``/``ring``, the kstream and its group, the ``rate_limited`` counter.
+It writes no ``held:data`` nor job record: nothing a worker could take.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def hold(
     seq = int(client.hincrby(f"{b}:flow", "seq", 1))
     member = f"{key}\0{9 - priority}\0{seq:016d}\0{job_id}"
     client.zadd(f"{b}:held", {member: 0})
+    client.hincrby(f"{b}:flow", f"lvl:{9 - priority}", 1)
     client.zincrby(f"{b}:held:keys", 1, key)
     return member
 

@@ -1,8 +1,9 @@
 """``streamq limits set|list|rm|mode`` and the flow figures of ``streamq status``, run
 in-process against real servers (issue 11, points 2 and 7).
 
-The held jobs behind the status figures are written by ``_flow_support`` as the design
-(/tmp/flow_spec.md) lays them out; TODO(lead): switch to real keyed enqueues.
+The held jobs behind the status figures are written by ``_flow_support`` as the
+engine lays them out (parked keys and running flow jobs are too brief under a worker
+to observe).
 """
 
 from __future__ import annotations

@@ -589,8 +589,8 @@ def test_the_page_fits_a_phone_screen_without_scrolling_sideways(
 def test_the_dashboard_shows_held_jobs_and_the_busiest_keys_of_a_queue(
     browser: Browser, base_url: str, settings: Settings, redis_client: redis.Redis
 ) -> None:
-    # Flow structures as /tmp/flow_spec.md lays them out (TODO(lead): real keyed enqueues);
-    # the markup in a key (which no enqueue accepts) checks that keys render as text.
+    # Flow states written as the engine lays them out (tests/_flow_support.py); the markup
+    # in a key (which no enqueue accepts) checks that keys render as text.
     with Producer(settings=settings) as producer:
         producer.enqueue(QUEUE, "dispatch", {"n": 1})
     p = settings.prefix

@@ -2,8 +2,9 @@
 priority mode), the flow figures of ``/metrics`` and of the health check, against real
 servers.
 
-The held jobs behind the figures are written by ``_flow_support`` as the design
-(/tmp/flow_spec.md) lays them out; TODO(lead): switch to real keyed enqueues.
+The held jobs behind the figures are written by ``_flow_support`` as the
+engine lays them out (parked keys and running flow jobs are too brief under a worker
+to observe).
 """
 
 from __future__ import annotations

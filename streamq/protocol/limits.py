@@ -3,7 +3,7 @@ set the priority mode, and read what operators see (held jobs, keys waiting on a
 busiest keys, running flow jobs, the rate-limited counter). Pure builders and parsers; the
 drivers run them.
 
-The layout (``/tmp/flow_spec.md`` of issue 11; every key under the queue's hash tag):
+The layout (the :class:`QueueKeys` flow properties; every key under the queue's hash tag):
 
 * ``sq:{Q}:limits`` hash: rule id (``each|<pattern>`` / ``shared|<pattern>``) -> JSON
   ``{"pattern", "shared", "rate", "period_ms", "concurrency"}``; absent fields are left
@@ -14,7 +14,8 @@ The layout (``/tmp/flow_spec.md`` of issue 11; every key under the queue's hash 
   running flow jobs), counter ``rate_limited`` of ``sq:{Q}:stats``.
 
 Changing a limit runs ``reflow.lua`` in the same pipeline, so keys parked in ``blocked`` or
-``full`` under the old limits are re-checked against the new ones at the next take.
+``full`` under the old limits are re-checked against the new ones at the next take (and
+workers waiting for work are woken).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from streamq.results import FlowStatus, JobEntry
 __all__ = [
     "BUSIEST_KEYS",
     "FLOW_READS",
-    "FlowKeys",
     "decode_limit",
     "encode_limit",
     "flow_reads",
@@ -54,37 +54,6 @@ __all__ = [
 
 #: How many of the busiest keys the status shows.
 BUSIEST_KEYS = 10
-
-
-class FlowKeys:
-    """The flow-control keys of one queue, named from :attr:`QueueKeys.base`."""
-
-    # TODO(lead): use the QueueKeys properties of the same names once they land, and drop
-    # this class (every name below follows /tmp/flow_spec.md).
-    __slots__ = (
-        "base",
-        "blocked",
-        "flow",
-        "full",
-        "held",
-        "held_keys",
-        "kstream",
-        "limits",
-        "ring",
-        "stats",
-    )
-
-    def __init__(self, keys: QueueKeys) -> None:
-        self.base = keys.base
-        self.kstream = f"{keys.base}:kstream"  # TODO(lead): use QueueKeys.kstream
-        self.held = f"{keys.base}:held"  # TODO(lead): use QueueKeys.held
-        self.held_keys = f"{keys.base}:held:keys"  # TODO(lead): use QueueKeys.held_keys
-        self.ring = f"{keys.base}:ring"  # TODO(lead): use QueueKeys.ring
-        self.blocked = f"{keys.base}:blocked"  # TODO(lead): use QueueKeys.blocked
-        self.full = f"{keys.base}:full"  # TODO(lead): use QueueKeys.full
-        self.limits = f"{keys.base}:limits"  # TODO(lead): use QueueKeys.limits
-        self.flow = f"{keys.base}:flow"  # TODO(lead): use QueueKeys.flow
-        self.stats = keys.stats
 
 
 # ---------------------------------------------------------------------------- limits
@@ -141,39 +110,36 @@ def _parse_limits(reply: Any) -> list[Limit]:
 def reflow(keys: QueueKeys) -> Call[tuple[int, int, int]]:
     """Put every key waiting in ``blocked``/``full`` back into the ring (see reflow.lua):
     (moved from full, moved from blocked, left alone for want of a held job)."""
-    f = FlowKeys(keys)
 
     def parse(r: Sequence[Any]) -> tuple[int, int, int]:
         return int(r[0]), int(r[1]), int(r[2])
 
-    return Call("reflow", [f.held, f.ring, f.blocked, f.full, f.flow], [], parse)
+    return Call("reflow", keys.flow_keys(), [], parse)
 
 
 def set_limit(keys: QueueKeys, limit: Limit) -> list[Call[Any]]:
     """Store ``limit`` (replacing the rule of the same pattern and kind), then reflow; one
     pipeline. The first reply is True when the rule is new."""
-    f = FlowKeys(keys)
-    store = raw("HSET", f.limits, limit.rule_id, encode_limit(limit), parse=lambda r: int(r) > 0)
+    store = raw("HSET", keys.limits, limit.rule_id, encode_limit(limit), parse=lambda r: int(r) > 0)
     return [store, reflow(keys)]
 
 
 def remove_limit(keys: QueueKeys, pattern: str, shared: bool) -> list[Call[Any]]:
     """Delete the rule, then reflow; one pipeline. The first reply is True when it existed."""
-    f = FlowKeys(keys)
-    drop = raw("HDEL", f.limits, rule_id(pattern, shared), parse=lambda r: int(r) > 0)
+    drop = raw("HDEL", keys.limits, rule_id(pattern, shared), parse=lambda r: int(r) > 0)
     return [drop, reflow(keys)]
 
 
 def list_limits(keys: QueueKeys) -> Call[list[Limit]]:
     """Every rule of the queue, by pattern (each before shared). A field that does not
     hold a valid rule (not written by streamq) is left out."""
-    return raw("HGETALL", FlowKeys(keys).limits, parse=_parse_limits)
+    return raw("HGETALL", keys.limits, parse=_parse_limits)
 
 
 def set_mode(keys: QueueKeys, mode: str) -> Call[str]:
     """Set the priority mode (``strict`` or ``weighted``); returns it."""
     checked = check_mode(mode)
-    return raw("HSET", FlowKeys(keys).flow, "mode", checked, parse=lambda _r: checked)
+    return raw("HSET", keys.flow, "mode", checked, parse=lambda _r: checked)
 
 
 # ---------------------------------------------------------------------------- figures
@@ -184,16 +150,15 @@ def flow_reads(keys: QueueKeys, top: int = BUSIEST_KEYS) -> list[Call[Any]]:
     :func:`~streamq.protocol.queues.queue_status`): every one answers on missing keys. The
     running count needs one more read when the kstream exists (see
     :func:`parse_kstream_group`)."""
-    f = FlowKeys(keys)
     return [
-        raw("ZCARD", f.held),
-        raw("ZCARD", f.blocked),
-        raw("SCARD", f.full),
-        raw("ZCARD", f.ring),
-        raw("ZREVRANGE", f.held_keys, 0, top - 1, "WITHSCORES"),
-        raw("HGET", f.stats, "rate_limited"),
-        raw("HGET", f.flow, "mode"),
-        raw("EXISTS", f.kstream, parse=lambda r: int(r) > 0),
+        raw("ZCARD", keys.held),
+        raw("ZCARD", keys.blocked),
+        raw("SCARD", keys.full),
+        raw("ZCARD", keys.ring),
+        raw("ZREVRANGE", keys.held_keys, 0, top - 1, "WITHSCORES"),
+        raw("HGET", keys.stats, "rate_limited"),
+        raw("HGET", keys.flow, "mode"),
+        raw("EXISTS", keys.kstream, parse=lambda r: int(r) > 0),
     ]
 
 
@@ -227,7 +192,7 @@ def parse_flow_reads(replies: Sequence[Any], running: int = 0) -> FlowStatus:
 
 def kstream_groups(keys: QueueKeys) -> Call[Any]:
     """XINFO GROUPS of the kstream (only when it exists: a missing stream is an error)."""
-    return raw("XINFO", "GROUPS", FlowKeys(keys).kstream)
+    return raw("XINFO", "GROUPS", keys.kstream)
 
 
 def parse_kstream_group(reply: Any) -> int:
@@ -247,7 +212,7 @@ def parse_kstream_group(reply: Any) -> int:
 def held_range(keys: QueueKeys, offset: int, limit: int) -> Call[list[Any]]:
     """Held members ``offset`` .. ``offset + limit - 1`` (all scores are 0: lex order, i.e.
     by key, then highest priority, then FIFO)."""
-    return raw("ZRANGE", FlowKeys(keys).held, offset, offset + limit - 1)
+    return raw("ZRANGE", keys.held, offset, offset + limit - 1)
 
 
 def held_entry(member: Any) -> JobEntry:

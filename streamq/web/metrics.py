@@ -20,8 +20,8 @@ metric                                      type       meaning
                                                        handler's key-wide back-off
 ``streamq_keys_at_concurrency{queue}``      gauge      keys waiting for a concurrency slot
 ``streamq_flow_jobs_running{queue}``        gauge      flow jobs admitted and not finished
-``streamq_jobs_rate_limited_total{queue}``  counter    times a job was held back by a limit
-                                                       or by ``RateLimited``
+``streamq_jobs_rate_limited_total{queue}``  counter    times a key was parked on a limit
+                                                       (at a take) or a job by ``RateLimited``
 ``streamq_jobs_completed_total{queue}``     counter    jobs completed
 ``streamq_jobs_failed_total{queue}``        counter    jobs that ended failed (= to the DLQ)
 ``streamq_jobs_retried_total{queue}``       counter    retries scheduled
@@ -225,8 +225,9 @@ class FleetCollector:
             yield family
         held_back = CounterMetricFamily(
             "streamq_jobs_rate_limited",
-            "Times a job was held back by a rate or concurrency limit or by RateLimited "
-            "(it waited; no attempt was used).",
+            "Times flow control parked a key on its rate or concurrency limit (once per "
+            "take that found it over) or a handler raised RateLimited; the jobs waited, no "
+            "attempt was used.",
             labels=["queue"],
         )
         for q in self.queues:
