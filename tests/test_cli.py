@@ -511,3 +511,13 @@ def test_progress_rewrites_one_line_on_a_terminal() -> None:
     progress(400)
     progress.finish(400)
     assert err.getvalue() == "\rreplaying: 200/400\rreplaying: 400/400\rreplaying: 400/400 done\n"
+
+
+def test_enqueue_with_a_key_holds_the_job_for_flow_control(cli: Run, queue_name: str) -> None:
+    code, out, _ = cli("enqueue", queue_name, "send", "--key", "x:conn-1", "--priority", "3")
+    assert code == 0 and "held for flow control" in out
+    code, out, _ = cli("jobs", queue_name, "--state", "held", "--json")
+    (row,) = orjson.loads(out)
+    assert row["job"]["key"] == "x:conn-1" and row["job"]["priority"] == 3
+    code, _, err = cli("enqueue", queue_name, "send", "--key", "bad key")
+    assert code == 2 and "invalid job key" in err

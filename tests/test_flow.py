@@ -363,3 +363,67 @@ def test_a_dead_keyed_job_replayed_from_the_dlq_is_held_again(
         run_burst(Worker(dies, [queue_name], settings=s))
         assert p.get_job(queue_name, jid).state == "completed"  # type: ignore[union-attr]
     assert tries == ["x:conn-1", "x:conn-1"]
+
+
+def test_a_delayed_keyed_job_is_held_once_due_and_keeps_its_key(
+    redis_url: str, queue_name: str
+) -> None:
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        r = p.enqueue(queue_name, "work", key="x:conn-7", delay=0.2)
+        assert r.state == "delayed"
+        w = Worker(app, [queue_name], settings=s, promote_poll_ms=20)
+        asyncio.run(run_until([w], lambda: len(RUNS) == 1, what="the delayed keyed job"))
+        job = p.get_job(queue_name, r.job_id)
+    assert job is not None and job.state == "completed" and job.key == "x:conn-7"
+    assert RUNS[0][1] == "x:conn-7"
+
+
+def test_a_stopping_worker_leaves_no_flow_entry_behind(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        p.enqueue_many(queue_name, [streamq.JobSpec("work", key=f"k{i % 3}") for i in range(9)])
+        run_burst(Worker(app, [queue_name], settings=s))
+    keys = QueueKeys(queue_name)
+    assert redis_client.xlen(keys.kstream) == 0
+    assert redis_client.xinfo_consumers(keys.kstream, "streamq") == []
+
+
+def test_rate_logs_of_idle_keys_are_pruned_and_live_windows_kept(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    from streamq._driver import SyncDriver
+    from streamq.protocol import worker as wops
+
+    keys = QueueKeys(queue_name)
+    set_limit(redis_client, queue_name, "x:*", rate=100, period_ms=60_000)
+    now = int(redis_client.time()[0]) * 1000
+    old = [f"e\0x:*\0x:{i}\0{now - 120_000:015d}\0job{i}" for i in range(1200)]
+    live = f"e\0x:*\0x:live\0{now:015d}\0jobL"
+    gone = f"e\0y:*\0y:1\0{now:015d}\0jobY"  # its rule was removed
+    redis_client.zadd(keys.rlog, {m: 0 for m in [*old, live, gone]})
+    driver = SyncDriver(redis_client, "test")
+    cursor, removed = "", 0
+    while True:
+        cursor, n = driver.run(wops.rlog_prune(keys, cursor))
+        removed += n
+        if not cursor:
+            break
+    assert removed == 1201
+    assert redis_client.zrange(keys.rlog, 0, -1) == [live.encode()]
+
+
+def test_held_and_running_flow_jobs_are_listed(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    from streamq.admin import Admin
+
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        ids = [p.enqueue(queue_name, "work", key=f"k{i}").job_id for i in range(3)]
+    with Admin(settings=s) as admin:
+        held = admin.jobs(queue_name, "held")
+        assert sorted(r.job_id for r in held) == sorted(ids)
+        assert all(r.job is not None and r.job.state == "held" for r in held)

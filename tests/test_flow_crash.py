@@ -67,10 +67,8 @@ def test_a_frozen_workers_late_completion_frees_no_second_slot(
     assert b.wait(30) == 0
     a.signal(signal.SIGTERM)
     assert a.wait(15) == 0
-    by_job = {}
-    for jid, _, pid, t in read_ledger(spawner.ledger):
-        if pid == b.pid:
-            by_job[jid] = t
+    # The last start of each job (job 1 ran twice); a may take job 3 once it wakes.
+    by_job = {jid: t for jid, _, _, t in read_ledger(spawner.ledger)}
     assert by_job[ids[2]] - by_job[ids[1]] >= 1.19
     assert any(e.get("job_id") == ids[0] for e in a.events("fenced"))
     assert not client.hgetall(QueueKeys(queue_name).inflight)

@@ -169,7 +169,8 @@ def cmd_job(ctx: Context) -> int:
 
 
 def cmd_enqueue(ctx: Context) -> int:
-    """``streamq enqueue Q NAME --data JSON [--delay S] [--job-id ID]``."""
+    """``streamq enqueue Q NAME --data JSON [--delay S] [--job-id ID] [--key K]
+    [--priority P]``."""
     from streamq.producer import Producer
 
     a = ctx.args
@@ -181,11 +182,15 @@ def cmd_enqueue(ctx: Context) -> int:
             job_id=a.job_id,
             delay=a.delay or None,
             max_retries=a.max_retries,
+            key=a.key,
+            priority=a.priority,
         )
     if ctx.json:
         ctx.emit_json(res)
     elif not res.created:
         ctx.say(f"job {res.job_id} already exists ({res.state.value}): not enqueued again")
+    elif res.state == "held":
+        ctx.say(f"enqueued job {res.job_id} (held for flow control)")
     elif res.due_at_ms is not None:
         due = datetime.fromtimestamp(res.due_at_ms / 1000, tz=UTC).isoformat()
         ctx.say(f"enqueued job {res.job_id} (delayed until {due})")

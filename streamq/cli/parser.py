@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=_seconds, default=0.0, help="seconds before it is due")
     p.add_argument("--job-id", default=None, help="custom id (deduplicates)")
     p.add_argument("--max-retries", type=int, default=None, help="retry budget")
+    p.add_argument("--key", default=None, help="flow-control key (limits, fairness)")
+    p.add_argument("--priority", type=int, default=None, help="0-9, higher first")
 
     pause_help = "stop workers fetching from a queue (warns if nothing uses the name yet)"
     for name, verb in (("pause", pause_help), ("resume", "undo pause")):

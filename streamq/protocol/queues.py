@@ -45,7 +45,7 @@ __all__ = [
 #: A worker whose last heartbeat is younger than this counts as alive.
 LIVE_WINDOW_MS = 10_000
 
-ListState = Literal["waiting", "active", "delayed", "completed", "failed", "held"]
+ListState = Literal["waiting", "held", "active", "delayed", "completed", "failed"]
 #: The states :func:`list_jobs` can list.
 LIST_STATES: tuple[str, ...] = get_args(ListState)
 
@@ -296,15 +296,19 @@ def list_jobs(
                 JobEntry(_entry_job_id(f), state, None, entry_id=_s(e)) for e, f in entries[offset:]
             ]
         else:
-            pend = yield raw(
+            plain = yield raw(
                 "XPENDING", keys.stream, GROUP, "-", "+", offset + limit, parse_detail=True
             )
-            pend = pend[offset:] if pend else pend
+            flow = yield from _flow_pending(keys, offset + limit)
+            pend = [(keys.stream, p) for p in plain or []] + [(keys.kstream, p) for p in flow]
+            pend = pend[offset : offset + limit]
             if not pend:
                 return []
-            eids = [_s(p["message_id"]) for p in pend]
-            found = yield [raw("XRANGE", keys.stream, e, e) for e in eids]
-            for p, eid, got in zip(pend, eids, found, strict=True):
+            eids = [_s(p["message_id"]) for _, p in pend]
+            found = yield [raw("XRANGE", st, e, e) for (st, _), e in zip(pend, eids, strict=True)]
+            for (_, p), eid, got in zip(pend, eids, found, strict=True):
+                if got and b"i" not in (got[0][1] or {}):
+                    continue  # a wake-up entry of the flow lane, not a job
                 rows.append(
                     JobEntry(
                         _entry_job_id(got[0][1]) if got else "",
@@ -317,6 +321,15 @@ def list_jobs(
                     )
                 )
     return (yield from _with_records(keys, rows))
+
+
+def _flow_pending(keys: QueueKeys, count: int) -> Flow[list[Any]]:
+    """The flow lane's pending entries (running flow jobs); none when it does not exist."""
+    exists = yield raw("EXISTS", keys.kstream, parse=int)
+    if not exists:
+        return []
+    got = yield raw("XPENDING", keys.kstream, GROUP, "-", "+", count, parse_detail=True)
+    return list(got or [])
 
 
 def set_paused(keys: QueueKeys) -> Call[bool]:

@@ -337,6 +337,17 @@ def hold(
     )
 
 
+def rlog_prune(keys: QueueKeys, cursor: str, count: int = 500) -> Call[tuple[str, int]]:
+    """Drop rate-log starts that have left every window (a slice of ``count``, from
+    ``cursor``); returns the next cursor ('' = done) and how many went."""
+    return Call(
+        "rlog_prune",
+        [keys.rlog, keys.limits],
+        [cursor, count],
+        lambda r: (_s(r[0]), int(r[1])),
+    )
+
+
 def flow_busy(keys: QueueKeys) -> Flow[int]:
     """Flow jobs held or running (kstream's PEL, wake-ups included) on ``keys``' queue."""
     held, pending = yield [
@@ -573,9 +584,14 @@ def hand_back(
     unknown = [eid for eid in eids if eid not in known]
     if unknown:
         found = yield [entry_fields(keys, e) for e in unknown]
+        wakeups = []
         for eid, fields in zip(unknown, found, strict=True):
             jid = fields.get(b"i")
             if jid:
                 jobs.append((jid.decode(errors="replace"), eid))
+            elif keys.is_flow and list(fields) == [b"w"]:
+                wakeups.append(eid)
+        if wakeups:  # read but not yet passed to a take: drop them, the take re-arms
+            yield [c for eid in wakeups for c in ack_drop(keys, eid)]
     released = (yield release(keys, consumer, jobs)).handed_back if jobs else 0
     return released, jobs

@@ -302,6 +302,11 @@ async def housekeeping_loop(st: WorkerState) -> None:
                 await st.driver.run(
                     wops.forget_stale(keys, now, STALE_WORKER_MS, THROUGHPUT_KEEP_MIN)
                 )
+                cursor = ""
+                while True:  # the rate logs of keys that got no job for a while
+                    cursor, _ = await st.driver.run(wops.rlog_prune(keys, cursor))
+                    if not cursor:
+                        break
             for index, keep, age_s in (
                 (keys.completed, s.keep_completed, s.completed_max_age_s),
                 (keys.failed, s.keep_failed, s.failed_max_age_s),

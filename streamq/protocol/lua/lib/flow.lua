@@ -55,6 +55,9 @@ local function hold_job(F, job, id, key, prio, seq, name, data, opts, a)
   end
   -- Wake a worker blocked on its read: one undelivered entry in kstream at a time.
   if redis.call('HSETNX', F.flow, 'wake', 1) == 1 then
+    if redis.call('EXISTS', F.kstream) == 0 then  -- the group (keys.GROUP) first: takes read with it
+      redis.call('XGROUP', 'CREATE', F.kstream, 'streamq', '0', 'MKSTREAM')
+    end
     redis.call('XADD', F.kstream, '*', 'w', '1')
   end
   return member
