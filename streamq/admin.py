@@ -1,5 +1,5 @@
-"""Operating queues: discovery, status, job listings, the DLQ, pause/resume and the
-live-worker registry. The CLI and the web dashboard share this module.
+"""Operating queues: discovery, status, job listings, the DLQ, pause/resume, flow-control
+limits and the live-worker registry. The CLI and the web dashboard share this module.
 
 Every operation is written once, without I/O, in :mod:`streamq.protocol` (a
 :class:`~streamq.protocol.calls.Call` or a flow of them). :class:`Admin` runs them on the
@@ -14,26 +14,31 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from types import TracebackType
 
 from streamq import connection
 from streamq._driver import AsyncDriver, SyncDriver
 from streamq.config import Settings
+from streamq.errors import ConfigError
 from streamq.job import Job
+from streamq.limits import Limit, period_ms_of
 from streamq.protocol import dlq, jobs
+from streamq.protocol import limits as limit_ops
 from streamq.protocol import queues as queue_ops
 from streamq.protocol import schedules as schedule_ops
 from streamq.protocol.calls import ping, server_time
 from streamq.protocol.keys import QueueKeys, validate_queue_name
 from streamq.protocol.queues import LIST_STATES, LIVE_WINDOW_MS, ListState, discover
 from streamq.protocol.schedules import Schedule
-from streamq.results import DeadEntry, JobEntry, QueueInfo, WorkerInfo
+from streamq.results import DeadEntry, FlowStatus, JobEntry, QueueInfo, WorkerInfo
 
 __all__ = [
     "LIST_STATES",
     "LIVE_WINDOW_MS",
     "Admin",
     "AsyncAdmin",
+    "FlowStatus",
     "JobEntry",
     "ListState",
     "QueueInfo",
@@ -65,6 +70,22 @@ class _Base:
 
     def _many(self, queues: Sequence[str]) -> list[QueueKeys]:
         return [self.keys(q) for q in queues]
+
+    @staticmethod
+    def _limit(
+        pattern: str,
+        rate: int | None,
+        per: float | timedelta | None,
+        concurrency: int | None,
+        shared: bool,
+    ) -> Limit:
+        """The :class:`Limit` that :meth:`Admin.set_limit` stores (ConfigError if invalid)."""
+        if rate is not None and per is None:
+            raise ConfigError(f"limit {pattern!r}: a rate needs per= (seconds or a timedelta)")
+        if per is not None and rate is None:
+            raise ConfigError(f"limit {pattern!r}: per= needs a rate")
+        period = None if per is None else period_ms_of(per)
+        return Limit(pattern, rate, period, concurrency, shared)
 
     @property
     def where(self) -> str:
@@ -201,6 +222,45 @@ class Admin(_Base):
     def remove_schedule(self, queue: str, key: str) -> bool:
         """Delete a repeating schedule; True when it existed."""
         return self._driver.run(schedule_ops.remove_schedule(self.keys(queue), key))
+
+    def set_limit(
+        self,
+        queue: str,
+        pattern: str,
+        *,
+        rate: int | None = None,
+        per: float | timedelta | None = None,
+        concurrency: int | None = None,
+        shared: bool = False,
+    ) -> Limit:
+        """Limit the keyed jobs of ``queue`` whose key matches ``pattern`` (``*`` is any run
+        of characters): at most ``rate`` starts per ``per`` (seconds or a timedelta, a
+        sliding window on the Redis clock) and/or at most ``concurrency`` running at once
+        per key. Each matching key has its own budget, or with ``shared`` all matching keys
+        share one (no concurrency then). Replaces the rule of the same pattern and kind;
+        keys waiting on the old limits are re-checked at once. ConfigError if invalid."""
+        limit = self._limit(pattern, rate, per, concurrency, shared)
+        self._driver.run(limit_ops.set_limit(self.keys(queue), limit))
+        return limit
+
+    def remove_limit(self, queue: str, pattern: str, *, shared: bool = False) -> bool:
+        """Delete the rule of ``pattern`` (the shared one with ``shared``); True when it
+        existed. Keys waiting on it are re-checked at once."""
+        dropped, _ = self._driver.run(limit_ops.remove_limit(self.keys(queue), pattern, shared))
+        return bool(dropped)
+
+    def limits(self, queue: str) -> list[Limit]:
+        """The rules of ``queue``, by pattern (each before shared)."""
+        return self._driver.run(limit_ops.list_limits(self.keys(queue)))
+
+    def set_flow_mode(self, queue: str, mode: str) -> str:
+        """Priorities of ``queue``: ``strict`` (higher first, always) or ``weighted`` (lower
+        levels get a share of the turns too); returns the mode. ConfigError otherwise."""
+        return self._driver.run(limit_ops.set_mode(self.keys(queue), mode))
+
+    def flow_status(self, queue: str) -> FlowStatus:
+        """The flow-control figures of ``queue`` (also in :attr:`QueueInfo.flow`)."""
+        return self._driver.run(limit_ops.flow_status(self.keys(queue)))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -347,6 +407,39 @@ class AsyncAdmin(_Base):
     async def remove_schedule(self, queue: str, key: str) -> bool:
         """See :meth:`Admin.remove_schedule`."""
         return await self._driver.run(schedule_ops.remove_schedule(self.keys(queue), key))
+
+    async def set_limit(
+        self,
+        queue: str,
+        pattern: str,
+        *,
+        rate: int | None = None,
+        per: float | timedelta | None = None,
+        concurrency: int | None = None,
+        shared: bool = False,
+    ) -> Limit:
+        """See :meth:`Admin.set_limit`."""
+        limit = self._limit(pattern, rate, per, concurrency, shared)
+        await self._driver.run(limit_ops.set_limit(self.keys(queue), limit))
+        return limit
+
+    async def remove_limit(self, queue: str, pattern: str, *, shared: bool = False) -> bool:
+        """See :meth:`Admin.remove_limit`."""
+        ops = limit_ops.remove_limit(self.keys(queue), pattern, shared)
+        dropped, _ = await self._driver.run(ops)
+        return bool(dropped)
+
+    async def limits(self, queue: str) -> list[Limit]:
+        """See :meth:`Admin.limits`."""
+        return await self._driver.run(limit_ops.list_limits(self.keys(queue)))
+
+    async def set_flow_mode(self, queue: str, mode: str) -> str:
+        """See :meth:`Admin.set_flow_mode`."""
+        return await self._driver.run(limit_ops.set_mode(self.keys(queue), mode))
+
+    async def flow_status(self, queue: str) -> FlowStatus:
+        """See :meth:`Admin.flow_status`."""
+        return await self._driver.run(limit_ops.flow_status(self.keys(queue)))
 
     async def close(self) -> None:
         """See :meth:`Admin.close`."""

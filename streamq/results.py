@@ -7,7 +7,7 @@ the top-level ``streamq`` exports the common ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamq.job import Job, JobState
@@ -16,6 +16,7 @@ __all__ = [
     "Counters",
     "DeadEntry",
     "EnqueueResult",
+    "FlowStatus",
     "Histogram",
     "JobEntry",
     "MinuteCount",
@@ -78,6 +79,42 @@ class QueueStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowStatus:
+    """Flow control of one queue at a glance (all 0 for a queue without keyed jobs).
+
+    ``held``: flow jobs waiting (their key's turn, a rate window, a concurrency slot or a
+    ``RateLimited`` back-off). ``keys_rate_limited``: keys waiting for a rate window or a
+    handler's key-wide back-off. ``keys_at_concurrency``: keys waiting for one of their own
+    jobs to finish. ``keys_ready``: keys with a job that may start now. ``running``: flow
+    jobs admitted and not finished. ``busiest_keys``: the keys with the most held jobs,
+    (key, held) pairs, most first. ``rate_limited_total``: times a key was parked on a
+    limit (once per take that found it over) or a job held by ``RateLimited`` (lifetime
+    counter ``rate_limited`` of the stats hash). ``mode``: ``strict`` or ``weighted``."""
+
+    held: int = 0
+    keys_rate_limited: int = 0
+    keys_at_concurrency: int = 0
+    keys_ready: int = 0
+    running: int = 0
+    busiest_keys: tuple[tuple[str, int], ...] = ()
+    rate_limited_total: int = 0
+    mode: str = "strict"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``busiest_keys`` as ``[{"key", "held"}]``."""
+        return {
+            "held": self.held,
+            "keys_rate_limited": self.keys_rate_limited,
+            "keys_at_concurrency": self.keys_at_concurrency,
+            "keys_ready": self.keys_ready,
+            "running": self.running,
+            "busiest_keys": [{"key": k, "held": n} for k, n in self.busiest_keys],
+            "rate_limited_total": self.rate_limited_total,
+            "mode": self.mode,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class QueueInfo:
     """One queue at a glance: the counts of :class:`QueueStatus`, the consumer group's lag,
     the age of the oldest waiting job, whether it is paused and how many workers are live."""
@@ -90,14 +127,23 @@ class QueueInfo:
     #: Sync handlers of live workers still running past their job's time limit (each
     #: holds a worker slot until it returns).
     stuck_handlers: int = 0
+    #: Flow control: held jobs, keys waiting on a limit, busiest keys, counters.
+    flow: FlowStatus = field(default_factory=FlowStatus)
 
     @property
     def queue(self) -> str:
         """The queue name."""
         return self.status.queue
 
+    @property
+    def held(self) -> int:
+        """Flow jobs waiting on their key's turn or a limit (:attr:`FlowStatus.held`)."""
+        return self.flow.held
+
     def as_dict(self) -> dict[str, Any]:
-        """A flat, JSON-ready mapping (every :class:`QueueStatus` field plus the others)."""
+        """A flat, JSON-ready mapping (every :class:`QueueStatus` field plus the others;
+        the flow figures under their :meth:`FlowStatus.as_dict` names, ``running`` as
+        ``running_flow`` and ``mode`` as ``flow_mode``)."""
         s = self.status
         return {
             "queue": s.queue,
@@ -116,7 +162,15 @@ class QueueInfo:
             "paused": self.paused,
             "workers": self.workers,
             "stuck_handlers": self.stuck_handlers,
+            **_flow_fields(self.flow),
         }
+
+
+def _flow_fields(flow: FlowStatus) -> dict[str, Any]:
+    out = flow.as_dict()
+    out["running_flow"] = out.pop("running")
+    out["flow_mode"] = out.pop("mode")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +179,8 @@ class JobEntry:
 
     ``entry_id`` is set for waiting and active jobs; ``consumer``, ``idle_ms`` and
     ``deliveries`` for active ones (from the group's PEL); ``score_ms`` is the due time of a
-    delayed job or the finish time of a completed/failed one.
+    delayed job or the finish time of a completed/failed one; ``key`` and ``priority`` are
+    set for held jobs (from their place in flow control).
     """
 
     job_id: str
@@ -136,6 +191,8 @@ class JobEntry:
     idle_ms: int | None = None
     deliveries: int | None = None
     score_ms: int | None = None
+    key: str | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

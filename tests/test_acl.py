@@ -149,6 +149,10 @@ def commands_in_lua() -> set[str]:
     return found
 
 
+#: Upper-case option words that open a tuple of arguments, not a command.
+_OPTION_WORDS = {"block", "count", "streams", "withscores", "limit"}
+
+
 def _literal_command(elts: list[ast.expr]) -> str | None:
     """``"XGROUP", "CREATE", ...`` -> ``xgroup|create``; None unless it starts with a
     command-like literal (upper-case letters)."""
@@ -157,6 +161,8 @@ def _literal_command(elts: list[ast.expr]) -> str | None:
     if not re.fullmatch(r"[A-Z]+", elts[0].value):
         return None
     name = elts[0].value.lower()
+    if name in _OPTION_WORDS:  # ("BLOCK", ms) spliced into an XREADGROUP: an argument
+        return None
     if name in _CONTAINERS and len(elts) > 1 and isinstance(elts[1], ast.Constant):
         return f"{name}|{str(elts[1].value).lower()}"
     return name

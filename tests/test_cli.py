@@ -107,6 +107,7 @@ def test_status_prints_an_aligned_table_without_the_password(
         "COMPLETED",
         "FAILED",
         "DEAD",
+        "HELD",
         "LAG",
         "OLDEST",
         "WORKERS",

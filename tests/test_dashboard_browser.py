@@ -23,6 +23,7 @@ import orjson
 import pytest
 import redis
 import uvicorn
+from _flow_support import block, hold, run_flow_jobs
 from _support import WEB_ENV, clear_env, wait_until
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
@@ -583,3 +584,43 @@ def test_the_page_fits_a_phone_screen_without_scrolling_sideways(
             assert problems == [], problems
         finally:
             page.context.close()
+
+
+def test_the_dashboard_shows_held_jobs_and_the_busiest_keys_of_a_queue(
+    browser: Browser, base_url: str, settings: Settings, redis_client: redis.Redis
+) -> None:
+    # Flow states written as the engine lays them out (tests/_flow_support.py); the markup
+    # in a key (which no enqueue accepts) checks that keys render as text.
+    with Producer(settings=settings) as producer:
+        producer.enqueue(QUEUE, "dispatch", {"n": 1})
+    p = settings.prefix
+    for i in range(3):
+        hold(redis_client, QUEUE, "x:conn-<b>1</b>", f"a{i}", prefix=p)
+    hold(redis_client, QUEUE, "x:conn-2", "b0", prefix=p)
+    block(redis_client, QUEUE, "x:conn-<b>1</b>", 10**13, prefix=p)
+    run_flow_jobs(redis_client, QUEUE, 1, prefix=p)
+    page, problems = open_page(browser)
+    try:
+        page.goto(f"{base_url}/#token={TOKEN}")
+        row = page.locator(f'#queues tr[data-queue="{QUEUE}"]')
+        row.wait_for()
+        assert count(row, "held") == "4"
+        assert "1 key(s) waiting for a rate window" in (
+            row.locator('td[data-count="held"]').get_attribute("title") or ""
+        )
+        page.locator("#flow").wait_for()
+        assert page.locator("#flow-summary").inner_text().startswith("4 held · 1 running")
+        keys = page.locator("#busiest tbody tr")
+        # A key is shown as text, never as markup.
+        assert keys.nth(0).locator("td").nth(0).inner_text() == "x:conn-<b>1</b>"
+        assert [keys.nth(i).locator("td.num").inner_text() for i in range(2)] == ["3", "1"]
+        # The held tab lists them, by key, with their key and priority.
+        page.locator('#tabs button[data-state="held"]').click()
+        page.locator('#list table.jobs[data-state="held"]').wait_for()
+        assert page.locator('#tabs button[data-state="held"]').inner_text() == "held (4)"
+        first = page.locator("#list tr.job").first
+        assert first.get_attribute("data-job-id") == "b0"  # "x:conn-2" < "x:conn-<b>1</b>"
+        assert "key x:conn-2 · priority 0" in first.inner_text()
+        assert problems == []
+    finally:
+        page.context.close()

@@ -16,8 +16,9 @@ exit codes:
 """
 
 # Layout: context.py (exit codes, Context), output.py (tables, times, JSON, progress),
-# commands.py / dlq.py / schedules.py / web.py (one function per subcommand; web.py imports
-# starlette and uvicorn only when run, so the rest works without the web extra), parser.py,
+# commands.py / dlq.py / schedules.py / limits.py / web.py (one function per subcommand;
+# web.py imports starlette and uvicorn only when run, so the rest works without the web
+# extra), parser.py,
 # delegates.py (server, worker, bench), entry.py (main: parse, dispatch, map errors to
 # exit codes), __main__.py (python -m streamq.cli).
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamq.cli.context import EXIT_OK, EXIT_USAGE, Context, _listing
+from streamq.cli.limits import flow_lines
 from streamq.cli.output import (
     _block,
     _data_text,
@@ -42,10 +43,13 @@ def cmd_status(ctx: Context) -> int:
         return EXIT_OK
     counts = ("waiting", "active", "delayed", "completed", "failed", "dead")
     rows = [
-        [i.queue, *(getattr(i.status, c) for c in counts), i.lag, *_status_tail(i)] for i in infos
+        [i.queue, *(getattr(i.status, c) for c in counts), i.held, i.lag, *_status_tail(i)]
+        for i in infos
     ]
-    headers = ["QUEUE", *(c.upper() for c in counts), "LAG", "OLDEST", "WORKERS", "STATE"]
-    table(headers, rows, ctx.out)
+    headers = ["QUEUE", *(c.upper() for c in counts), "HELD", "LAG", "OLDEST", "WORKERS"]
+    table([*headers, "STATE"], rows, ctx.out)
+    for line in flow_lines(infos):
+        ctx.say(line)
     return EXIT_OK
 
 
@@ -63,6 +67,9 @@ def _job_row(e: JobEntry, now: int) -> list[Any]:
         ]
     if e.state == "active":
         return [e.job_id, name, e.consumer, attempts, e.deliveries, _duration(e.idle_ms)]
+    if e.state == "held":
+        created = _relative(j.created_at_ms if j else None, now)
+        return [e.job_id, name, e.key, e.priority, attempts, created]
     if e.state == "delayed":
         return [e.job_id, name, attempts, _relative(e.score_ms, now)]
     took = (
@@ -78,6 +85,7 @@ _JOB_HEADERS = {
     "waiting": ["ID", "NAME", "ATTEMPTS", "ENTRY", "ENQUEUED"],
     "active": ["ID", "NAME", "WORKER", "ATTEMPT", "DELIVERIES", "IDLE"],
     "delayed": ["ID", "NAME", "ATTEMPTS", "DUE"],
+    "held": ["ID", "NAME", "KEY", "PRIORITY", "ATTEMPTS", "ENQUEUED"],
     "completed": ["ID", "NAME", "ATTEMPTS", "FINISHED", "TOOK"],
     "failed": ["ID", "NAME", "ATTEMPTS", "FINISHED", "TOOK", "REASON", "ERROR"],
 }

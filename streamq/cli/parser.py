@@ -20,8 +20,17 @@ from streamq.cli.commands import (
 )
 from streamq.cli.context import Context
 from streamq.cli.dlq import cmd_dlq_list, cmd_dlq_purge, cmd_dlq_retry, cmd_dlq_show
+from streamq.cli.limits import (
+    cmd_limits_list,
+    cmd_limits_mode,
+    cmd_limits_rm,
+    cmd_limits_set,
+    period_arg,
+)
 from streamq.cli.schedules import cmd_schedules_list, cmd_schedules_remove
 from streamq.cli.web import cmd_web
+from streamq.errors import ConfigError
+from streamq.limits import FLOW_MODES
 
 
 def _json_arg(text: str) -> Any:
@@ -49,6 +58,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
+
+
+def _per(text: str) -> str:
+    try:
+        return period_arg(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -156,6 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_schedules_remove)
     p.add_argument("queue", metavar="QUEUE")
     p.add_argument("key", metavar="KEY")
+
+    lim = sub.add_parser(
+        "limits",
+        help="flow-control limits per key pattern, and the priority mode",
+        description="flow-control limits per key pattern (* matches any run of characters), "
+        "and the priority mode; changes apply to running workers at once",
+    )
+    lsub = lim.add_subparsers(dest="limits_command", metavar="ACTION", required=True)
+
+    def ladd(name: str, handler: Callable[[Context], int], help: str) -> Any:
+        p = lsub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(handler=handler)
+        p.add_argument("queue", metavar="QUEUE")
+        return p
+
+    p = ladd("set", cmd_limits_set, "add or replace the limit of a key pattern")
+    p.add_argument("pattern", metavar="PATTERN", help="key pattern, e.g. 'x:*' (quote the *)")
+    p.add_argument("--rate", default=None, help="N/PERIOD (50/15m; units s m h d), or N with --per")
+    p.add_argument("--per", type=_per, default=None, help="the period of --rate N (900, 15m)")
+    p.add_argument("--concurrency", type=_positive, default=None, help="most running jobs per key")
+    p.add_argument(
+        "--shared", action="store_true", help="one budget for all matching keys (no concurrency)"
+    )
+    p = ladd("list", cmd_limits_list, "the limits of a queue")
+    p = ladd("rm", cmd_limits_rm, "delete the limit of a key pattern")
+    p.add_argument("pattern", metavar="PATTERN")
+    p.add_argument("--shared", action="store_true", help="the shared limit of the pattern")
+    p = ladd("mode", cmd_limits_mode, "priority mode: strict (default) or weighted")
+    p.add_argument("mode", choices=FLOW_MODES)
 
     p = add("workers", cmd_workers, "workers: heartbeat, running jobs, idle time")
     p.add_argument("queues", nargs="*", metavar="QUEUE", help="default: every queue found")

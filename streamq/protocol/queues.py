@@ -17,6 +17,7 @@ import orjson
 
 from streamq.errors import ConfigError
 from streamq.job import Job
+from streamq.protocol import limits as limit_ops
 from streamq.protocol.calls import Call, Flow, raw, score_pairs, server_time
 from streamq.protocol.calls import text as _s
 from streamq.protocol.jobs import get_job
@@ -183,17 +184,47 @@ def _stuck_in(beat: Mapping[str, Any], queue: str) -> int:
 
 
 def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
-    """:class:`QueueInfo` of each queue, in three round trips however many queues."""
+    """:class:`QueueInfo` of each queue, flow-control figures included, in two round trips
+    however many queues: one pipeline of counts, heartbeats, flags, flow reads and which
+    streams exist, then XINFO GROUPS of the streams (plain and flow) that do."""
+    per = 4 + limit_ops.FLOW_READS
     replies = yield [
         server_time(),
-        *(c for k in keys for c in (status(k), raw("HGETALL", k.workers), raw("EXISTS", k.paused))),
+        *(
+            c
+            for k in keys
+            for c in (
+                status(k),
+                raw("HGETALL", k.workers),
+                raw("EXISTS", k.paused),
+                raw("EXISTS", k.stream),
+                *limit_ops.flow_reads(k),
+            )
+        ),
     ]
     now = replies[0]
-    groups = yield from _groups(keys)
+    rows = [replies[1 + per * i : 1 + per * (i + 1)] for i in range(len(keys))]
+    # The flow reads end with EXISTS kstream; a missing stream cannot be asked XINFO.
+    plain = [i for i, r in enumerate(rows) if int(r[3])]
+    flow = [i for i, r in enumerate(rows) if r[-1]]
+    infos = (
+        (
+            yield [
+                *(raw("XINFO", "GROUPS", keys[i].stream) for i in plain),
+                *(limit_ops.kstream_groups(keys[i]) for i in flow),
+            ]
+        )
+        if plain or flow
+        else []
+    )
+    groups = {i: _find_group(r) for i, r in zip(plain, infos[: len(plain)], strict=True)}
+    running = {
+        i: limit_ops.parse_kstream_group(r) for i, r in zip(flow, infos[len(plain) :], strict=True)
+    }
     out = []
     for i in range(len(keys)):
-        st, beats, paused = replies[1 + 3 * i : 4 + 3 * i]
-        group = groups[i]
+        st, beats, paused = rows[i][:3]
+        group = groups.get(i)
         live = [b for b in _heartbeats(beats).values() if _alive(b, now)]
         lag = _opt_int(group.get("lag")) if group else None
         oldest = st.oldest_waiting_ms
@@ -205,6 +236,7 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
                 paused=bool(int(paused)),
                 workers=sum(1 for b in live),
                 stuck_handlers=sum(_stuck_in(b, keys[i].queue) for b in live),
+                flow=limit_ops.parse_flow_reads(rows[i][4:], running.get(i, 0)),
             )
         )
     return out
@@ -234,8 +266,10 @@ def list_jobs(
 ) -> Flow[list[JobEntry]]:
     """Up to ``limit`` jobs in ``state`` with their records, skipping the first ``offset``:
     waiting and delayed oldest / soonest first, active in PEL order, completed and failed
-    newest first. Skipping is O(log N) for delayed/completed/failed; for waiting and active
-    (stream and PEL, which cannot seek by position) it reads and drops ``offset`` entries."""
+    newest first, held by key, then highest priority, then FIFO (with ``key`` and
+    ``priority`` from the held entry). Skipping is O(log N) for delayed/completed/failed/
+    held; for waiting and active (stream and PEL, which cannot seek by position) it reads
+    and drops ``offset`` entries."""
     if state not in LIST_STATES:
         raise ConfigError(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
     if limit < 1:
@@ -244,9 +278,8 @@ def list_jobs(
         raise ConfigError(f"offset must be >= 0, got {offset}")
     rows: list[JobEntry] = []
     if state == "held":
-        members = yield raw("ZRANGEBYLEX", keys.held, "-", "+", "LIMIT", offset, limit)
-        # <key>\0<9-priority>\0<seq>\0<job id>: by key, then priority, then order.
-        rows = [JobEntry(_s(m).rsplit("\0", 1)[-1], state, None) for m in members]
+        members = yield limit_ops.held_range(keys, offset, limit)
+        rows = [limit_ops.held_entry(m) for m in members]
     elif state in ("delayed", "completed", "failed"):
         index = {"delayed": keys.delayed, "completed": keys.completed, "failed": keys.failed}
         order = "ZRANGE" if state == "delayed" else "ZREVRANGE"

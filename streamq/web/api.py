@@ -1,5 +1,5 @@
 """The dashboard's JSON API. Every route requires ``Authorization: Bearer <token>``;
-mutating routes are POST/DELETE only and also refuse cross-site requests (see
+mutating routes are POST/PUT/DELETE only and also refuse cross-site requests (see
 :func:`cross_site`), so a page on another site can neither read nor change anything.
 
 ===============================================================  =============================
@@ -16,6 +16,9 @@ mutating routes are POST/DELETE only and also refuse cross-site requests (see
 ``GET    /api/queues/{q}/schedules?offset=0&limit=50``            repeating schedules
 ``GET    /api/workers?offset=0&limit=500``                        workers, their running jobs
 ===============================================================  =============================
+
+The flow-control routes (``/api/queues/{q}/limits``, ``.../flow-mode``) live in
+:mod:`streamq.web.limits`, with the same guards.
 
 Listings are paged on the server: ``offset``/``limit`` answers carry a ``page`` object
 (``offset``, ``limit``, ``total``, ``next_offset``, ``prev_offset``, see
@@ -49,7 +52,7 @@ from streamq.admin import LIST_STATES
 from streamq.errors import ConfigError, JobNotFoundError, StreamQError
 from streamq.job import Job
 from streamq.protocol.keys import validate_job_id
-from streamq.results import DeadEntry, JobEntry, WorkerInfo
+from streamq.results import DeadEntry, JobEntry, QueueInfo, WorkerInfo
 from streamq.scheduler import Schedule
 from streamq.web.auth import authorized, unauthorized
 from streamq.web.errors import BadRequest, safe_error
@@ -231,6 +234,8 @@ def job_summary(row: JobEntry, lease_ms: int) -> dict[str, Any]:
         "consumer": row.consumer,
         "deliveries": row.deliveries,
         "score_ms": row.score_ms,
+        "key": row.key,
+        "priority": row.priority,
         "record": job is not None,
     }
     out.update(_lease(row.idle_ms, lease_ms))
@@ -301,6 +306,11 @@ async def queues(request: Request) -> Response:
     )
 
 
+def _state_total(info: QueueInfo, state: str) -> int:
+    """How many jobs are in ``state`` (held jobs are counted by flow control)."""
+    return info.flow.held if state == "held" else int(getattr(info.status, state))
+
+
 @api_endpoint()
 async def jobs(request: Request) -> Response:
     """``GET /api/queues/{q}/jobs?state=&offset=&limit=``: one page of the jobs in
@@ -310,7 +320,7 @@ async def jobs(request: Request) -> Response:
     state = request.query_params.get("state") or "waiting"
     if state not in LIST_STATES:
         raise BadRequest(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
-    seeks = state in ("delayed", "completed", "failed")
+    seeks = state in ("delayed", "completed", "failed", "held")
     page = page_params(
         request.query_params,
         default_limit=50,
@@ -327,7 +337,7 @@ async def jobs(request: Request) -> Response:
             "queue": queue,
             "state": state,
             "lease_ms": lease_ms,
-            "page": page_json(page, len(rows), int(getattr(st, state))),
+            "page": page_json(page, len(rows), _state_total(info, state)),
             "all_time": totals.get(state),
             "jobs": [job_summary(r, lease_ms) for r in rows],
         }

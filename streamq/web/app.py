@@ -6,13 +6,16 @@ Routes:
   calls the JSON API with the bearer token; ``/static/...`` its script and style.
 * ``GET /api/queue/health`` (bearer token) — ``{"status": "healthy", "queues": {alias:
   {waiting, active, completed, failed, delayed}}, "workers": {alias: live workers},
-  "stuck_handlers": {alias: n}, "timestamp": ISO-8601}`` (``"degraded"``, still 200, while
-  a sync handler runs past its time limit and holds a worker slot); 500
+  "stuck_handlers": {alias: n}, "held": {alias: n}, "flow": {alias: {held, running,
+  keys_rate_limited, keys_at_concurrency, rate_limited_total}}, "timestamp": ISO-8601}``
+  (``"degraded"``, still 200, while a sync handler runs past its time limit and holds a
+  worker slot; held jobs wait on a limit by design and never degrade it); 500
   ``{"status": "unhealthy", "error": ...}`` when Redis cannot be read (the message never
   contains credentials nor the server's address).
 * ``/api/queues...``, ``/api/jobs/{id}``, ``/api/workers`` (bearer token) — the
   dashboard's JSON API (:mod:`streamq.web.api`): status, jobs, search by id, schedules, DLQ
-  retry/delete, pause/resume, workers; listings paged on the server.
+  retry/delete, pause/resume, workers; listings paged on the server; flow-control limits,
+  priority mode and figures (:mod:`streamq.web.limits`).
 * ``GET /metrics`` (bearer token) — Prometheus text format (:mod:`streamq.web.metrics`).
 
 Every answer carries a strict Content-Security-Policy and ``X-Frame-Options: DENY``.
@@ -49,6 +52,7 @@ from streamq.web.config import WebSettings, normalise_queues
 from streamq.web.dashboard import SecurityHeaders, dashboard_routes
 from streamq.web.errors import safe_error, secrets_of
 from streamq.web.fleet import WebAdmin
+from streamq.web.limits import LIMITS_ROUTES
 from streamq.web.metrics import METRICS_ROUTES
 
 __all__ = ["create_app", "safe_error"]
@@ -86,6 +90,18 @@ async def health(request: Request) -> Response:
         "queues": {alias: i.status.counts() for alias, i in by_alias.items()},
         "workers": {alias: i.workers for alias, i in by_alias.items()},
         "stuck_handlers": stuck,
+        # Held jobs wait on a limit by design: reported, never "degraded".
+        "held": {alias: i.flow.held for alias, i in by_alias.items()},
+        "flow": {
+            alias: {
+                "held": i.flow.held,
+                "running": i.flow.running,
+                "keys_rate_limited": i.flow.keys_rate_limited,
+                "keys_at_concurrency": i.flow.keys_at_concurrency,
+                "rate_limited_total": i.flow.rate_limited_total,
+            }
+            for alias, i in by_alias.items()
+        },
         "timestamp": _now_iso(),
     }
     return JSONResponse(body)
@@ -140,6 +156,7 @@ def create_app(
         routes=[
             Route("/api/queue/health", require_token(health), methods=["GET"]),
             *API_ROUTES,
+            *LIMITS_ROUTES,
             *METRICS_ROUTES,
             *dashboard_routes(),
             *routes,

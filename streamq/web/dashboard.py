@@ -6,7 +6,7 @@ plain JavaScript, no build step, no CDN) reads the token from the URL fragment
 ``#token=...`` (which browsers never send to the server) or from a login field, keeps it in
 ``sessionStorage`` (gone when the tab closes; a later ``#token=`` in the same tab replaces
 it without a reload), and calls the JSON API with ``Authorization: Bearer``. A cross-site
-form cannot set that header, and mutating routes are POST/DELETE only, so the actions are
+form cannot set that header, and mutating routes are POST/PUT/DELETE only, so the actions are
 not CSRF-able.
 
 Every answer carries a strict Content-Security-Policy (scripts and styles from this origin

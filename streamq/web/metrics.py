@@ -14,6 +14,14 @@ metric                                      type       meaning
 ``streamq_oldest_waiting_age_seconds``      gauge      age of the oldest waiting job (0: none)
 ``streamq_queue_paused{queue}``             gauge      1 while paused
 ``streamq_workers{queue}``                  gauge      live workers (recent heartbeat)
+``streamq_jobs_held{queue}``                gauge      flow jobs waiting on their key's turn
+                                                       or a limit (held)
+``streamq_keys_rate_limited{queue}``        gauge      keys waiting for a rate window or a
+                                                       handler's key-wide back-off
+``streamq_keys_at_concurrency{queue}``      gauge      keys waiting for a concurrency slot
+``streamq_flow_jobs_running{queue}``        gauge      flow jobs admitted and not finished
+``streamq_jobs_rate_limited_total{queue}``  counter    times a key was parked on a limit
+                                                       (at a take) or a job by ``RateLimited``
 ``streamq_jobs_completed_total{queue}``     counter    jobs completed
 ``streamq_jobs_failed_total{queue}``        counter    jobs that ended failed (= to the DLQ)
 ``streamq_jobs_retried_total{queue}``       counter    retries scheduled
@@ -171,8 +179,33 @@ class FleetCollector:
             "holds a worker slot until it returns.",
             labels=["queue"],
         )
+        held = GaugeMetricFamily(
+            "streamq_jobs_held",
+            "Flow jobs (with a key or a priority) waiting for their key's turn, a rate "
+            "window, a concurrency slot or a RateLimited back-off.",
+            labels=["queue"],
+        )
+        limited = GaugeMetricFamily(
+            "streamq_keys_rate_limited",
+            "Keys waiting for a rate window or a handler's key-wide RateLimited back-off.",
+            labels=["queue"],
+        )
+        at_concurrency = GaugeMetricFamily(
+            "streamq_keys_at_concurrency",
+            "Keys waiting for one of their running jobs to finish (concurrency limit).",
+            labels=["queue"],
+        )
+        running = GaugeMetricFamily(
+            "streamq_flow_jobs_running",
+            "Flow jobs admitted to workers and not finished.",
+            labels=["queue"],
+        )
         for q in self.queues:
             info, name = q.info, q.info.queue
+            held.add_metric([name], float(info.flow.held))
+            limited.add_metric([name], float(info.flow.keys_rate_limited))
+            at_concurrency.add_metric([name], float(info.flow.keys_at_concurrency))
+            running.add_metric([name], float(info.flow.running))
             stuck.add_metric([name], float(info.stuck_handlers))
             counts = info.as_dict()
             for state in JOB_STATES:
@@ -182,6 +215,7 @@ class FleetCollector:
             paused.add_metric([name], 1.0 if info.paused else 0.0)
             live.add_metric([name], float(info.workers))
         yield from (jobs, lag, age, paused, live, stuck)
+        yield from (held, limited, at_concurrency, running)
 
     def _counters(self) -> Iterator[Metric]:
         for metric, field, doc in _COUNTERS:
@@ -189,6 +223,16 @@ class FleetCollector:
             for q in self.queues:
                 family.add_metric([q.info.queue], float(getattr(q.counters, field)))
             yield family
+        held_back = CounterMetricFamily(
+            "streamq_jobs_rate_limited",
+            "Times flow control parked a key on its rate or concurrency limit (once per "
+            "take that found it over) or a handler raised RateLimited; the jobs waited, no "
+            "attempt was used.",
+            labels=["queue"],
+        )
+        for q in self.queues:
+            held_back.add_metric([q.info.queue], float(q.info.flow.rate_limited_total))
+        yield held_back
 
     def _histograms(self) -> Iterator[Metric]:
         duration = HistogramMetricFamily(

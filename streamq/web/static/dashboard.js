@@ -250,6 +250,29 @@
     total === null ? null : el("span", { class: "total", dataset: { total: name }, text: " of " + fmt(total) }));
   }
 
+  // Held flow jobs; the title says what they wait on.
+  function heldCell(q) {
+    const waits = `${fmt(q.keys_rate_limited)} key(s) waiting for a rate window, ` +
+      `${fmt(q.keys_at_concurrency)} for a concurrency slot, ${fmt(q.running_flow)} flow job(s) running, ` +
+      `${fmt(q.rate_limited_total)} held back in all`;
+    return el("td", { class: "num", dataset: { count: "held" }, title: waits },
+      el("span", { class: "n", text: fmt(q.held) }));
+  }
+
+  // The flow-control figures of the selected queue and its busiest keys (hidden for a
+  // queue without flow jobs).
+  function renderFlow(q) {
+    const active = q.held || q.running_flow || q.keys_rate_limited || q.keys_at_concurrency;
+    $("flow").hidden = !active;
+    if (!active) return;
+    $("flow-summary").textContent = `${fmt(q.held)} held · ${fmt(q.running_flow)} running · ` +
+      `${fmt(q.keys_rate_limited)} key(s) waiting for a rate window · ` +
+      `${fmt(q.keys_at_concurrency)} for a slot · ${fmt(q.rate_limited_total)} held back in all · ` +
+      `priority mode ${q.flow_mode}`;
+    fill($("busiest").tBodies[0], q.busiest_keys.map((k) => el("tr", { dataset: { key: k.key } },
+      el("td", { text: k.key }), el("td", { class: "num", text: fmt(k.held) }))));
+  }
+
   function renderQueues(data, throughput) {
     $("no-queues").hidden = data.page.total > 0;
     const rows = data.queues.map((q) => el(
@@ -266,6 +289,7 @@
       el("th", { scope: "row" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: q.queue }),
         q.paused ? badge("paused", "bad") : null),
       COUNTS.map((name) => countCell(q, name)),
+      heldCell(q),
       el("td", { class: "num", dataset: { count: "lag" } }, el("span", { class: "n", text: fmt(q.lag) })),
       el("td", { class: "num", text: q.oldest_waiting_age_ms === null ? "–" : duration(q.oldest_waiting_age_ms) }),
       el("td", { class: "num" + (q.workers === 0 && q.waiting > 0 ? " alert" : ""), dataset: { count: "workers" } },
@@ -330,6 +354,7 @@
     if (state === "delayed") return "due " + inTime(job.due_at_ms || job.score_ms);
     if (state === "completed" || state === "failed") return "finished " + ago(job.finished_at_ms || job.score_ms);
     if (state === "waiting") return "created " + ago(job.created_at_ms);
+    if (state === "held") return `key ${job.key} · priority ${job.priority} · created ` + ago(job.created_at_ms);
     return "started " + ago(job.started_at_ms);
   }
 
@@ -695,6 +720,7 @@
         $("pause").disabled = info.paused;
         $("resume").disabled = !info.paused;
         renderTabs(info);
+        renderFlow(info);
         renderChart(throughput[info.queue] || []);
         await loadList(info.queue);
       }
