@@ -29,16 +29,22 @@ class FlowView:
         self.plain_busy: dict[str, bool] = {k.queue: False for k in keys}
         #: Queues that have shown flow work: an idle read's timeout re-checks them.
         self.seen: set[str] = set()
-        self._lanes: dict[tuple[QueueKeys, ...], list[QueueKeys]] = {}
+        self._lanes: dict[tuple[tuple[QueueKeys, ...], frozenset[str]], list[QueueKeys]] = {}
 
-    def lanes(self, live: Sequence[QueueKeys]) -> list[QueueKeys]:
+    def lanes(self, live: Sequence[QueueKeys], missing: set[str]) -> list[QueueKeys]:
         """What a read covers: the plain streams of ``live``, then their flow lanes (for
-        wake-ups), built once per set of live queues."""
-        at = tuple(live)
+        wake-ups) except those ``missing`` (not created yet: a full Redis), built once per
+        set of live queues."""
+        at = (tuple(live), frozenset(missing))
         found = self._lanes.get(at)
         if found is None:
-            found = self._lanes[at] = [*live, *(k.flow_lane() for k in live)]
+            flow = [k.flow_lane() for k in live if k.queue not in missing]
+            found = self._lanes[at] = [*live, *flow]
         return found
+
+    def later(self, queue: str, when: float) -> None:
+        """Take from ``queue`` no sooner than ``when`` (monotonic seconds)."""
+        self.next[queue] = when
 
     def due_queue(self, queue: str, now: float) -> bool:
         """Whether ``queue`` should be taken from now."""

@@ -119,6 +119,8 @@ async def reclaim_pass(st: WorkerState, cursors: dict[str, str]) -> None:
     for keys in st.lanes:
         if keys.queue in st.paused:
             continue  # a paused queue's stalled jobs wait for the resume like the rest
+        if keys.is_flow and keys.queue in st.flow_missing:
+            continue  # no lane yet (a full Redis at start-up): nothing can be pending there
         while not st.stopping.is_set():
             free = st.free
             if free <= 0:

@@ -210,8 +210,20 @@ class Worker:
                 # A full Redis refuses XGROUP CREATE even for a group that exists; a worker
                 # is what a full Redis needs most (draining frees memory), so start anyway
                 # when the group is there.
-                if not await self.driver.run(wops.group_exists(k)):
+                if k.is_flow:
+                    try:
+                        exists = await self.driver.run(wops.group_exists(k))
+                    except ResponseError:  # no such key: the lane was never made
+                        exists = False
+                    if not exists:
+                        # No flow job can exist without its lane: run the plain jobs, and
+                        # try the lane again after each reclaim sweep.
+                        self.state.flow_missing.add(k.queue)
+                        continue
+                elif not await self.driver.run(wops.group_exists(k)):
                     raise
+            if k.is_flow:
+                self.state.flow_missing.discard(k.queue)
 
     async def run(self, *, burst: bool = False) -> None:
         """Run until stopped (or, with ``burst``, until there is nothing left to do)."""
@@ -387,6 +399,8 @@ class Worker:
                 if wait <= 0:
                     next_reclaim = now + period
                     await maintenance.reclaim_pass(st, cursors)
+                    if st.flow_missing:
+                        await self.ensure_groups()
                     continue
                 if flow.due(live, now):
                     free -= await self._take(flow, live, free, now)
@@ -396,9 +410,8 @@ class Worker:
                     now = time.monotonic()
                 until = min(wait, flow.next_in(live, now))
                 block = None if until <= 0 else max(1, min(self.block_ms, int(until * 1000) + 1))
-                got = await self.driver.run(
-                    wops.fetch(flow.lanes(live), self.consumer, free, block)
-                )
+                lanes = flow.lanes(live, st.flow_missing)
+                got = await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
                 backoff.reset()
             except OUTAGE as exc:
                 await backoff.wait("fetch", exc)
@@ -419,9 +432,14 @@ class Worker:
             if free - started <= 0 or not flow.due_queue(k.queue, now):
                 continue
             n = flow.share(k.queue, free - started)
-            taken = await self.driver.run(
-                wops.take(k, self.consumer, n, flow.wakeups.pop(k.queue, []))
-            )
+            try:
+                taken = await self.driver.run(
+                    wops.take(k, self.consumer, n, flow.wakeups.pop(k.queue, []))
+                )
+            except QueueFullError:
+                # Redis is full: a take writes, so it waits; the plain path drains meanwhile.
+                flow.later(k.queue, time.monotonic() + 1.0)
+                continue
             flow.took(k.queue, taken, time.monotonic())
             for f in taken.fetched:
                 self.start(f)

@@ -103,6 +103,8 @@ class WorkerState:
     lanes: list[QueueKeys] = field(init=False)
     #: (queue, lane) -> that lane's keys.
     by_lane: dict[tuple[str, str], QueueKeys] = field(init=False)
+    #: Queues whose flow lane (kstream and its group) could not be created (a full Redis).
+    flow_missing: set[str] = field(default_factory=set)
     #: Entry id -> job, from delivery until its result is recorded or it is handed back.
     running: dict[str, Running] = field(default_factory=dict)
     #: Slots taken: entries queued for a runner or running, and stuck sync handlers.
