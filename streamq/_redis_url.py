@@ -167,8 +167,7 @@ def _options(query: str, mode: Mode) -> dict[str, str]:
             # unknown "name" may be a piece of a misplaced password.
             shown = f" {name!r}" if name.isidentifier() and len(name) <= 40 else ""
             raise ConfigError(
-                f"REDIS_URL: option{shown} is not supported by {mode} URLs "
-                f"(supported: {supported})"
+                f"REDIS_URL: option{shown} is not supported by {mode} URLs (supported: {supported})"
             )
         options[name] = value
     return options
