@@ -22,6 +22,7 @@ import os
 import ssl
 from collections.abc import Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any, NoReturn, TypeVar, overload
 
 import hiredis
@@ -449,6 +450,13 @@ class AsyncDriver:
 
     async def _cluster_one(self, call: Call[T]) -> T:
         if not _is_scan(call):
+            command = call.command
+            if command is not None and len(command) > 1:
+                # The asyncio cluster client routes by the first word only: "CONFIG GET"
+                # as two words is taken for a keyed command. Joined, it is sent the same.
+                name = f"{command[0]} {command[1]}".upper()
+                if name in self.client.command_flags:
+                    call = replace(call, command=(name, *command[2:]))
             return await AsyncDriver._one(self, call)
         rest, names = _scan_args(call), []
         if self.client._initialize:
