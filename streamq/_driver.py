@@ -170,6 +170,10 @@ _CLUSTER_RETRYABLE = (
 )
 
 
+def _word(arg: Any) -> str:
+    return arg.decode() if isinstance(arg, bytes) else str(arg)
+
+
 def _is_scan(call: Call[Any]) -> bool:
     return call.command is not None and str(call.command[0]).upper() == "SCAN"
 
@@ -454,7 +458,7 @@ class AsyncDriver:
             if command is not None and len(command) > 1:
                 # The asyncio cluster client routes by the first word only: "CONFIG GET"
                 # as two words is taken for a keyed command. Joined, it is sent the same.
-                name = f"{command[0]} {command[1]}".upper()
+                name = f"{_word(command[0])} {_word(command[1])}".upper()
                 if name in self.client.command_flags:
                     call = replace(call, command=(name, *command[2:]))
             return await AsyncDriver._one(self, call)

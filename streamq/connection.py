@@ -34,6 +34,7 @@ import redis.asyncio as aredis
 import redis.asyncio.cluster as acluster
 import redis.asyncio.sentinel as asentinel
 import redis.cluster
+import redis.connection
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
@@ -131,6 +132,39 @@ def _sentinel_kwargs(settings: RedisSettings, ep: Endpoints) -> dict[str, Any]:
     return kw
 
 
+class _PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to Sentinel's primary that asks the sentinels for the address on every
+    reconnect. redis-py's asks only when a connection is taken from the pool: a reconnect
+    inside its retry loop (``send_packed_command``) goes back to the last address, which
+    after a failover is the dead primary, until the retries run out."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Connect through the sentinels first when disconnected, then send."""
+        base: Any = super()  # untyped in redis-py
+        if not self._sock:
+            base.connect()
+        base.send_packed_command(command, check_health)
+
+
+class _PrimarySSLConnection(_PrimaryConnection, redis.connection.SSLConnection):
+    """:class:`_PrimaryConnection` over TLS."""
+
+
+class _AsyncPrimaryConnection(asentinel.SentinelManagedConnection):
+    """The asyncio twin of :class:`_PrimaryConnection`."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Connect through the sentinels first when disconnected, then send."""
+        base: Any = super()
+        if not self.is_connected:
+            await base.connect()
+        await base.send_packed_command(command, check_health)
+
+
+class _AsyncPrimarySSLConnection(_AsyncPrimaryConnection, aredis.SSLConnection):
+    """:class:`_AsyncPrimaryConnection` over TLS."""
+
+
 class _SentinelRedis(redis.Redis):
     """The primary's client: :meth:`close` also closes the connections to the sentinels
     (``Sentinel`` keeps one client per sentinel that nothing else would close)."""
@@ -199,6 +233,7 @@ def sync_client(settings: RedisSettings, *, retry_attempts: int = 3) -> SyncClie
     if mode == "sentinel":
         ep = settings.endpoints()
         kw.update(_node_kwargs(settings, ep))
+        kw["connection_class"] = _PrimarySSLConnection if ep.tls else _PrimaryConnection
         # Any: redis-py's Sentinel is untyped.
         sentinel: Any = redis.sentinel.Sentinel
         manager = sentinel(list(ep.hosts), sentinel_kwargs=_sentinel_kwargs(settings, ep))
@@ -264,6 +299,7 @@ def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> AsyncCl
     if mode == "sentinel":
         ep = settings.endpoints()
         kw.update(_node_kwargs(settings, ep))
+        kw["connection_class"] = _AsyncPrimarySSLConnection if ep.tls else _AsyncPrimaryConnection
         sentinel: Any = asentinel.Sentinel
         manager = sentinel(list(ep.hosts), sentinel_kwargs=_sentinel_kwargs(settings, ep))
         client: _AsyncSentinelRedis = manager.master_for(
