@@ -28,7 +28,7 @@ from typing import Any, NoReturn, TypeVar, overload
 import hiredis
 from redis import exceptions as rexc
 
-from streamq.connection import AsyncClient, SyncClient, is_cluster
+from streamq.connection import AsyncClient, SyncClient, _caused_by, is_cluster
 from streamq.errors import (
     AuthenticationFailedError,
     ConnectionFailedError,
@@ -74,6 +74,10 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
             f"({type(exc).__name__}): a failover may be under way"
         )
     if isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc):
+        # The asyncio cluster client reads the topology on first use; what it ran into is
+        # in the exception's chain (a refused password, a refused connection).
+        if _caused_by(exc, rexc.AuthenticationError):
+            return AuthenticationFailedError(AUTH_HINT)
         return ConnectionFailedError(f"cannot reach any node of Redis Cluster at {where}")
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
         tls = _tls_failure(exc)

@@ -198,10 +198,22 @@ def _node(host: str, port: int) -> redis.cluster.ClusterNode:
     return made
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or an exception it was raised from is a ``kind``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, kind):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _unreachable(settings: RedisSettings, exc: Exception) -> Exception:
     """A construction-time failure of the sync cluster client (it reads the topology at
     once), in streamq's terms; redis-py's message is not reused (it lists addresses)."""
-    if isinstance(exc, AuthenticationError) or "AUTH" in str(exc)[:200].upper().split(":")[0]:
+    if _caused_by(exc, AuthenticationError):
         return AuthenticationFailedError(
             "Redis Cluster refused the credentials: check REDIS_PASSWORD / REDIS_USERNAME "
             "(or the password in REDIS_URL)"

@@ -27,8 +27,8 @@ same binary), with helpers to crash the primary and wait for the failover.
 
 One module per job: :mod:`~streamq.server.binaries` (which executable, what it reports),
 :mod:`~streamq.server.conf` (the config file), :mod:`~streamq.server.process` (the child
-process), :mod:`~streamq.server.cluster` (a cluster of them) and :mod:`~streamq.server.cli`
-(the command); :mod:`~streamq.server.sentinel` (a Sentinel setup).
+process), :mod:`~streamq.server.cluster` (a cluster of them), :mod:`~streamq.server.sentinel`
+(a Sentinel setup of them) and :mod:`~streamq.server.cli` (the command).
 """
 
 from streamq.server.binaries import SERVER_BIN_ENV as SERVER_BIN_ENV
