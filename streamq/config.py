@@ -108,6 +108,13 @@ def _file(env: Mapping[str, str], name: str) -> str | None:
     return path
 
 
+def _scheme_of(url: str) -> str:
+    # Not urlsplit alone: it raises on a stray "[" (an IPv6 typo) before the scheme is known,
+    # and cluster and sentinel URLs get their own, clearer, errors.
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep and head.isascii() and head else urlsplit(url).scheme
+
+
 def _defaults(cls: type[Any]) -> dict[str, Any]:
     """Each field's default as the dataclass declares it: ``from_env`` falls back to these,
     so every default is written once, on its field."""
@@ -155,7 +162,7 @@ class RedisSettings:
         env = os.environ if env is None else env
         default = _defaults(cls)
         url = env.get("REDIS_URL") or None
-        if url is not None and urlsplit(url).scheme not in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+        if url is not None and _scheme_of(url) not in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
             parts = urlsplit(url)
             if parts.scheme not in _SINGLE_SCHEMES:
                 # Show only the scheme: the URL may carry a password.
@@ -207,7 +214,7 @@ class RedisSettings:
             )
 
     def _scheme(self) -> str | None:
-        return None if self.url is None else urlsplit(self.url).scheme.lower()
+        return None if self.url is None else _scheme_of(self.url)
 
     def _check_mode(self) -> None:
         """Validate a cluster or sentinel address at construction (however the settings
