@@ -27,6 +27,8 @@ from typing import Any, NoReturn, TypeVar, overload
 
 import hiredis
 from redis import exceptions as rexc
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
+from redis.sentinel import MasterNotFoundError
 
 from streamq.connection import AsyncClient, SyncClient, _caused_by, is_cluster
 from streamq.errors import (
@@ -67,6 +69,16 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
                 "enqueued; drain the queues or raise maxmemory"
             )
         return None
+    if isinstance(exc, MasterNotFoundError | AsyncMasterNotFoundError):
+        # redis-py lists what each sentinel answered: only the kind of failure is used.
+        if "AuthenticationError" in str(exc):
+            return AuthenticationFailedError(
+                "the sentinels refused the credentials: check the sentinel_password (and "
+                "sentinel_username) option of the redis+sentinel:// URL"
+            )
+        return ConnectionFailedError(
+            f"no sentinel at {where} named a reachable primary (MasterNotFoundError)"
+        )
     if isinstance(exc, rexc.ClusterDownError | rexc.SlotNotCoveredError):
         # Mid-failover: a master is gone and no replica has taken its slots over yet.
         return ConnectionFailedError(

@@ -248,7 +248,8 @@ def sync_client(settings: RedisSettings, *, retry_attempts: int = 3) -> SyncClie
         kw["connection_class"] = _PrimarySSLConnection if ep.tls else _PrimaryConnection
         # Any: redis-py's Sentinel is untyped.
         sentinel: Any = redis.sentinel.Sentinel
-        manager = sentinel(list(ep.hosts), sentinel_kwargs=_sentinel_kwargs(settings, ep))
+        skw = _sentinel_kwargs(settings, ep) | {"retry": _Retry(_backoff(), retry_attempts)}
+        manager = sentinel(list(ep.hosts), sentinel_kwargs=skw)
         client: _SentinelRedis = manager.master_for(
             ep.service, redis_class=_SentinelRedis, db=ep.db, **kw
         )
@@ -313,7 +314,10 @@ def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> AsyncCl
         kw.update(_node_kwargs(settings, ep))
         kw["connection_class"] = _AsyncPrimarySSLConnection if ep.tls else _AsyncPrimaryConnection
         sentinel: Any = asentinel.Sentinel
-        manager = sentinel(list(ep.hosts), sentinel_kwargs=_sentinel_kwargs(settings, ep))
+        # The same retry budget for the sentinels (redis-py's default hangs on a refused
+        # sentinel password with the asyncio client); a refused password ends it at once.
+        skw = _sentinel_kwargs(settings, ep) | {"retry": _AsyncRetry(_backoff(), retry_attempts)}
+        manager = sentinel(list(ep.hosts), sentinel_kwargs=skw)
         client: _AsyncSentinelRedis = manager.master_for(
             ep.service, redis_class=_AsyncSentinelRedis, db=ep.db, **kw
         )
