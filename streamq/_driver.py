@@ -9,7 +9,7 @@ methods that differ, so the single-server path does no extra work per command:
 * a script goes to the master of its first key's slot (all keys of a queue share one hash
   tag); redis-py follows MOVED/ASK. The first send is not retried by redis-py (it may have
   run); after a connection error the resend form goes through the cluster's own retries;
-* a pipeline is split by redis-py per node; a ``WAIT``/``WAITAOF`` in it goes to the node of
+* a pipeline is split by redis-py per node; a ``WAITAOF`` in it goes to the node of
   the script before it (on the same connection, so it waits for that script's writes);
 * ``SCRIPT LOAD`` goes to every master (a script must be known wherever its keys live);
 * a ``SCAN`` step scans every master to its end and answers with cursor 0, so the
@@ -214,8 +214,8 @@ def _key_node(client: Any, args: tuple[Any, ...]) -> Any:
 def _pipeline_commands(
     client: Any, lib: ScriptLibrary, calls: list[Call[Any]]
 ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """Each call's args and options in a cluster pipeline: WAIT/WAITAOF go to the node of
-    the last script before them."""
+    """Each call's args and options in a cluster pipeline: WAITAOF goes to the node of
+    the last script before it (it waits for the writes of that connection)."""
     last_key: str | None = None
     for c in calls:
         options = c.options
@@ -224,7 +224,7 @@ def _pipeline_commands(
         elif (
             c.command is not None
             and last_key is not None
-            and str(c.command[0]).upper() in ("WAIT", "WAITAOF")
+            and _word(c.command[0]).upper() == "WAITAOF"
         ):
             options = {**options, "target_nodes": client.get_node_from_key(last_key)}
         yield _exec_args(lib, c, resend=True), options

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 import streamq
 from streamq import ConfigError, RedisSettings, Settings
@@ -128,6 +130,10 @@ def _queues_on_every_master(cluster: EmbeddedCluster, count: int = 3) -> list[st
     raise AssertionError(f"no queue names reached {count} masters")
 
 
+def _slot(queue: str) -> int:
+    return int(key_slot(QueueKeys(queue).stream.encode()))
+
+
 @pytest.fixture
 def queues(cluster: EmbeddedCluster) -> list[str]:
     """Three queue names, each living on another master."""
@@ -229,3 +235,25 @@ def test_a_worker_process_on_the_cluster_completes_every_job_of_its_queue(
         assert states == {streamq.JobState.COMPLETED}
         failed = producer.get_job(queue, dead)
         assert failed is not None and failed.state is streamq.JobState.FAILED
+
+
+def test_a_durable_enqueue_waits_for_the_fsync_on_the_master_that_took_the_write(
+    cluster: EmbeddedCluster, cluster_factory: Callable[..., EmbeddedCluster]
+) -> None:
+    kind = cluster.nodes[0].server  # the session cluster tells the kind's version
+    if kind.version < (7, 2) and not kind.is_valkey:
+        pytest.skip("WAITAOF needs Redis >= 7.2 (this kind has no durable enqueue)")
+    embedded = cluster_factory(profile="default")  # durable enqueues need AOF
+    queues = _queues_on_every_master(embedded)
+    # A slow machine's replica may take over a second to fsync (appendfsync everysec).
+    with streamq.Producer(embedded.url, durable=True, durable_replicas=1, durable_timeout=10) as p:
+        target = queues[-1]
+        assert p.enqueue(target, "noop", {}).created
+    calls = {}
+    for node in embedded.masters():
+        with redis.Redis.from_url(node.url) as direct:
+            stats = direct.info("commandstats").get("cmdstat_waitaof", {})
+            owner = direct.execute_command("CLUSTER", "COUNTKEYSINSLOT", _slot(target)) > 0
+            calls[owner] = calls.get(owner, 0) + int(stats.get("calls", 0))
+    # WAITAOF ran on the connection that ran the script, not on some default node.
+    assert calls == {True: 1, False: 0}
