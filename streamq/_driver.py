@@ -11,6 +11,7 @@ methods that differ, so the single-server path does no extra work per command:
   run); after a connection error the resend form goes through the cluster's own retries;
 * a pipeline is split by redis-py per node; a ``WAITAOF`` in it goes to the node of
   the script before it (on the same connection, so it waits for that script's writes);
+* an ``UNLINK`` of keys in several slots is split by slot (redis-py's ``unlink()``);
 * ``SCRIPT LOAD`` goes to every master (a script must be known wherever its keys live);
 * a ``SCAN`` step scans every master to its end and answers with cursor 0, so the
   protocol's SCAN loops (queue discovery, find-by-id) see the whole keyspace.
@@ -194,6 +195,12 @@ def _is_scan(call: Call[Any]) -> bool:
     return call.command is not None and str(call.command[0]).upper() == "SCAN"
 
 
+def _is_unlink(call: Call[Any]) -> bool:
+    # Keys of many queues (a prefix's cleanup): redis-py's cluster unlink() splits them
+    # by slot and adds the counts up; one UNLINK across slots would be refused.
+    return call.command is not None and _word(call.command[0]).upper() == "UNLINK"
+
+
 def _scan_args(call: Call[Any]) -> tuple[Any, ...]:
     assert call.command is not None
     if int(call.command[1]) != 0:  # our answer's cursor is always 0: no one resumes
@@ -260,6 +267,9 @@ class SyncDriver:
         return self.client.execute_command(*sends())
 
     def _cluster_one(self, call: Call[T]) -> T:
+        if _is_unlink(call):
+            assert call.command is not None
+            return call.parse(self.client.unlink(*call.command[1:]))
         if not _is_scan(call):
             return SyncDriver._one(self, call)
         rest, names = _scan_args(call), []
@@ -452,7 +462,13 @@ class AsyncDriver:
             me._script = self._cluster_script
             me._pipeline = self._cluster_pipeline
             me._one = self._cluster_one
+            me._load = self._cluster_load
             me.load_all = self._cluster_load_all
+
+    async def _cluster_load(self, name: str) -> None:
+        # One word: the asyncio cluster client routes "SCRIPT" "LOAD" as a keyed command;
+        # "SCRIPT LOAD" goes to every master.
+        await self.client.execute_command("SCRIPT LOAD", self.library[name].source)
 
     async def _cluster_script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
         """See :meth:`SyncDriver._cluster_script`."""
@@ -469,6 +485,9 @@ class AsyncDriver:
         return await self.client.execute_command(*sends())
 
     async def _cluster_one(self, call: Call[T]) -> T:
+        if _is_unlink(call):
+            assert call.command is not None
+            return call.parse(await self.client.unlink(*call.command[1:]))
         if not _is_scan(call):
             command = call.command
             if command is not None and len(command) > 1:

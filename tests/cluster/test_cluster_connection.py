@@ -22,6 +22,7 @@ from streamq.errors import AuthenticationFailedError, ConnectionFailedError
 from streamq.producer import JobSpec
 from streamq.protocol.keys import QueueKeys
 from streamq.server import EmbeddedCluster
+from streamq.testing import QueueTester
 from tests._worker_support import Spawner
 
 SECRET = "Top-Secret-1"
@@ -257,3 +258,38 @@ def test_a_durable_enqueue_waits_for_the_fsync_on_the_master_that_took_the_write
             calls[owner] = calls.get(owner, 0) + int(stats.get("calls", 0))
     # WAITAOF ran on the connection that ran the script, not on some default node.
     assert calls == {True: 1, False: 0}
+
+
+def test_scripts_flushed_from_every_master_are_loaded_again_unseen(
+    cluster: EmbeddedCluster, queues: list[str]
+) -> None:
+    def flush() -> None:
+        for node in cluster.masters():
+            with redis.Redis.from_url(node.url) as direct:
+                direct.script_flush()
+
+    flush()
+    with streamq.Producer(cluster.url) as producer:
+        assert all(producer.enqueue(q, "noop", {}).created for q in queues)
+
+    async def main() -> list[bool]:
+        async with streamq.AsyncProducer(cluster.url) as producer:
+            flush()
+            return [(await producer.enqueue(q, "noop", {})).created for q in queues]
+
+    assert asyncio.run(main()) == [True] * 3
+
+
+def test_a_testers_cleanup_removes_its_prefix_from_every_master(
+    cluster: EmbeddedCluster, queues: list[str]
+) -> None:
+    prefix = f"tc{secrets.token_hex(3)}"
+    tester = QueueTester(Settings(redis=RedisSettings(url=cluster.url), prefix=prefix))
+    try:
+        for q in queues:
+            tester.enqueue(q, "noop", {})
+        assert tester.queues() == sorted(queues)
+        assert tester.cleanup() > 3  # one UNLINK would refuse keys of several slots
+        assert tester.queues() == []
+    finally:
+        tester.close()
