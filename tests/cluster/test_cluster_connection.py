@@ -293,3 +293,38 @@ def test_a_testers_cleanup_removes_its_prefix_from_every_master(
         assert tester.queues() == []
     finally:
         tester.close()
+
+
+@pytest.mark.slow
+def test_producers_resume_on_the_promoted_replica_after_a_master_dies(
+    cluster_factory: Callable[..., EmbeddedCluster],
+) -> None:
+    embedded = cluster_factory(node_timeout_ms=1000)
+    queue = _queues_on_every_master(embedded)[0]
+    with RedisCluster(
+        host=embedded.nodes[0].host, port=embedded.nodes[0].port, password=embedded.password
+    ) as probe:
+        owner = probe.get_node_from_key(QueueKeys(queue).stream).port
+    victim = next(n for n in embedded.nodes if n.port == owner)
+
+    async def scenario() -> None:
+        async with streamq.AsyncProducer(embedded.url) as aproducer:
+            with streamq.Producer(embedded.url) as producer:
+                before = [
+                    producer.enqueue(queue, "noop", {"n": 1}).job_id,
+                    (await aproducer.enqueue(queue, "noop", {"n": 2})).job_id,
+                ]
+                with redis.Redis.from_url(victim.url) as direct:
+                    assert direct.execute_command("WAIT", 1, 5000) == 1  # the replica has both
+                embedded.kill(victim)
+                embedded.wait_ok(timeout=embedded.node_timeout_ms / 1000 + 15)
+                # The first command after the failover: the connection to the dead master
+                # fails, the topology is read again, and the command goes to the new master.
+                after = [
+                    producer.enqueue(queue, "noop", {"n": 3}).job_id,
+                    (await aproducer.enqueue(queue, "noop", {"n": 4})).job_id,
+                ]
+                found = [await aproducer.get_job(queue, i) for i in before + after]
+                assert [j.data if j else None for j in found] == [{"n": n} for n in (1, 2, 3, 4)]
+
+    asyncio.run(scenario())
