@@ -21,7 +21,7 @@ from streamq.admin import Admin
 from streamq.errors import AuthenticationFailedError, ConnectionFailedError
 from streamq.producer import JobSpec
 from streamq.protocol.keys import QueueKeys
-from streamq.server import EmbeddedCluster
+from streamq.server import EmbeddedCluster, EmbeddedNode
 from streamq.testing import QueueTester
 from tests._worker_support import Spawner
 
@@ -295,8 +295,30 @@ def test_a_testers_cleanup_removes_its_prefix_from_every_master(
         tester.close()
 
 
+def _migrate_slot(embedded: EmbeddedCluster, slot: int, source: EmbeddedNode) -> EmbeddedNode:
+    """Move ``slot`` with its keys from ``source`` to another master (what ``redis-cli
+    --cluster reshard`` does); return the new owner."""
+    target = next(n for n in embedded.masters() if n is not source)
+    password = embedded.password or ""
+    with (
+        redis.Redis.from_url(source.url) as src,
+        redis.Redis.from_url(target.url) as dst,
+    ):
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command(
+                "MIGRATE", target.host, target.port, "", 0, 5000, "AUTH", password, "KEYS", *keys
+            )
+    for node in embedded.masters():
+        with redis.Redis.from_url(node.url) as direct:
+            direct.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    embedded.wait_ok()
+    return target
+
+
 @pytest.mark.slow
-def test_producers_resume_on_the_promoted_replica_after_a_master_dies(
+def test_producers_follow_a_slot_migration_and_resume_after_its_new_master_dies(
     cluster_factory: Callable[..., EmbeddedCluster],
 ) -> None:
     embedded = cluster_factory(node_timeout_ms=1000)
@@ -305,26 +327,32 @@ def test_producers_resume_on_the_promoted_replica_after_a_master_dies(
         host=embedded.nodes[0].host, port=embedded.nodes[0].port, password=embedded.password
     ) as probe:
         owner = probe.get_node_from_key(QueueKeys(queue).stream).port
-    victim = next(n for n in embedded.nodes if n.port == owner)
+    source = next(n for n in embedded.nodes if n.port == owner)
 
     async def scenario() -> None:
         async with streamq.AsyncProducer(embedded.url) as aproducer:
             with streamq.Producer(embedded.url) as producer:
-                before = [
+                ids = [
                     producer.enqueue(queue, "noop", {"n": 1}).job_id,
                     (await aproducer.enqueue(queue, "noop", {"n": 2})).job_id,
                 ]
-                with redis.Redis.from_url(victim.url) as direct:
-                    assert direct.execute_command("WAIT", 1, 5000) == 1  # the replica has both
-                embedded.kill(victim)
-                embedded.wait_ok(timeout=embedded.node_timeout_ms / 1000 + 15)
-                # The first command after the failover: the connection to the dead master
-                # fails, the topology is read again, and the command goes to the new master.
-                after = [
+                # Both clients still map the slot to the old master: MOVED sends them on.
+                target = _migrate_slot(embedded, _slot(queue), source)
+                ids += [
                     producer.enqueue(queue, "noop", {"n": 3}).job_id,
                     (await aproducer.enqueue(queue, "noop", {"n": 4})).job_id,
                 ]
-                found = [await aproducer.get_job(queue, i) for i in before + after]
-                assert [j.data if j else None for j in found] == [{"n": n} for n in (1, 2, 3, 4)]
+                with redis.Redis.from_url(target.url) as direct:
+                    assert direct.execute_command("WAIT", 1, 5000) == 1  # its replica has all
+                embedded.kill(target)
+                embedded.wait_ok(timeout=embedded.node_timeout_ms / 1000 + 15)
+                # The first command after the failover: the connection to the dead master
+                # fails, the topology is read again, and the command goes to the new master.
+                ids += [
+                    producer.enqueue(queue, "noop", {"n": 5}).job_id,
+                    (await aproducer.enqueue(queue, "noop", {"n": 6})).job_id,
+                ]
+                found = [await aproducer.get_job(queue, i) for i in ids]
+                assert [j.data if j else None for j in found] == [{"n": n} for n in range(1, 7)]
 
     asyncio.run(scenario())
