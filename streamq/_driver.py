@@ -2,6 +2,19 @@
 
 Both run EVALSHA and reload on NOSCRIPT (redis-py ``Script.__call__`` style), send a list of
 calls as one pipeline, and translate server errors into streamq's error tree.
+
+On a cluster client (``redis+cluster://``) each driver swaps in, at construction, the few
+methods that differ, so the single-server path does no extra work per command:
+
+* a script goes to the master of its first key's slot (all keys of a queue share one hash
+  tag); redis-py follows MOVED/ASK. The first send is not retried by redis-py (it may have
+  run); after a connection error the resend form goes through the cluster's own retries;
+* a pipeline is split by redis-py per node; a ``WAITAOF`` in it goes to the node of
+  the script before it (on the same connection, so it waits for that script's writes);
+* an ``UNLINK`` of keys in several slots is split by slot (redis-py's ``unlink()``);
+* ``SCRIPT LOAD`` goes to every master (a script must be known wherever its keys live);
+* a ``SCAN`` step scans every master to its end and answers with cursor 0, so the
+  protocol's SCAN loops (queue discovery, find-by-id) see the whole keyspace.
 """
 
 from __future__ import annotations
@@ -10,13 +23,15 @@ import os
 import ssl
 from collections.abc import Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any, NoReturn, TypeVar, overload
 
 import hiredis
-import redis
-import redis.asyncio as aredis
 from redis import exceptions as rexc
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
+from redis.sentinel import MasterNotFoundError
 
+from streamq.connection import AsyncClient, SyncClient, _caused_by, is_cluster
 from streamq.errors import (
     AuthenticationFailedError,
     ConnectionFailedError,
@@ -55,6 +70,28 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
                 "enqueued; drain the queues or raise maxmemory"
             )
         return None
+    if isinstance(exc, MasterNotFoundError | AsyncMasterNotFoundError):
+        # redis-py lists what each sentinel answered: only the kind of failure is used.
+        if "AuthenticationError" in str(exc):
+            return AuthenticationFailedError(
+                "the sentinels refused the credentials: check the sentinel_password (and "
+                "sentinel_username) option of the redis+sentinel:// URL"
+            )
+        return ConnectionFailedError(
+            f"no sentinel at {where} named a reachable primary (MasterNotFoundError)"
+        )
+    if isinstance(exc, rexc.ClusterDownError | rexc.SlotNotCoveredError):
+        # Mid-failover: a master is gone and no replica has taken its slots over yet.
+        return ConnectionFailedError(
+            f"Redis Cluster at {where} does not serve the key's slot right now "
+            f"({type(exc).__name__}): a failover may be under way"
+        )
+    if isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc):
+        # The asyncio cluster client reads the topology on first use; what it ran into is
+        # in the exception's chain (a refused password, a refused connection).
+        if _caused_by(exc, rexc.AuthenticationError):
+            return AuthenticationFailedError(AUTH_HINT)
+        return ConnectionFailedError(f"cannot reach any node of Redis Cluster at {where}")
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
         tls = _tls_failure(exc)
         if tls is not None:
@@ -140,16 +177,127 @@ def _sends(lib: ScriptLibrary, call: Call[Any]) -> Callable[[], tuple[Any, ...]]
     return next_send
 
 
+#: What a cluster client retries itself: the first send of a script may have run, so it
+#: is sent once, and on one of these the resend form goes through the client's retries.
+_CLUSTER_RETRYABLE = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    rexc.ClusterDownError,
+    rexc.SlotNotCoveredError,
+)
+
+
+def _word(arg: Any) -> str:
+    return arg.decode() if isinstance(arg, bytes) else str(arg)
+
+
+def _is_scan(call: Call[Any]) -> bool:
+    return call.command is not None and str(call.command[0]).upper() == "SCAN"
+
+
+def _is_unlink(call: Call[Any]) -> bool:
+    # Keys of many queues (a prefix's cleanup): redis-py's cluster unlink() splits them
+    # by slot and adds the counts up; one UNLINK across slots would be refused.
+    return call.command is not None and _word(call.command[0]).upper() == "UNLINK"
+
+
+def _scan_args(call: Call[Any]) -> tuple[Any, ...]:
+    assert call.command is not None
+    if int(call.command[1]) != 0:  # our answer's cursor is always 0: no one resumes
+        raise ValueError("a cluster SCAN step starts at cursor 0")
+    return call.command[2:]
+
+
+def _key_node(client: Any, args: tuple[Any, ...]) -> Any:
+    """The master of an EVALSHA's first key (None without keys or a known slot)."""
+    if not int(args[2]):
+        return None
+    try:
+        return client.get_node_from_key(args[3])
+    except rexc.SlotNotCoveredError:
+        return None
+
+
+def _pipeline_commands(
+    client: Any, lib: ScriptLibrary, calls: list[Call[Any]]
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Each call's args and options in a cluster pipeline: WAITAOF goes to the node of
+    the last script before it (it waits for the writes of that connection)."""
+    last_key: str | None = None
+    for c in calls:
+        options = c.options
+        if c.script is not None and c.keys:
+            last_key = c.keys[0]
+        elif (
+            c.command is not None
+            and last_key is not None
+            and _word(c.command[0]).upper() == "WAITAOF"
+        ):
+            options = {**options, "target_nodes": client.get_node_from_key(last_key)}
+        yield _exec_args(lib, c, resend=True), options
+
+
 class SyncDriver:
     """Runs operations on a ``redis.Redis`` client."""
 
-    def __init__(self, client: redis.Redis, where: str, library: ScriptLibrary | None = None):
+    def __init__(self, client: SyncClient, where: str, library: ScriptLibrary | None = None):
         # Any: redis-py's execute_command is untyped.
         self.client: Any = client
         self.where = where
         self.library = library or load_library()
         #: At most one idle connection kept out of the pool for script calls (see _script).
         self._parked: list[tuple[int, Any]] = []
+        if is_cluster(client):
+            # Any: instance attributes shadow the single-server methods.
+            me: Any = self
+            me._script = self._cluster_script
+            me._pipeline = self._cluster_pipeline
+            me._one = self._cluster_one
+            me.load_all = self._cluster_load_all
+
+    def _cluster_script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
+        args = sends()
+        node = _key_node(self.client, args)
+        if node is None:
+            return self.client.execute_command(*args)
+        try:
+            return self.client.execute_command(*args, target_nodes=node)
+        except _CLUSTER_RETRYABLE:
+            pass  # it may have run: resend, the cluster client retrying on its own
+        return self.client.execute_command(*sends())
+
+    def _cluster_one(self, call: Call[T]) -> T:
+        if _is_unlink(call):
+            assert call.command is not None
+            return call.parse(self.client.unlink(*call.command[1:]))
+        if not _is_scan(call):
+            return SyncDriver._one(self, call)
+        rest, names = _scan_args(call), []
+        for node in self.client.get_primaries():
+            cursor: Any = 0
+            while True:
+                cursors, page = self.client.execute_command(
+                    "SCAN", cursor, *rest, target_nodes=node
+                )
+                names += page
+                cursor = next(iter(cursors.values()))
+                if int(cursor) == 0:
+                    break
+        return call.parse([0, names])
+
+    def _cluster_pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for args, options in _pipeline_commands(self.client, self.library, calls):
+            pipe.execute_command(*args, **options)
+        return list(pipe.execute(raise_on_error=False))
+
+    def _cluster_load_all(self) -> None:
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for node in self.client.get_primaries():
+                for s in self.library:
+                    pipe.execute_command("SCRIPT", "LOAD", s.source, target_nodes=node)
+            pipe.execute()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -302,13 +450,85 @@ class AsyncDriver:
     """Runs operations on a ``redis.asyncio.Redis`` client."""
 
     def __init__(
-        self, client: aredis.Redis, where: str, library: ScriptLibrary | None = None
+        self, client: AsyncClient, where: str, library: ScriptLibrary | None = None
     ) -> None:
         self.client: Any = client
         self.where = where
         self.library = library or load_library()
         #: At most one idle connection kept out of the pool for script calls (see _script).
         self._parked: list[Any] = []
+        if is_cluster(client):
+            me: Any = self
+            me._script = self._cluster_script
+            me._pipeline = self._cluster_pipeline
+            me._one = self._cluster_one
+            me._load = self._cluster_load
+            me.load_all = self._cluster_load_all
+
+    async def _cluster_load(self, name: str) -> None:
+        # One word: the asyncio cluster client routes "SCRIPT" "LOAD" as a keyed command;
+        # "SCRIPT LOAD" goes to every master.
+        await self.client.execute_command("SCRIPT LOAD", self.library[name].source)
+
+    async def _cluster_script(self, sends: Callable[[], tuple[Any, ...]]) -> Any:
+        """See :meth:`SyncDriver._cluster_script`."""
+        args = sends()
+        if self.client._initialize:  # the asyncio client reads the topology lazily
+            await self.client.initialize()
+        node = _key_node(self.client, args)
+        if node is None:
+            return await self.client.execute_command(*args)
+        try:
+            return await self.client.execute_command(*args, target_nodes=node)
+        except _CLUSTER_RETRYABLE:
+            pass
+        return await self.client.execute_command(*sends())
+
+    async def _cluster_one(self, call: Call[T]) -> T:
+        if _is_unlink(call):
+            assert call.command is not None
+            return call.parse(await self.client.unlink(*call.command[1:]))
+        if not _is_scan(call):
+            command = call.command
+            if command is not None and len(command) > 1:
+                # The asyncio cluster client routes by the first word only: "CONFIG GET"
+                # as two words is taken for a keyed command. Joined, it is sent the same.
+                name = f"{_word(command[0])} {_word(command[1])}".upper()
+                if name in self.client.command_flags:
+                    call = replace(call, command=(name, *command[2:]))
+            return await AsyncDriver._one(self, call)
+        rest, names = _scan_args(call), []
+        if self.client._initialize:
+            await self.client.initialize()
+        for node in self.client.get_primaries():
+            cursor: Any = 0
+            while True:
+                cursors, page = await self.client.execute_command(
+                    "SCAN", cursor, *rest, target_nodes=node
+                )
+                names += page
+                cursor = next(iter(cursors.values()))
+                if int(cursor) == 0:
+                    break
+        return call.parse([0, names])
+
+    async def _cluster_pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        if self.client._initialize:
+            await self.client.initialize()
+        pipe = self.client.pipeline(transaction=False)
+        for args, options in _pipeline_commands(self.client, self.library, calls):
+            pipe.execute_command(*args, **options)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _cluster_load_all(self) -> None:
+        async with self._errors():
+            if self.client._initialize:
+                await self.client.initialize()
+            pipe = self.client.pipeline(transaction=False)
+            for node in self.client.get_primaries():
+                for s in self.library:
+                    pipe.execute_command("SCRIPT", "LOAD", s.source, target_nodes=node)
+            await pipe.execute()
 
     @asynccontextmanager
     async def _errors(self) -> Any:

@@ -13,12 +13,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from streamq._redis_url import CLUSTER_SCHEMES, SENTINEL_SCHEMES, Endpoints, Mode, parse_multi_host
 from streamq.errors import ConfigError
 from streamq.job import MAX_BACKOFF_MS, MAX_RETRIES, MAX_TIMEOUT_MS
 
-__all__ = ["RedisSettings", "Settings", "check_prefix"]
+__all__ = ["Endpoints", "Mode", "RedisSettings", "Settings", "check_prefix"]
+
+_SINGLE_SCHEMES = ("redis", "rediss", "unix")
+_TLS_SCHEMES = ("rediss", "rediss+cluster", "rediss+sentinel")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -104,6 +108,13 @@ def _file(env: Mapping[str, str], name: str) -> str | None:
     return path
 
 
+def _scheme_of(url: str) -> str:
+    # Not urlsplit alone: it raises on a stray "[" (an IPv6 typo) before the scheme is known,
+    # and cluster and sentinel URLs get their own, clearer, errors.
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep and head.isascii() and head else urlsplit(url).scheme
+
+
 def _defaults(cls: type[Any]) -> dict[str, Any]:
     """Each field's default as the dataclass declares it: ``from_env`` falls back to these,
     so every default is written once, on its field."""
@@ -120,7 +131,14 @@ def check_prefix(prefix: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """Where and how to connect to Redis. ``repr`` never shows the password."""
+    """Where and how to connect to Redis. ``repr`` never shows the password.
+
+    :attr:`mode` says how: one server (``redis://``, ``rediss://``, ``unix://`` or host and
+    port), a Redis Cluster (``redis+cluster://host:port,...`` or ``cluster=True``, from
+    ``STREAMQ_CLUSTER``, beside a single-server address, which then is a startup node), or
+    the primary a set of sentinels names (``redis+sentinel://host:port,.../service[/db]``).
+    See :mod:`streamq._redis_url` for the URL forms.
+    """
 
     url: str | None = None
     host: str = "127.0.0.1"
@@ -134,21 +152,23 @@ class RedisSettings:
     tls_key_file: str | None = None
     socket_timeout: float = 10.0
     connect_timeout: float = 5.0
+    cluster: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedisSettings:
         """Read ``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT``/``REDIS_DB``/``REDIS_USERNAME``/
         ``REDIS_PASSWORD``/``REDIS_TLS`` (+ ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``,
-        ``REDIS_TLS_KEY_FILE``)."""
+        ``REDIS_TLS_KEY_FILE``) and ``STREAMQ_CLUSTER``."""
         env = os.environ if env is None else env
         default = _defaults(cls)
         url = env.get("REDIS_URL") or None
-        if url is not None:
+        if url is not None and _scheme_of(url) not in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
             parts = urlsplit(url)
-            if parts.scheme not in ("redis", "rediss", "unix"):
+            if parts.scheme not in _SINGLE_SCHEMES:
                 # Show only the scheme: the URL may carry a password.
                 raise ConfigError(
-                    f"REDIS_URL must start with redis://, rediss:// or unix://, "
+                    f"REDIS_URL must start with redis://, rediss://, unix://, "
+                    f"redis+cluster://, redis+sentinel:// (or rediss+...), "
                     f"got scheme {parts.scheme!r}"
                 )
             try:
@@ -172,9 +192,11 @@ class RedisSettings:
             connect_timeout=_float(
                 env, "REDIS_CONNECT_TIMEOUT", default["connect_timeout"], minimum=0.1
             ),
+            cluster=_bool(env, "STREAMQ_CLUSTER", default["cluster"]),
         )
 
     def __post_init__(self) -> None:
+        self._check_mode()
         files = [
             var
             for var, value in (
@@ -191,16 +213,95 @@ class RedisSettings:
                 "or use a rediss:// REDIS_URL"
             )
 
+    def _scheme(self) -> str | None:
+        return None if self.url is None else _scheme_of(self.url)
+
+    def _check_mode(self) -> None:
+        """Validate a cluster or sentinel address at construction (however the settings
+        were made), so a bad one never reaches redis-py, whose messages may quote it."""
+        scheme = self._scheme()
+        if scheme in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+            assert self.url is not None
+            parse_multi_host(self.url)
+        if not self.cluster:
+            return
+        if scheme in SENTINEL_SCHEMES:
+            raise ConfigError(
+                "STREAMQ_CLUSTER is set but REDIS_URL is a redis+sentinel:// URL: "
+                "Sentinel serves one primary, not a cluster"
+            )
+        if scheme == "unix":
+            raise ConfigError(
+                "STREAMQ_CLUSTER is set but REDIS_URL is a unix:// socket: cluster nodes are "
+                "reached over TCP (use redis+cluster://host:port,...)"
+            )
+        db = self.db
+        if scheme in _SINGLE_SCHEMES:
+            path = urlsplit(self.url or "").path.strip("/")
+            db = int(path) if path.isdigit() else (0 if not path else -1)
+        if db != 0:
+            raise ConfigError(
+                "STREAMQ_CLUSTER is set but the database is not 0 (REDIS_DB or the "
+                "REDIS_URL path): Redis Cluster has a single database"
+            )
+
+    @property
+    def mode(self) -> Mode:
+        """``"single"``, ``"cluster"`` or ``"sentinel"``: how connections are made."""
+        scheme = self._scheme()
+        if scheme in SENTINEL_SCHEMES:
+            return "sentinel"
+        if self.cluster or scheme in CLUSTER_SCHEMES:
+            return "cluster"
+        return "single"
+
+    def endpoints(self) -> Endpoints:
+        """The startup nodes (cluster) or sentinels (sentinel) with credentials and TLS.
+        Raises ConfigError in single-server mode."""
+        mode = self.mode
+        if mode == "single":
+            raise ConfigError("a single-server address has no cluster or sentinel endpoints")
+        scheme = self._scheme()
+        if self.url is not None and scheme in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+            found = parse_multi_host(self.url)
+            return replace(found, tls=True) if self.tls and not found.tls else found
+        if self.url is not None:  # STREAMQ_CLUSTER with a redis:// or rediss:// URL
+            parts = urlsplit(self.url)
+            return Endpoints(
+                "cluster",
+                ((parts.hostname or "127.0.0.1", parts.port or 6379),),
+                tls=self.use_tls,
+                username=unquote(parts.username) if parts.username else None,
+                password=unquote(parts.password) if parts.password else None,
+            )
+        return Endpoints(
+            "cluster",
+            ((self.host, self.port),),
+            tls=self.tls,
+            username=self.username,
+            password=self.password,
+        )
+
     @property
     def use_tls(self) -> bool:
-        """True when connections use TLS: ``tls`` is set or the URL is ``rediss://``."""
-        return self.tls or (self.url is not None and urlsplit(self.url).scheme == "rediss")
+        """True when connections use TLS: ``tls`` is set or the URL is ``rediss://`` (or
+        ``rediss+cluster://``, ``rediss+sentinel://``)."""
+        return self.tls or self._scheme() in _TLS_SCHEMES
 
     def to_url(self) -> str:
         """The connection URL (contains the password: never log it).
 
         ``tls=True`` (``REDIS_TLS``) upgrades a ``redis://`` URL to ``rediss://``: asking for
-        TLS never silently connects in clear text."""
+        TLS never silently connects in clear text. In cluster and sentinel modes it is a
+        ``redis+cluster://`` or ``redis+sentinel://`` URL (``rediss+`` with TLS), so that
+        the URL alone says how to connect (``STREAMQ_CLUSTER`` folded in)."""
+        if self.mode != "single":
+            scheme = self._scheme()
+            if self.url and scheme in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+                if self.tls and scheme.startswith("redis+"):
+                    return "rediss" + self.url[len("redis") :]
+                return self.url
+            return self.endpoints().to_url()
         if self.url:
             if self.tls and urlsplit(self.url).scheme == "redis":
                 return "rediss" + self.url[len("redis") :]
@@ -231,7 +332,10 @@ class RedisSettings:
         return kwargs
 
     def describe(self) -> str:
-        """Where this points, for logs: host, port and db, never credentials."""
+        """Where this points, for logs: host, port and db (every host, and the sentinel
+        service, in cluster and sentinel modes), never credentials."""
+        if self.mode != "single":
+            return self.endpoints().describe()
         if self.url:
             parts = urlsplit(self.to_url())
             if parts.scheme == "unix":
@@ -247,7 +351,8 @@ class RedisSettings:
             f"username={self.username!r}, password={'***' if self.password else None}, "
             f"tls={self.use_tls}, tls_ca_file={self.tls_ca_file!r}, "
             f"tls_cert_file={self.tls_cert_file!r}, tls_key_file={self.tls_key_file!r}, "
-            f"socket_timeout={self.socket_timeout}, connect_timeout={self.connect_timeout})"
+            f"socket_timeout={self.socket_timeout}, connect_timeout={self.connect_timeout}"
+            f"{', cluster=True' if self.cluster else ''})"
         )
 
 

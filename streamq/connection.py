@@ -3,6 +3,22 @@
 Connection errors are retried; authentication errors are not (redis-py files them under
 ``ConnectionError``, but no retry can fix a wrong password, and its nested connect/command
 retries would multiply the wait before the error is reported).
+
+The settings' :attr:`~streamq.config.RedisSettings.mode` picks the client:
+
+* ``single``: ``redis.Redis`` (``redis.asyncio.Redis``) from the URL, as always;
+* ``cluster``: ``redis.cluster.RedisCluster`` (asyncio: ``redis.asyncio.cluster``) from the
+  startup nodes. It follows MOVED and ASK, patches its slot map on MOVED and reloads the
+  whole topology after every 5th, and after a connection error it reloads the topology
+  (trying the failed node last) and retries ``retry_attempts`` times; the sync client
+  reads the topology when it is built, so an unreachable cluster fails here, as
+  :class:`~streamq.errors.ConnectionFailedError`;
+* ``sentinel``: a ``redis.Redis`` whose pool asks the sentinels for the primary's address
+  on every new connection (``Sentinel.master_for``): after a failover, the connections
+  to the old primary fail (it refuses writes as a replica: redis-py turns that into a
+  connection error), are dropped, and the retries reconnect to the new one.
+
+Password, ACL user, TLS files and timeouts apply to every node in every mode.
 """
 
 from __future__ import annotations
@@ -15,18 +31,35 @@ from urllib.parse import urlsplit
 import hiredis
 import redis
 import redis.asyncio as aredis
+import redis.asyncio.cluster as acluster
+import redis.asyncio.sentinel as asentinel
+import redis.cluster
+import redis.connection
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from streamq.config import RedisSettings
+from streamq.config import Endpoints, RedisSettings
+from streamq.errors import AuthenticationFailedError, ConnectionFailedError
 
-__all__ = ["async_client", "sync_client"]
+__all__ = ["AsyncClient", "SyncClient", "async_client", "is_cluster", "sync_client"]
 
 T = TypeVar("T")
+
+#: What :func:`sync_client` returns: one server's (or Sentinel's primary's) client, or a
+#: cluster client.
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+#: What :func:`async_client` returns.
+AsyncClient = aredis.Redis | acluster.RedisCluster
+
+
+def is_cluster(client: object) -> bool:
+    """True for a redis-py cluster client (sync or asyncio)."""
+    return isinstance(client, redis.cluster.RedisCluster | acluster.RedisCluster)
 
 
 class _Retry(Retry):
@@ -70,12 +103,157 @@ def _kwargs(settings: RedisSettings) -> dict[str, Any]:
     return kw
 
 
-def sync_client(settings: RedisSettings, *, retry_attempts: int = 3) -> redis.Redis:
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=1.0, base=0.05)
+
+
+def _node_kwargs(settings: RedisSettings, ep: Endpoints) -> dict[str, Any]:
+    """Credentials, TLS and timeouts of the data nodes (cluster nodes, Sentinel's primary)."""
+    kw = settings.client_kwargs()
+    if ep.username:
+        kw["username"] = ep.username
+    if ep.password:
+        kw["password"] = ep.password
+    if ep.tls:
+        kw["ssl"] = True
+    return kw
+
+
+def _sentinel_kwargs(settings: RedisSettings, ep: Endpoints) -> dict[str, Any]:
+    """How to reach the sentinels themselves: the same TLS and timeouts, their own
+    credentials (``sentinel_username``/``sentinel_password`` URL options)."""
+    kw = settings.client_kwargs()
+    if ep.sentinel_username:
+        kw["username"] = ep.sentinel_username
+    if ep.sentinel_password:
+        kw["password"] = ep.sentinel_password
+    if ep.tls:
+        kw["ssl"] = True
+    return kw
+
+
+class _PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to Sentinel's primary that asks the sentinels for the address on every
+    reconnect. redis-py's asks only when a connection is taken from the pool: a reconnect
+    inside its retry loop (``send_packed_command``) goes back to the last address, which
+    after a failover is the dead primary, until the retries run out."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Connect through the sentinels first when disconnected, then send."""
+        base: Any = super()  # untyped in redis-py
+        if not self._sock:
+            base.connect()
+        base.send_packed_command(command, check_health)
+
+
+class _PrimarySSLConnection(_PrimaryConnection, redis.connection.SSLConnection):
+    """:class:`_PrimaryConnection` over TLS."""
+
+
+class _AsyncPrimaryConnection(asentinel.SentinelManagedConnection):
+    """The asyncio twin of :class:`_PrimaryConnection`."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Connect through the sentinels first when disconnected, then send."""
+        base: Any = super()
+        if not self.is_connected:
+            await base.connect()
+        await base.send_packed_command(command, check_health)
+
+
+class _AsyncPrimarySSLConnection(_AsyncPrimaryConnection, aredis.SSLConnection):
+    """:class:`_AsyncPrimaryConnection` over TLS."""
+
+
+class _SentinelRedis(redis.Redis):
+    """The primary's client: :meth:`close` also closes the connections to the sentinels
+    (``Sentinel`` keeps one client per sentinel that nothing else would close)."""
+
+    def close(self) -> None:
+        """Close the primary's pool, then every sentinel's."""
+        try:
+            super().close()
+        finally:
+            pool: Any = self.connection_pool
+            for sentinel in pool.sentinel_manager.sentinels:
+                sentinel.close()
+
+
+class _AsyncSentinelRedis(aredis.Redis):
+    """The asyncio twin of :class:`_SentinelRedis`."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the primary's pool, then every sentinel's."""
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            pool: Any = self.connection_pool
+            for sentinel in pool.sentinel_manager.sentinels:
+                await sentinel.aclose()
+
+
+def _node(host: str, port: int) -> redis.cluster.ClusterNode:
+    node: Any = redis.cluster.ClusterNode  # untyped in redis-py
+    made: redis.cluster.ClusterNode = node(host, port)
+    return made
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or an exception it was raised from is a ``kind``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, kind):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _unreachable(settings: RedisSettings, exc: Exception) -> Exception:
+    """A construction-time failure of the sync cluster client (it reads the topology at
+    once), in streamq's terms; redis-py's message is not reused (it lists addresses)."""
+    if _caused_by(exc, AuthenticationError):
+        return AuthenticationFailedError(
+            "Redis Cluster refused the credentials: check REDIS_PASSWORD / REDIS_USERNAME "
+            "(or the password in REDIS_URL)"
+        )
+    return ConnectionFailedError(
+        f"cannot reach Redis Cluster at {settings.describe()}: no startup node answered "
+        f"with the cluster's topology ({type(exc).__name__})"
+    )
+
+
+def sync_client(settings: RedisSettings, *, retry_attempts: int = 3) -> SyncClient:
     """A pooled sync client; connection errors are retried ``retry_attempts`` times with
     exponential backoff (50 ms doubling, capped at 1 s), then raised. Authentication
-    errors are raised at once."""
+    errors are raised at once. A cluster client (cluster mode) retries as redis-py's
+    cluster client does (see the module doc)."""
+    mode = settings.mode
+    if mode == "cluster":
+        ep = settings.endpoints()
+        try:
+            return redis.cluster.RedisCluster(
+                startup_nodes=[_node(h, p) for h, p in ep.hosts],
+                retry=Retry(_backoff(), retry_attempts),
+                **_node_kwargs(settings, ep),
+            )
+        except (RedisClusterException, redis.RedisError, OSError) as exc:
+            raise _unreachable(settings, exc) from None
     kw = _kwargs(settings)
-    kw["retry"] = _Retry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
+    kw["retry"] = _Retry(_backoff(), retry_attempts)
+    if mode == "sentinel":
+        ep = settings.endpoints()
+        kw.update(_node_kwargs(settings, ep))
+        kw["connection_class"] = _PrimarySSLConnection if ep.tls else _PrimaryConnection
+        # Any: redis-py's Sentinel is untyped.
+        sentinel: Any = redis.sentinel.Sentinel
+        skw = _sentinel_kwargs(settings, ep) | {"retry": _Retry(_backoff(), retry_attempts)}
+        manager = sentinel(list(ep.hosts), sentinel_kwargs=skw)
+        client: _SentinelRedis = manager.master_for(
+            ep.service, redis_class=_SentinelRedis, db=ep.db, **kw
+        )
+        return client
     return redis.Redis.from_url(settings.to_url(), **kw)
 
 
@@ -116,10 +294,34 @@ class _HiredisPackConnection(aredis.Connection):
             raise RedisTimeoutError("Timeout writing to socket") from None
 
 
-def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> aredis.Redis:
-    """The asyncio twin of :func:`sync_client`."""
+def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> AsyncClient:
+    """The asyncio twin of :func:`sync_client` (the asyncio cluster client reads the
+    topology on its first command, not here)."""
+    mode = settings.mode
+    if mode == "cluster":
+        ep = settings.endpoints()
+        return acluster.RedisCluster(
+            startup_nodes=[acluster.ClusterNode(h, p) for h, p in ep.hosts],
+            retry=AsyncRetry(_backoff(), retry_attempts),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+            health_check_interval=30,
+            **_node_kwargs(settings, ep),
+        )
     kw = _kwargs(settings)
+    kw["retry"] = _AsyncRetry(_backoff(), retry_attempts)
+    if mode == "sentinel":
+        ep = settings.endpoints()
+        kw.update(_node_kwargs(settings, ep))
+        kw["connection_class"] = _AsyncPrimarySSLConnection if ep.tls else _AsyncPrimaryConnection
+        sentinel: Any = asentinel.Sentinel
+        # The same retry budget for the sentinels (redis-py's default hangs on a refused
+        # sentinel password with the asyncio client); a refused password ends it at once.
+        skw = _sentinel_kwargs(settings, ep) | {"retry": _AsyncRetry(_backoff(), retry_attempts)}
+        manager = sentinel(list(ep.hosts), sentinel_kwargs=skw)
+        client: _AsyncSentinelRedis = manager.master_for(
+            ep.service, redis_class=_AsyncSentinelRedis, db=ep.db, **kw
+        )
+        return client
     if urlsplit(settings.to_url()).scheme == "redis":
         kw["connection_class"] = _HiredisPackConnection
-    kw["retry"] = _AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts)
     return aredis.Redis.from_url(settings.to_url(), **kw)

@@ -52,6 +52,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "REDIS_TLS_KEY_FILE": ["/nonexistent/key.pem"],
     "REDIS_SOCKET_TIMEOUT": ["soon", "0", "nan", "inf"],
     "REDIS_CONNECT_TIMEOUT": ["later", "-1"],
+    "STREAMQ_CLUSTER": ["maybe", "2"],
     "STREAMQ_PREFIX": ["a{b}", "a:b", "a b"],
     "STREAMQ_CONCURRENCY": ["many", "0", "1.5"],
     "STREAMQ_MAX_RETRIES": ["1000000000000000000000000000000", "three", "-1"],

@@ -77,14 +77,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     if prefix is not None:
         settings = settings.with_changes(prefix=check_prefix(prefix, "--prefix"))
     try:
-        parse_url(settings.redis.to_url())  # type: ignore[no-untyped-call]
+        # Cluster and sentinel URLs were checked by RedisSettings (redis-py has no parser).
+        if settings.redis.mode == "single":
+            parse_url(settings.redis.to_url())  # type: ignore[no-untyped-call]
         settings.redis.describe()
     except ValueError:
         # redis-py's and urllib's messages may quote parts of the URL: never echo it.
         where = "--url" if url is not None else "REDIS_URL"
         raise ConfigError(
             f"{where} is malformed: expected redis://[[user]:password@]host[:port][/db], "
-            "rediss://... or unix://..."
+            "rediss://..., unix://..., redis+cluster://host:port[,host:port...] or "
+            "redis+sentinel://host:port[,host:port...]/service[/db]"
         ) from None
     return settings
 

@@ -21,12 +21,14 @@ Clients connect with that URL plus ``REDIS_TLS_CA_FILE`` (:meth:`EmbeddedServer.
 ``python -m streamq.server`` runs one in the foreground until Ctrl-C.
 
 :class:`EmbeddedCluster` runs a local Redis Cluster of such servers (3 masters + 3 replicas
-by default), formed without ``redis-cli``, for the cluster tests.
+by default), formed without ``redis-cli``, for the cluster tests, and
+:class:`EmbeddedSentinel` a primary, its replicas and three sentinels (``--sentinel``, the
+same binary), with helpers to crash the primary and wait for the failover.
 
 One module per job: :mod:`~streamq.server.binaries` (which executable, what it reports),
 :mod:`~streamq.server.conf` (the config file), :mod:`~streamq.server.process` (the child
-process), :mod:`~streamq.server.cluster` (a cluster of them) and :mod:`~streamq.server.cli`
-(the command).
+process), :mod:`~streamq.server.cluster` (a cluster of them), :mod:`~streamq.server.sentinel`
+(a Sentinel setup of them) and :mod:`~streamq.server.cli` (the command).
 """
 
 from streamq.server.binaries import SERVER_BIN_ENV as SERVER_BIN_ENV
@@ -35,10 +37,12 @@ from streamq.server.cli import main
 from streamq.server.cluster import EmbeddedCluster, EmbeddedNode
 from streamq.server.conf import Profile, TlsFiles
 from streamq.server.process import EmbeddedServer
+from streamq.server.sentinel import EmbeddedSentinel
 
 __all__ = [
     "EmbeddedCluster",
     "EmbeddedNode",
+    "EmbeddedSentinel",
     "EmbeddedServer",
     "Profile",
     "TlsFiles",

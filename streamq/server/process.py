@@ -276,7 +276,7 @@ class EmbeddedServer:
             self._log_offset = log.tell()
             try:
                 self._process = subprocess.Popen(
-                    [str(binary), str(self.config_path)],
+                    self._argv(binary),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -296,6 +296,10 @@ class EmbeddedServer:
                 self._process.kill()
             self._reap(signal.SIGKILL)
             raise
+
+    def _argv(self, binary: Path) -> list[str]:
+        """The command line: the binary and its config file (subclasses may add flags)."""
+        return [str(binary), str(self.config_path)]
 
     def _client(self, timeout: float = 2.0) -> redis.Redis:
         tls: dict[str, Any] = {}

@@ -9,6 +9,9 @@ kind that runs in cluster mode, and a factory for clusters a test may break.
   that only read and write (each under keys of its own).
 * ``cluster_factory``: fresh clusters (same kind, random password) for tests that kill
   nodes; every one is stopped at teardown.
+* ``sentinel_binary`` (session, same ids) and ``sentinel_factory``: fresh
+  :class:`~streamq.server.EmbeddedSentinel` setups (a primary, a replica, three
+  sentinels; random password) of that kind, stopped at teardown.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import pytest
 
 from streamq.errors import ServerError
-from streamq.server import EmbeddedCluster, find_server_binary
+from streamq.server import EmbeddedCluster, EmbeddedSentinel, find_server_binary
 from streamq.server.cluster import cluster_mode_refusal
 
 _IDS = {"redis": "redis7", "valkey": "valkey8"}
@@ -93,3 +96,34 @@ def cluster_factory(
     yield make
     for embedded in made:
         embedded.stop()
+
+
+@pytest.fixture(scope="session", params=KINDS, ids=[_IDS[k] for k in KINDS])
+def sentinel_binary(request: pytest.FixtureRequest) -> Path:
+    """The server binary of this parameter's kind (it runs sentinels with --sentinel)."""
+    kind: str = request.param
+    try:
+        return find_server_binary(prefer=kind)
+    except ServerError as exc:
+        pytest.fail(f"no {kind} server binary for Sentinel: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def sentinel_factory(
+    sentinel_binary: Path, tmp_path: Path
+) -> Iterator[Callable[..., EmbeddedSentinel]]:
+    """``make(**kwargs)`` -> a started :class:`EmbeddedSentinel` of this kind (a random
+    password and a directory under ``tmp_path`` unless given); all stopped at teardown."""
+    made: list[EmbeddedSentinel] = []
+
+    def make(**kwargs: Any) -> EmbeddedSentinel:
+        kwargs.setdefault("password", secrets.token_urlsafe(24))
+        kwargs.setdefault("binary", sentinel_binary)
+        base_dir = kwargs.pop("base_dir", tmp_path / f"sentinel-{len(made)}")
+        setup = EmbeddedSentinel(base_dir, **kwargs)
+        made.append(setup)
+        return setup.start()
+
+    yield make
+    for setup in made:
+        setup.stop()

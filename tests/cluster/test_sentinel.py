@@ -1,0 +1,106 @@
+"""streamq reaches a primary through Sentinel by settings alone (``redis+sentinel://``), and
+keeps working when the sentinels fail the primary over to its replica: the embedded setup
+forms with the sentinels agreeing, a producer (sync and asyncio) enqueues through it, its
+first command after a failover reaches the new primary, and the jobs written before are
+there. A sentinel password is an option of the URL; without it the error says so."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import streamq
+from streamq import RedisSettings
+from streamq.admin import Admin
+from streamq.errors import AuthenticationFailedError
+from streamq.server import EmbeddedSentinel
+
+Factory = Callable[..., EmbeddedSentinel]
+
+
+def _pids_working_in(directory: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = Path(os.readlink(entry / "cwd"))
+            except OSError:
+                continue
+            if cwd == directory or directory in cwd.parents:
+                found.append(int(entry.name))
+    return found
+
+
+def test_producers_and_admin_reach_the_primary_through_the_sentinels_and_follow_a_failover(
+    sentinel_factory: Factory, queue_name: str, figures: dict[str, Any]
+) -> None:
+    setup = sentinel_factory(sentinel_password=secrets.token_urlsafe(12))
+    figures["formation_seconds"] = round(setup.formation_seconds or 0, 2)
+    old, replica = setup.servers
+    assert setup.primary() is old
+    settings = RedisSettings.from_env({"REDIS_URL": setup.url})
+    assert settings.mode == "sentinel"
+    assert settings.endpoints().hosts == tuple(setup.sentinel_addresses)
+    assert setup.password not in settings.describe()
+    without = setup.url.partition("?")[0]  # no sentinel_password
+    with pytest.raises(AuthenticationFailedError, match="sentinel_password"):
+        streamq.Producer(without, retry_attempts=0).enqueue(queue_name, "noop", {})
+
+    async def scenario() -> None:
+        async with streamq.AsyncProducer(setup.url) as aproducer:
+            with streamq.Producer(setup.url) as producer, Admin(setup.url) as admin:
+                before = [
+                    producer.enqueue(queue_name, "noop", {"n": 1}).job_id,
+                    (await aproducer.enqueue(queue_name, "noop", {"n": 2})).job_id,
+                ]
+                assert admin.status([queue_name])[0].status.waiting == 2
+                with redis.Redis.from_url(old.url) as direct:
+                    assert direct.execute_command("WAIT", 1, 5000) == 1  # the replica has both
+
+                setup.kill_primary()
+                new = setup.wait_failover(old.port, timeout=setup.down_after_ms / 1000 + 15)
+                assert new is replica and new.running
+
+                # The first command after the failover: each client's connection to the dead
+                # primary fails, and its retry asks the sentinels for the new one.
+                after = [
+                    producer.enqueue(queue_name, "noop", {"n": 3}).job_id,
+                    (await aproducer.enqueue(queue_name, "noop", {"n": 4})).job_id,
+                ]
+                found = [producer.get_job(queue_name, i) for i in before + after]
+                assert [j.data if j else None for j in found] == [{"n": n} for n in (1, 2, 3, 4)]
+                assert admin.status([queue_name])[0].status.waiting == 4
+
+    asyncio.run(scenario())
+    with redis.Redis.from_url(replica.url) as direct:
+        assert direct.execute_command("ROLE")[0] == b"master"
+
+    base_dir = setup.base_dir
+    assert len(_pids_working_in(base_dir)) == 4  # the killed primary is gone
+    setup.stop()
+    assert _pids_working_in(base_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"replicas": 0}, "replicas must be at least 1"),
+        ({"sentinels": 0}, "sentinels must be at least 1"),
+        ({"service": "my service"}, "service must be a non-empty name"),
+        ({"password": ""}, "passwords must be non-empty"),
+        ({"down_after_ms": 10}, "down_after_ms must be at least 100"),
+        ({"timeout": 0}, "timeout must be positive"),
+    ],
+)
+def test_bad_sentinel_settings_are_refused_by_name(
+    kwargs: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        EmbeddedSentinel(tmp_path, **kwargs)
