@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from streamq import connection
@@ -53,6 +54,9 @@ __all__ = ["Worker"]
 WARN = logging.WARNING
 #: How long a stopping worker keeps trying to hand its running jobs back through an outage.
 HAND_BACK_TIMEOUT_S = 5.0
+#: On a Redis Cluster, the longest a worker on queues in several slots blocks on one of
+#: them: the others are read again after at most this long.
+CLUSTER_IDLE_BLOCK_MS = 100
 #: Name prefix of the threads that run sync handlers.
 JOB_THREAD = "streamq-job"
 
@@ -75,6 +79,14 @@ async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for t in tasks:
         if not t.cancelled():
             t.exception()  # retrieve it: a loop that died is reported by its own logs
+
+
+def _slot_groups(lanes: list[QueueKeys]) -> list[list[QueueKeys]]:
+    """``lanes`` grouped by Cluster hash slot, in first-seen order."""
+    by_slot: dict[int, list[QueueKeys]] = {}
+    for k in lanes:
+        by_slot.setdefault(key_slot(k.stream.encode()), []).append(k)
+    return list(by_slot.values())
 
 
 class _TimedOut(Exception):
@@ -117,6 +129,9 @@ class Worker:
         self.client = connection.async_client(self.settings.redis, retry_attempts=1)
         self.client.set_response_callback("XREADGROUP", wops.raw_reply)
         self.driver = AsyncDriver(self.client, self.settings.redis.describe())
+        #: On a Cluster a read cannot span slots: see :meth:`_read_by_slot`.
+        self._cluster = connection.is_cluster(self.client)
+        self._turn = 0
         #: What the job path and the maintenance loops share (see :mod:`.state`).
         self.state = st = WorkerState(
             self.settings, self.keys, self.consumer, self.driver, self.concurrency, promote_poll_ms
@@ -411,7 +426,10 @@ class Worker:
                 until = min(wait, flow.next_in(live, now))
                 block = None if until <= 0 else max(1, min(self.block_ms, int(until * 1000) + 1))
                 lanes = flow.lanes(live, st.flow_missing)
-                got = await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
+                if self._cluster:
+                    got = await self._read_by_slot(lanes, free, block)
+                else:
+                    got = await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
                 backoff.reset()
             except OUTAGE as exc:
                 await backoff.wait("fetch", exc)
@@ -424,6 +442,33 @@ class Worker:
             wakeups = flow.read(live, got, timed_out=not got and block is not None)
             for f in got[: len(got) - wakeups] if wakeups else got:
                 self.start(f)
+
+    async def _read_by_slot(
+        self, lanes: list[QueueKeys], free: int, block: int | None
+    ) -> list[wops.Fetched]:
+        """A read on a Redis Cluster, where one XREADGROUP cannot span hash slots: one read
+        per slot group (each queue is one), without blocking, until the free slots are
+        spoken for; when none had anything, one short blocking read on the next group in
+        turn. One connection, no read left in flight; idle queues in other slots are seen
+        within ``CLUSTER_IDLE_BLOCK_MS``."""
+        groups = _slot_groups(lanes)
+        if len(groups) == 1:
+            return await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
+        self._turn = (self._turn + 1) % len(groups)
+        order = groups[self._turn :] + groups[: self._turn]
+        got: list[wops.Fetched] = []
+        left = free
+        for group in order:
+            if left <= 0:
+                break
+            part = await self.driver.run(wops.fetch(group, self.consumer, left, None))
+            got += part
+            left -= sum(1 for f in part if not f.wakeup)
+        if not got and block is not None:
+            short = min(block, CLUSTER_IDLE_BLOCK_MS)
+            got = await self.driver.run(wops.fetch(order[0], self.consumer, free, short))
+        # Wake-ups last, as a single read returns them (see _FlowView.read).
+        return [f for f in got if not f.wakeup] + [f for f in got if f.wakeup]
 
     async def _take(self, flow: _FlowView, live: list[QueueKeys], free: int, now: float) -> int:
         """Take held flow jobs of the queues whose turn it is; returns how many started."""

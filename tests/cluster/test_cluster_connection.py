@@ -356,3 +356,24 @@ def test_producers_follow_a_slot_migration_and_resume_after_its_new_master_dies(
                 assert [j.data if j else None for j in found] == [{"n": n} for n in range(1, 7)]
 
     asyncio.run(scenario())
+
+
+def test_a_worker_on_queues_of_every_master_completes_all_their_jobs_flow_jobs_too(
+    cluster: EmbeddedCluster, queues: list[str], cluster_spawner: Spawner
+) -> None:
+    # One XREADGROUP cannot span slots: the worker reads each slot's queue in turn.
+    with streamq.Producer(cluster.url) as producer:
+        ids = {
+            q: [r.job_id for r in producer.enqueue_many(q, [JobSpec("noop") for _ in range(30)])]
+            for q in queues
+        }
+        keyed = {q: producer.enqueue(q, "noop", key="x:conn-1").job_id for q in queues}
+        args: list[str] = []
+        for q in queues[1:]:
+            args += ["--queue", q]
+        worker = cluster_spawner.start(queues[0], burst=True, extra_args=tuple(args))
+        assert worker.wait(60) == 0, worker.output()[-2000:]
+        for q in queues:
+            for jid in [*ids[q], keyed[q]]:
+                job = producer.get_job(q, jid)
+                assert job is not None and job.state is streamq.JobState.COMPLETED, (q, jid)
