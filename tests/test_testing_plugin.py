@@ -110,6 +110,14 @@ def test_a_job_that_succeeds(streamq_tester):
     streamq_tester.assert_no_dead()
 
 
+def test_keyed_jobs_are_held_then_drained(streamq_tester):
+    streamq_tester.enqueue(Q, "dispatch", {"post": 5}, key="x:conn-1")
+    streamq_tester.enqueue(Q, "dispatch", {"post": 6}, key="x:conn-2", priority=3)
+    assert streamq_tester.pending("dispatch") == [{"post": 5}, {"post": 6}]
+    assert streamq_tester.drain(app) == DrainResult(completed=2)
+    assert streamq_tester.pending() == []
+
+
 def test_a_failing_job_is_retried_until_dead_lettered(streamq_tester):
     # Default backoff: 5 s, 25 s... run_delayed makes each retry due at once.
     streamq_tester.enqueue(Q, "flaky", {"post": 7}, max_retries=2)
@@ -229,7 +237,7 @@ def test_two_tests_never_see_each_others_jobs(streamq_tester, payload):
     assert streamq_tester.completed() == [{"posted": payload, "attempt": 1}]
 """
 
-USER_PASSES = 11
+USER_PASSES = 12
 INNER_TIMEOUT = 120
 
 ANYIO_BACKEND = """

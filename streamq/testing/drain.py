@@ -27,6 +27,7 @@ from streamq.protocol import testing as tops
 from streamq.protocol import worker as worker_ops
 from streamq.protocol.calls import server_time
 from streamq.protocol.keys import QueueKeys
+from streamq.protocol.limits import flow_status
 from streamq.results import QueueStatus
 from streamq.worker.app import App
 from streamq.worker.runner import Worker
@@ -69,10 +70,13 @@ class DrainResult:
 class _Reading:
     status: list[QueueStatus]
     due_now: list[int]
+    #: Per queue: flow jobs that may start now (their key can run) plus running ones.
+    flow_now: list[int]
 
     @property
     def idle(self) -> bool:
-        return all(s.waiting == 0 and s.active == 0 for s in self.status) and not any(self.due_now)
+        plain = all(s.waiting == 0 and s.active == 0 for s in self.status)
+        return plain and not any(self.due_now) and not any(self.flow_now)
 
     @property
     def delayed(self) -> int:
@@ -82,7 +86,13 @@ class _Reading:
 async def _read(driver: AsyncDriver, keys: Sequence[QueueKeys]) -> _Reading:
     calls = [c for k in keys for c in (queue_ops.status(k), worker_ops.due(k, 1))]
     replies = await driver.run(calls)
-    return _Reading(list(replies[0::2]), [len(d.ids) for d in replies[1::2]])
+    # Held jobs of a key waiting for a rate window count like delayed jobs not due yet.
+    flows = [await driver.run(flow_status(k, top=1)) for k in keys]
+    return _Reading(
+        list(replies[0::2]),
+        [len(d.ids) for d in replies[1::2]],
+        [(f.held if f.keys_ready else 0) + f.running for f in flows],
+    )
 
 
 def _result(before: Sequence[QueueStatus], after: Sequence[QueueStatus], made: int) -> DrainResult:
@@ -99,7 +109,7 @@ async def _describe(driver: AsyncDriver, keys: Sequence[QueueKeys], worker: Work
     reading = await _read(driver, keys)
     now = await driver.run(server_time())
     parts = []
-    for k, s in zip(keys, reading.status, strict=True):
+    for k, s, held in zip(keys, reading.status, reading.flow_now, strict=True):
         due = await driver.run(tops.next_due(k))
         nxt = ""
         if due is not None:
@@ -107,6 +117,7 @@ async def _describe(driver: AsyncDriver, keys: Sequence[QueueKeys], worker: Work
             nxt = f" (next due in {due_in:.1f} s)"
         parts.append(
             f"{k.queue!r}: {s.waiting} waiting, {s.active} running, {s.delayed} delayed{nxt}"
+            + (f", {held} flow jobs held or running" if held else "")
         )
     running = sorted(
         {f"{r.name} (job {r.job_id}, attempt {r.attempt})" for r in worker.running.values()}

@@ -84,6 +84,8 @@ class QueueTester:
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        key: str | None = None,
+        priority: int | None = None,
     ) -> EnqueueResult:
         """Enqueue one job into this namespace: :meth:`streamq.Producer.enqueue`."""
         return self.producer.enqueue(
@@ -96,6 +98,8 @@ class QueueTester:
             max_retries=max_retries,
             backoff=backoff,
             timeout=timeout,
+            key=key,
+            priority=priority,
         )
 
     # ------------------------------------------------------------------ running
@@ -207,7 +211,7 @@ class QueueTester:
         return [j.data for j in self.jobs(name, queue=queue)]
 
     def pending(self, name: str | None = None, *, queue: str | None = None) -> list[Any]:
-        """Payloads of the jobs not finished yet (waiting, running or delayed)."""
+        """Payloads of the jobs not finished yet (waiting, held, running or delayed)."""
         return [j.data for j in self.jobs(name, queue=queue) if j.state in _PENDING]
 
     def completed(self, name: str | None = None, *, queue: str | None = None) -> list[Any]:
@@ -288,7 +292,7 @@ class QueueTester:
         self.close()
 
 
-_PENDING = (JobState.WAITING, JobState.ACTIVE, JobState.DELAYED)
+_PENDING = (JobState.WAITING, JobState.HELD, JobState.ACTIVE, JobState.DELAYED)
 
 
 def _positions(events: list[tuple[str, str]], event: str) -> dict[str, int]:
