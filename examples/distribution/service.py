@@ -491,7 +491,8 @@ class QueueService:
     ) -> datetime:
         """Refresh ``connection_id``'s token every ``every`` (default 24 h), 5 attempts per
         tick. One schedule per connection: adding it again updates it (an identical
-        definition keeps its next tick). Returns the next tick."""
+        definition keeps its next tick). Its jobs carry the key ``refresh:<id>``, so they
+        never run alongside :meth:`refresh_token_now`. Returns the next tick."""
         return _run_sync(self.producer, self._flows.token_refresh(connection_id, every, first_at))
 
     def refresh_token_now(self, connection_id: Id) -> EnqueueResult:
