@@ -1,6 +1,7 @@
 """The distribution example: typed job data, the QueueService facade, the simulated
-platform, the SQLite results, the admin dispatch route, and the spec's integration test
-(a job added through the API is run by a real worker process and recorded in SQLite).
+platform, the SQLite results, the admin dispatch route, flow control (job keys, the limits
+the service declares, a 429 that uses no attempt), and the spec's integration test (a job
+added through the API is run by a real worker process and recorded in SQLite).
 
 Every test that touches Redis uses a key prefix unique to the test (``queue_name``), so the
 fixed distribution queue names never collide between tests sharing the session server.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import multiprocessing
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from _support import ROOT, child_env
@@ -29,6 +33,7 @@ from starlette.testclient import TestClient
 
 from examples.distribution import app as handlers
 from examples.distribution.db import ResultRow, ResultsDB, default_db_path
+from examples.distribution.limits import PLATFORMS, FlowLimits, dispatch_key, refresh_key
 from examples.distribution.platforms import PlatformError, RateLimitedError, SimulatedPlatform
 from examples.distribution.service import (
     DISPATCH_QUEUE,
@@ -62,11 +67,11 @@ from streamq import (
     JobOptions,
     JobState,
     Producer,
+    RateLimited,
     RedisSettings,
-    RetryJobError,
     Settings,
 )
-from streamq.protocol.keys import QueueKeys
+from streamq.protocol.keys import QueueKeys, validate_job_key
 from streamq.worker import Worker
 from tests._distribution_support import first_use
 from tests._worker_support import run_until
@@ -95,6 +100,12 @@ def job_of(name: str, data: Any, *, attempt: int = 1, queue: str = DISPATCH_QUEU
 
 def dispatch_data(target: str = "linkedin-1", **extra: Any) -> dict[str, Any]:
     return {"scheduleId": "sched-1", "postId": "post-1", "targetId": target, **extra}
+
+
+def fresh(prefix: str) -> str:
+    """A connection id no other test (or server parameter) of this process used: the
+    simulated platform remembers per process what it refused and what it served."""
+    return f"{prefix}-{secrets.token_hex(4)}"
 
 
 # --------------------------------------------------------------------------- typed data
@@ -303,19 +314,23 @@ def test_worker_settings_pin_retention_to_100_completed_and_500_failed() -> None
 
 def test_dispatch_job_carries_3_retries_and_exponential_backoff(service: QueueService) -> None:
     result = service.add_dispatch_job(dispatch_data(customMessage="hi"))
-    assert result.created and result.state is JobState.WAITING
+    # Keyed: held by flow control until its connection's limits let it start.
+    assert result.created and result.state is JobState.HELD
     job = service.producer.get_job(DISPATCH_QUEUE, result.job_id)
     assert job is not None
     assert job.name == JOB_DISPATCH
     assert job.data == dispatch_data(customMessage="hi")
     assert job.options == JobOptions(3, Backoff.exponential(5000, 5.0))
-    assert service.get_queue_status("dispatch").counts()["waiting"] == 1
+    assert job.key == "linkedin:linkedin-1" and job.state is JobState.HELD
 
 
-def test_a_bad_payload_writes_nothing(service: QueueService) -> None:
+def test_a_bad_payload_writes_nothing(
+    service: QueueService, settings: Settings, redis_client: redis.Redis
+) -> None:
     with pytest.raises(JobDataError, match="targetId"):
         service.add_dispatch_jobs([dispatch_data(), dispatch_data(target="bad target")])
     assert service.get_queue_status(DISPATCH_QUEUE).waiting == 0
+    assert redis_client.zcard(QueueKeys(DISPATCH_QUEUE, settings.prefix).held) == 0
 
 
 def test_retry_job_goes_to_the_dispatch_queue(service: QueueService) -> None:
@@ -323,6 +338,7 @@ def test_retry_job_goes_to_the_dispatch_queue(service: QueueService) -> None:
     job = service.producer.get_job(DISPATCH_QUEUE, result.job_id)
     assert job is not None and job.name == JOB_RETRY
     assert job.options.max_retries == 3
+    assert job.key == "linkedin:linkedin-1"  # the same connection's budget as a dispatch
 
 
 def test_scheduled_publish_fires_at_its_time_with_an_id_derived_from_the_schedule(
@@ -408,6 +424,7 @@ def test_token_refresh_repeats_every_24_hours_per_connection_with_5_attempts(
     assert one.every_ms == 24 * 3600 * 1000
     assert one.data_value == {"connectionId": "conn-1"}
     assert JobOptions.decode(one.options).max_retries == 4
+    assert one.job_key == "refresh:conn-1"
     assert service.remove_token_refresh_job("conn-1") is True
     assert service.remove_token_refresh_job("conn-1") is False
     with pytest.raises(JobDataError, match="connectionId"):
@@ -463,6 +480,7 @@ def test_a_service_closes_only_the_producer_it_made(settings: Settings) -> None:
 
 def test_simulated_platform_fails_stalls_and_rate_limits_on_purpose() -> None:
     p = SimulatedPlatform(flaky_failures=2, slow_ms=50, latency_ms=0)
+    limited = fresh("ratelimit-threads")
     assert p.publish("linkedin-1", "post").platform == "linkedin"
     with pytest.raises(PlatformError, match="tiktok"):
         p.publish("fail-tiktok-1", "post", attempt=9)
@@ -473,8 +491,11 @@ def test_simulated_platform_fails_stalls_and_rate_limits_on_purpose() -> None:
     with pytest.raises(PlatformError):
         p.publish("flaky3-x-1", "post", attempt=3)
     with pytest.raises(RateLimitedError):
-        p.publish("ratelimit-threads-1", "post", attempt=1)
-    assert p.publish("ratelimit-threads-1", "post", attempt=2).platform == "threads"
+        p.publish(limited, "post", attempt=1)
+    # A 429 uses no attempt, so the platform remembers it refused this request already.
+    assert p.publish(limited, "post", attempt=1).platform == "threads"
+    with pytest.raises(RateLimitedError):
+        p.publish(limited, "another post")
     started = time.monotonic()
     assert p.publish("slow-youtube-1", "post").platform == "youtube"
     assert time.monotonic() - started >= 0.05
@@ -559,43 +580,56 @@ def test_retry_and_token_refresh_handlers_record_their_rows(results_db: ResultsD
     assert kinds == [(JOB_RETRY, "ok"), (JOB_TOKEN_REFRESH, "ok")]
 
 
-def test_a_rate_limited_dispatch_retries_after_the_platforms_retry_after_not_the_backoff(
+def test_a_429_holds_the_connection_for_the_retry_after_without_using_an_attempt(
     settings: Settings, results_db: ResultsDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DISTRIBUTION_RETRY_AFTER_MS", "30000")
+    monkeypatch.setenv("DISTRIBUTION_RETRY_AFTER_MS", "400")
+    target = fresh("ratelimit-threads")
     with QueueService(settings=settings, backoff=Backoff.fixed(50)) as svc:
-        added = svc.add_dispatch_job(dispatch_data("ratelimit-threads-1"))
-        worker = Worker(handlers.app, [DISPATCH_QUEUE], settings=settings, promote_poll_ms=50)
+        limited = svc.add_dispatch_job(dispatch_data(target))
+        # Another post to the same connection: the 429 holds it too (key-wide).
+        follower = svc.add_dispatch_job(
+            {"scheduleId": "sched-2", "postId": "post-2", "targetId": target}
+        )
+        ids = [limited.job_id, follower.job_id]
+        worker = Worker(handlers.app, [DISPATCH_QUEUE], settings=settings, concurrency=4)
 
-        def retry_pending() -> Job | None:
-            job = svc.producer.get_job(DISPATCH_QUEUE, added.job_id)
-            return job if job is not None and job.state is JobState.DELAYED else None
+        def jobs() -> list[Job | None]:
+            return [svc.producer.get_job(DISPATCH_QUEUE, i) for i in ids]
 
-        asyncio.run(run_until([worker], retry_pending, what="the 429'd attempt to fail"))
-        job = retry_pending()
-        assert job is not None and job.attempt == 1
-        assert job.due_at_ms is not None and job.started_at_ms is not None
-        waited = job.due_at_ms - job.started_at_ms  # the handler's run time plus the delay
-        assert 30_000 <= waited < 35_000  # retry-after 30 s, not the 50 ms backoff
-        keys = QueueKeys(DISPATCH_QUEUE, settings.prefix)
-        with redis.Redis.from_url(settings.redis.url or "") as client:
-            assert client.zscore(keys.delayed, added.job_id) == job.due_at_ms
-        assert "RetryJobError" in (job.error or "") and "retry after 30 s" in (job.error or "")
-    (row,) = results_db.rows(job_id=added.job_id)
-    assert row.status == "error" and "RateLimitedError" in (row.detail or "")
+        t0 = datetime.now(UTC)
+        asyncio.run(
+            run_until(
+                [worker],
+                lambda: all(j is not None and j.state.is_final for j in jobs()),
+                what="both posts to be published",
+            )
+        )
+        done = jobs()
+    for job in done:
+        assert job is not None and job.state is JobState.COMPLETED, job
+        assert job.attempt == 1  # the 429'd run did not count
+    # The example's rows (one per job and attempt: the run after the 429 replaced the
+    # refused one) say when each post was made: both after the 400 ms the platform asked.
+    rows = {r.job_id: r for r in results_db.rows()}
+    assert sorted(rows) == sorted(ids) and {r.status for r in rows.values()} == {"ok"}
+    for job_id in ids:
+        started = datetime.fromisoformat(rows[job_id].started_at or "")
+        assert started - t0 >= timedelta(milliseconds=390), (job_id, started - t0)
 
 
-def test_a_token_refresh_that_hits_a_rate_limit_raises_retry_job_error(
+def test_a_token_refresh_that_hits_a_rate_limit_raises_rate_limited_for_its_key(
     results_db: ResultsDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DISTRIBUTION_RETRY_AFTER_MS", "2500")
-    job = job_of(JOB_TOKEN_REFRESH, {"connectionId": "ratelimit-x-1"}, queue=TOKEN_REFRESH_QUEUE)
-    with pytest.raises(RetryJobError) as info:
+    connection = fresh("ratelimit-x")
+    job = job_of(JOB_TOKEN_REFRESH, {"connectionId": connection}, queue=TOKEN_REFRESH_QUEUE)
+    with pytest.raises(RateLimited) as info:
         handlers.token_refresh(job)
-    assert info.value.delay == 2.5
+    assert (info.value.retry_after, info.value.key_wide) == (2.5, True)
     assert isinstance(info.value.__cause__, RateLimitedError)
-    with pytest.raises(RetryJobError):
-        handlers.dispatch(job_of(JOB_DISPATCH, dispatch_data("ratelimit-x-1")))
+    with pytest.raises(RateLimited):
+        handlers.dispatch(job_of(JOB_DISPATCH, dispatch_data(connection)))
 
 
 def test_scheduled_publish_runs_when_due_in_a_worker(
@@ -704,6 +738,7 @@ def test_dispatch_route_takes_integer_ids_as_in_the_original_spec(settings: Sett
     reply = r.json()
     assert (reply["postId"], reply["scheduleId"]) == (1, 77)
     assert [j["connectionId"] for j in reply["jobs"]] == [1, 2, 3]
+    assert [j["key"] for j in reply["jobs"]] == ["generic:1", "generic:2", "generic:3"]
     assert mixed.status_code == 202, mixed.text
     with Producer(settings=settings) as producer:
         jobs = [producer.get_job(DISPATCH_QUEUE, i) for i in reply["jobIds"]]
@@ -711,6 +746,7 @@ def test_dispatch_route_takes_integer_ids_as_in_the_original_spec(settings: Sett
     assert [j.data for j in jobs if j] == [
         {"scheduleId": 77, "postId": 1, "targetId": t} for t in (1, 2, 3)
     ]
+    assert [j.key for j in jobs if j] == ["generic:1", "generic:2", "generic:3"]
     assert [j.data["targetId"] for j in mixed_jobs if j] == [4, "li-5"]
 
 
@@ -728,6 +764,212 @@ def test_module_level_app_is_built_on_first_access(
     monkeypatch.delitem(web.__dict__, "app")
     with pytest.raises(AttributeError):
         _ = web.nothing_here
+
+
+# --------------------------------------------------------------------------- flow control
+
+
+def test_job_keys_name_the_platform_and_the_connection() -> None:
+    assert dispatch_key("linkedin-42") == "linkedin:linkedin-42"
+    assert dispatch_key("flaky-x-1") == "x:flaky-x-1"  # behaviour prefixes are not platforms
+    assert dispatch_key(42) == dispatch_key("42") == "generic:42"
+    assert refresh_key(7) == "refresh:7"
+    # A key has at most 200 characters: long ids keep one key each, as a digest.
+    long_a, long_b = "li-" + "a" * 197, "li-" + "b" * 197
+    keys = {dispatch_key(long_a), dispatch_key(long_b), refresh_key(long_a), refresh_key(long_b)}
+    assert len(keys) == 4
+    for key in keys:
+        assert validate_job_key(key) == key and len(key) <= 200
+    assert dispatch_key(long_a).startswith("li:#")
+
+
+def test_declare_limits_writes_the_rules_of_the_distribution_queues(
+    service: QueueService, settings: Settings, redis_client: redis.Redis
+) -> None:
+    service.declare_limits(FlowLimits())
+    service.declare_limits(FlowLimits())  # at every start: the same rules, replaced
+
+    def rules(queue: str) -> dict[str, Any]:
+        raw = redis_client.hgetall(QueueKeys(queue, settings.prefix).limits)
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+    dispatch = rules(DISPATCH_QUEUE)
+    assert dispatch["each|*:*"] == {
+        "pattern": "*:*",
+        "shared": False,
+        "rate": 50,
+        "period_ms": 900_000,
+        "concurrency": None,
+    }
+    assert dispatch["shared|linkedin:*"] == {
+        "pattern": "linkedin:*",
+        "shared": True,
+        "rate": 300,
+        "period_ms": 900_000,
+        "concurrency": None,
+    }
+    assert {f"shared|{p}:*" for p in PLATFORMS} | {"each|*:*"} == set(dispatch)
+    assert rules(TOKEN_REFRESH_QUEUE) == {
+        "each|refresh:*": {
+            "pattern": "refresh:*",
+            "shared": False,
+            "rate": None,
+            "period_ms": None,
+            "concurrency": 1,
+        }
+    }
+    assert rules(SCHEDULED_QUEUE) == {}
+
+
+def test_flow_limits_come_from_the_environment() -> None:
+    assert FlowLimits.from_env({}) == FlowLimits(300, 50, 900_000)
+    env = {
+        "DISTRIBUTION_PLATFORM_RATE": "10",
+        "DISTRIBUTION_CONNECTION_RATE": "2",
+        "DISTRIBUTION_LIMIT_PERIOD_MS": "3000",
+    }
+    assert FlowLimits.from_env(env) == FlowLimits(10, 2, 3000)
+    for name, bad in (
+        ("DISTRIBUTION_CONNECTION_RATE", "0"),
+        ("DISTRIBUTION_PLATFORM_RATE", "many"),
+        ("DISTRIBUTION_LIMIT_PERIOD_MS", "-5"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            FlowLimits.from_env({name: bad})
+
+
+def test_the_simulated_platform_answers_429_over_its_own_quotas() -> None:
+    platform = f"q{secrets.token_hex(3)}"  # a platform no other test used
+    per_connection = SimulatedPlatform(
+        latency_ms=0, app_quota=0, connection_quota=2, quota_period_ms=60_000
+    )
+    one = f"{platform}-1"
+    per_connection.publish(one, "a")
+    per_connection.publish(one, "b")
+    with pytest.raises(RateLimitedError, match="quota") as info:
+        per_connection.publish(one, "c")
+    assert 0 < info.value.retry_after_s <= 60
+    per_connection.publish(f"{platform}-2", "a")  # another connection has its own quota
+    per_app = SimulatedPlatform(latency_ms=0, app_quota=2, connection_quota=0)
+    app_platform = f"q{secrets.token_hex(3)}"
+    per_app.publish(f"{app_platform}-1", "a")
+    per_app.publish(f"{app_platform}-2", "a")
+    with pytest.raises(RateLimitedError):
+        per_app.publish(f"{app_platform}-3", "a")  # one budget for the whole app
+    none = SimulatedPlatform(latency_ms=0, quota_period_ms=0)
+    for n in range(5):
+        none.publish(one, f"x{n}")
+
+
+def test_a_burst_to_one_connection_starts_within_its_limit(
+    service: QueueService, settings: Settings, results_db: ResultsDB
+) -> None:
+    limits = FlowLimits(platform_rate=100, connection_rate=2, period_ms=600)
+    service.declare_limits(limits)
+    busy, quiet = fresh("linkedin"), fresh("linkedin")
+    burst = service.add_dispatch_jobs(
+        {"scheduleId": "s-burst", "postId": f"p-{n}", "targetId": busy} for n in range(6)
+    )
+    others = service.add_dispatch_jobs(
+        {"scheduleId": "s-burst", "postId": f"p-{n}", "targetId": quiet} for n in range(2)
+    )
+    ids = [r.job_id for r in burst + others]
+    worker = Worker(handlers.app, [DISPATCH_QUEUE], settings=settings, concurrency=10)
+
+    def all_done() -> bool:
+        jobs = [service.producer.get_job(DISPATCH_QUEUE, i) for i in ids]
+        return all(j is not None and j.state is JobState.COMPLETED for j in jobs)
+
+    asyncio.run(run_until([worker], all_done, what="the burst to be published"))
+    rows = [r for r in results_db.rows() if r.job_id in ids]
+    assert len(rows) == 8 and {(r.status, r.attempt) for r in rows} == {("ok", 1)}
+
+    def starts(target: str) -> list[datetime]:
+        return sorted(
+            datetime.fromisoformat(r.started_at or "") for r in rows if r.target_id == target
+        )
+
+    busy_starts, quiet_starts = starts(busy), starts(quiet)
+    # Never more than 2 starts of one connection in any 600 ms (a little slack for the
+    # gap between the take on the Redis clock and the handler's first line).
+    for i in range(len(busy_starts) - 2):
+        assert busy_starts[i + 2] - busy_starts[i] >= timedelta(milliseconds=550), busy_starts
+    # The limit is per connection: the other one did not wait for the busy one's window.
+    assert max(quiet_starts) < busy_starts[2], (quiet_starts, busy_starts)
+
+
+def test_two_token_refreshes_of_one_connection_never_overlap(
+    service: QueueService,
+    settings: Settings,
+    results_db: ResultsDB,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISTRIBUTION_SLOW_MS", "150")
+    service.declare_limits(FlowLimits())
+    conn, other = fresh("slow-linkedin"), fresh("slow-x")
+    # The scheduled refresh and two asked for at once, all of one connection.
+    service.add_token_refresh_job(conn, timedelta(hours=24), first_at=datetime.now(UTC))
+    asked = [service.refresh_token_now(conn), service.refresh_token_now(conn)]
+    assert {r.state for r in asked} == {JobState.HELD}
+    service.refresh_token_now(other)
+    worker = Worker(
+        handlers.app, [TOKEN_REFRESH_QUEUE], settings=settings, concurrency=10, promote_poll_ms=50
+    )
+
+    def refreshed(connection: str) -> list[ResultRow]:
+        return [r for r in results_db.rows() if r.connection_id == connection]
+
+    asyncio.run(
+        run_until(
+            [worker],
+            lambda: len(refreshed(conn)) == 3 and len(refreshed(other)) == 1,
+            what="three refreshes of one connection and one of another",
+        )
+    )
+    runs = sorted(
+        (datetime.fromisoformat(r.started_at or ""), datetime.fromisoformat(r.recorded_at))
+        for r in refreshed(conn)
+    )
+    assert all(r.status == "ok" for r in refreshed(conn))
+    for (_, ended), (started, _) in itertools.pairwise(runs):
+        assert started >= ended, runs  # the next began only once the previous had ended
+
+
+def test_a_held_dispatch_can_be_cancelled_or_moved(service: QueueService) -> None:
+    target = fresh("linkedin")
+    first, second = service.add_dispatch_jobs(
+        {"scheduleId": "s-held", "postId": f"p-{n}", "targetId": target} for n in range(2)
+    )
+    assert (first.state, second.state) == (JobState.HELD, JobState.HELD)
+    service.producer.cancel(DISPATCH_QUEUE, first.job_id)
+    due = service.producer.reschedule(DISPATCH_QUEUE, second.job_id, delay=3600)
+    cancelled = service.producer.get_job(DISPATCH_QUEUE, first.job_id)
+    moved = service.producer.get_job(DISPATCH_QUEUE, second.job_id)
+    assert cancelled is not None and cancelled.state is JobState.CANCELLED
+    assert moved is not None and moved.state is JobState.DELAYED and moved.due_at_ms == due
+    assert moved.key == dispatch_key(target)  # held again under its key once due
+
+
+def test_a_results_file_of_an_earlier_version_gains_started_at(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        columns = ", ".join(
+            f"{c} TEXT" for c in ("job_id", "job_name", "queue", "status", "recorded_at")
+        )
+        conn.execute(
+            f"CREATE TABLE job_results ({columns}, attempt INTEGER, schedule_id TEXT,"
+            " post_id TEXT, target_id TEXT, connection_id TEXT, platform TEXT,"
+            " external_id TEXT, detail TEXT, PRIMARY KEY (job_id, attempt))"
+        )
+        conn.execute(
+            "INSERT INTO job_results (job_id, attempt, job_name, queue, status, recorded_at)"
+            " VALUES ('old', 1, 'dispatch', 'q', 'ok', '2026-01-01T00:00:00.000+00:00')"
+        )
+    db = ResultsDB(path)
+    db.record(ResultRow("new", 1, "dispatch", "q", "ok", started_at="2026-12-01T00:00:00+00:00"))
+    rows = {r.job_id: r for r in db.rows()}
+    assert rows["old"].started_at is None
+    assert rows["new"].started_at == "2026-12-01T00:00:00+00:00"
 
 
 # --------------------------------------------------------------------------- the spec's test

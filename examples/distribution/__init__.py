@@ -3,6 +3,8 @@
 * :mod:`~examples.distribution.service` — ``QueueService`` / ``AsyncQueueService``, the
   backend's facade over three queues and four job types;
 * :mod:`~examples.distribution.types` — typed, validated job data;
+* :mod:`~examples.distribution.limits` — the job keys and the flow-control limits declared
+  on them (per platform, per connection, one token refresh at a time);
 * :mod:`~examples.distribution.app` — the worker's handlers
   (``python -m streamq.worker examples.distribution.app:app``);
 * :mod:`~examples.distribution.platforms` — a simulated platform that fails, stalls and

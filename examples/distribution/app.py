@@ -12,8 +12,11 @@ the simulated platform (:mod:`examples.distribution.platforms`) and record every
 SQLite (:mod:`examples.distribution.db`, path from ``DISTRIBUTION_DB``). A failing attempt
 is recorded, then re-raised so the engine retries it with backoff or, once the retries are
 spent, moves it to the dead-letter queue. A rate limit (HTTP 429) is re-raised as
-:class:`streamq.RetryJobError` with the platform's retry-after as the delay: the retry
-waits that long instead of the backoff, and the attempt still counts.
+:class:`streamq.RateLimited` with the platform's retry-after and ``key_wide=True``: the 429
+says the connection (or the app) is over its quota, so every job of the connection's key
+(:mod:`examples.distribution.limits`) waits that long, this one first, and no attempt is
+used: a job is never dead-lettered for being paced. Its row is replaced by the run that
+follows (same job, same attempt).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from examples.distribution.types import (
     TokenRefreshData,
     id_key,
 )
-from streamq import Job, RetryJobError
+from streamq import Job, RateLimited
 from streamq.worker import App
 
 __all__ = ["app", "dispatch", "retry", "scheduled_publish", "token_refresh"]
@@ -62,21 +65,26 @@ def _platform() -> SimulatedPlatform:
     return SimulatedPlatform.from_env()
 
 
-def _row(job: Job, status: str, **fields: Any) -> ResultRow:
-    """The result row of this attempt of ``job``."""
-    return ResultRow(job.id, job.attempt, job.name, job.queue, status, **fields)
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _row(job: Job, status: str, started: str, **fields: Any) -> ResultRow:
+    """The result row of this attempt of ``job``, which began at ``started``."""
+    return ResultRow(job.id, job.attempt, job.name, job.queue, status, started_at=started, **fields)
 
 
 def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _retry_after(exc: RateLimitedError) -> RetryJobError:
-    """A 429: retry when the platform said, not after the backoff (the attempt counts)."""
-    return RetryJobError(str(exc), delay=exc.retry_after_s)
+def _retry_after(exc: RateLimitedError) -> RateLimited:
+    """A 429: the connection's key waits what the platform said; no attempt is used."""
+    return RateLimited(str(exc), retry_after=exc.retry_after_s, key_wide=True)
 
 
 def _publish(job: Job, d: DispatchData) -> dict[str, Any]:
+    started = _now()
     ids = {
         "schedule_id": id_key(d.schedule_id),
         "post_id": id_key(d.post_id),
@@ -87,15 +95,16 @@ def _publish(job: Job, d: DispatchData) -> dict[str, Any]:
             ids["target_id"], ids["post_id"], attempt=job.attempt, message=d.custom_message
         )
     except RateLimitedError as exc:
-        _db().record(_row(job, "error", detail=_error(exc), **ids))
+        _db().record(_row(job, "error", started, detail=_error(exc), **ids))
         raise _retry_after(exc) from exc
     except Exception as exc:
-        _db().record(_row(job, "error", detail=_error(exc), **ids))
+        _db().record(_row(job, "error", started, detail=_error(exc), **ids))
         raise
     _db().record(
         _row(
             job,
             "ok",
+            started,
             platform=receipt.platform,
             external_id=receipt.external_id,
             detail=receipt.url,
@@ -131,12 +140,13 @@ def scheduled_publish(job: Job) -> dict[str, Any]:
     schedule's targets and queue one dispatch each). ``scheduledFor`` is the time requested
     when the job was created; a reschedule moves the job, not the payload."""
     d = ScheduledPublishData.from_dict(job.data)
-    fired = datetime.now(UTC).isoformat(timespec="milliseconds")
+    fired = _now()
     requested = d.to_dict()["scheduledFor"]
     _db().record(
         _row(
             job,
             "ok",
+            fired,
             schedule_id=id_key(d.schedule_id),
             detail=f"fired at {fired} (requested for {requested})",
         )
@@ -146,22 +156,25 @@ def scheduled_publish(job: Job) -> dict[str, Any]:
 
 @app.handler(JOB_TOKEN_REFRESH)
 def token_refresh(job: Job) -> dict[str, Any]:
-    """Refresh a connection's OAuth token (repeats every 24 h per connection)."""
+    """Refresh a connection's OAuth token (repeats every 24 h per connection; one at a time
+    per connection, by its key's limit)."""
+    started = _now()
     d = TokenRefreshData.from_dict(job.data)
     connection = id_key(d.connection_id)
     try:
         receipt = _platform().refresh_token(connection, attempt=job.attempt)
     except RateLimitedError as exc:
-        _db().record(_row(job, "error", detail=_error(exc), connection_id=connection))
+        _db().record(_row(job, "error", started, detail=_error(exc), connection_id=connection))
         raise _retry_after(exc) from exc
     except Exception as exc:
-        _db().record(_row(job, "error", detail=_error(exc), connection_id=connection))
+        _db().record(_row(job, "error", started, detail=_error(exc), connection_id=connection))
         raise
     expires = receipt.expires_at.isoformat(timespec="seconds")
     _db().record(
         _row(
             job,
             "ok",
+            started,
             connection_id=connection,
             platform=receipt.platform,
             detail=f"token valid until {expires}",

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS job_results (
     external_id   TEXT,
     detail        TEXT,
     recorded_at   TEXT    NOT NULL,
+    started_at    TEXT,
     PRIMARY KEY (job_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS job_results_post ON job_results (post_id);
@@ -70,6 +71,7 @@ _COLUMNS = (
     "external_id",
     "detail",
     "recorded_at",
+    "started_at",
 )
 
 
@@ -101,6 +103,22 @@ class ResultRow:
     external_id: str | None = None
     detail: str | None = None
     recorded_at: str = ""
+    #: When the handler began this run (ISO 8601, UTC); ``recorded_at`` is when it ended.
+    started_at: str | None = None
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file of an earlier version to the schema: ``started_at`` came later (a demo's
+    file of earlier runs lacks it). Under the write lock, so two processes add it once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(job_results)")}
+        if "started_at" not in have:
+            conn.execute("ALTER TABLE job_results ADD COLUMN started_at TEXT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _set_up(path: Path) -> None:
@@ -122,6 +140,7 @@ def _set_up(path: Path) -> None:
                 with closing(conn):
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                    _upgrade(conn)
                 break
             except sqlite3.OperationalError as exc:
                 # Another process switching the same fresh file to WAL: wait for it.
@@ -149,7 +168,9 @@ class ResultsDB:
         """Insert (or replace: same job id and attempt) one attempt's outcome."""
         values = [getattr(row, c) for c in _COLUMNS]
         if not row.recorded_at:
-            values[-1] = datetime.now(UTC).isoformat(timespec="milliseconds")
+            values[_COLUMNS.index("recorded_at")] = datetime.now(UTC).isoformat(
+                timespec="milliseconds"
+            )
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._connect() as conn:
             conn.execute(

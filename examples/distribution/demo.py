@@ -12,11 +12,17 @@ What it does:
    127.0.0.1:8000 (or a free port), with an API token generated once into
    ``.data/demo/api.token``, and a worker process
    (``python -m streamq.worker examples.distribution.app:app``).
-3. A realistic mix: a dispatch batch through ``POST /api/admin/distribution/dispatch``
+3. The flow-control limits (:mod:`~examples.distribution.limits`), scaled down so they
+   show within seconds: 10 dispatches per platform and 2 per connection in any 3 s, one
+   token refresh at a time per connection; the simulated platform's own quotas are scaled
+   alike (12 and 3 per 3 s).
+4. A realistic mix: a dispatch batch through ``POST /api/admin/distribution/dispatch``
    where some platforms are slow, flaky, rate-limited or down (that one ends in the DLQ);
-   a ``retry`` job; scheduled publishes a few seconds ahead (one moved, one cancelled);
-   a 24 h token-refresh schedule whose first tick comes after two seconds.
-4. Every job's transitions as they happen, read from the queues' events streams (so none
+   a burst of four posts to one connection (two run at once, two wait for the window); a
+   ``retry`` job; scheduled publishes a few seconds ahead (one moved, one cancelled); a
+   24 h token-refresh schedule whose first tick comes after two seconds, and a refresh of
+   the same connection asked for at once (they run one after the other).
+5. Every job's transitions as they happen, read from the queues' events streams (so none
    is missed, however fast: :mod:`~examples.distribution.live`), then a summary table.
    Results land in ``.data/demo/distribution.sqlite3``.
 
@@ -26,7 +32,8 @@ in), the worker stops (running jobs get its grace period, the rest is handed bac
 queue), and Redis stops last. Redis and the children run in sessions of their own, so the
 terminal's Ctrl-C reaches the demo only. Retries are quick (backoff 250 ms x 2) so that
 retries and the DLQ show within seconds; the service's default stays 5 s, 25 s, 125 s; a
-rate-limited attempt waits for the platform's retry-after (1 s) instead.
+rate-limited run waits for the platform's retry-after (1 s) instead, without using an
+attempt.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ import redis
 
 from examples.distribution.db import ResultsDB
 from examples.distribution.embedded import LEGACY_DIR_NAME, start_embedded
+from examples.distribution.limits import FlowLimits
 from examples.distribution.live import LiveView, Tracked, describe, result_text, short
 from examples.distribution.service import (
     DISPATCH_QUEUE,
@@ -83,6 +91,10 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 BLOCK_S = 0.25  # longest wait for events: how often the watch loop checks the worker and time
 TOKEN_CONNECTION = "conn-demo-linkedin"
+#: The limits scaled down from 300 / 50 per 15 min, and the platform's quotas alike.
+DEMO_LIMITS = FlowLimits(platform_rate=10, connection_rate=2, period_ms=3000)
+DEMO_QUOTAS = {"APP_QUOTA": 12, "CONNECTION_QUOTA": 3, "QUOTA_PERIOD_MS": 3000}
+BURST = 4
 
 
 class DemoError(Exception):
@@ -228,6 +240,10 @@ class Demo:
             DISTRIBUTION_DB=str(self.db_path),
             DISTRIBUTION_BACKOFF_MS=str(DEMO_BACKOFF.delay_ms),
             DISTRIBUTION_BACKOFF_FACTOR=str(DEMO_BACKOFF.factor),
+            DISTRIBUTION_PLATFORM_RATE=str(DEMO_LIMITS.platform_rate),
+            DISTRIBUTION_CONNECTION_RATE=str(DEMO_LIMITS.connection_rate),
+            DISTRIBUTION_LIMIT_PERIOD_MS=str(DEMO_LIMITS.period_ms),
+            **{f"DISTRIBUTION_{name}": str(value) for name, value in DEMO_QUOTAS.items()},
             PYTHONPATH=str(PROJECT_ROOT) + (os.pathsep + path if path else ""),
             PYTHONUNBUFFERED="1",
         )
@@ -364,7 +380,7 @@ class Demo:
             f"x-{tag}": "publishes at once",
             f"slow-youtube-{tag}": "takes 1.5 s",
             f"flaky-instagram-{tag}": "fails twice, then succeeds",
-            f"ratelimit-threads-{tag}": "rate-limited once, then succeeds",
+            f"ratelimit-threads-{tag}": "429 once: waits 1 s, no attempt used",
             f"fail-tiktok-{tag}": "always fails: ends in the DLQ",
         }
         body = {
@@ -385,6 +401,29 @@ class Demo:
                 item["connectionId"],
                 targets[item["connectionId"]],
             )
+
+        burst_target = f"x-burst-{tag}"
+        burst = svc.add_dispatch_jobs(
+            {
+                "scheduleId": f"sched-{tag}-burst",
+                "postId": f"post-{tag}-{n}",
+                "targetId": burst_target,
+            }
+            for n in range(1, BURST + 1)
+        )
+        per = DEMO_LIMITS.period_ms / 1000
+        for n, result in enumerate(burst, 1):
+            self.track(
+                DISPATCH_QUEUE,
+                result.job_id,
+                JOB_DISPATCH,
+                burst_target,
+                f"burst {n}/{BURST}: {DEMO_LIMITS.connection_rate} per {per:g} s per connection",
+            )
+        self.say(
+            f"{BURST} posts to {burst_target} at once: {DEMO_LIMITS.connection_rate} start now, "
+            f"the others when the connection's {per:g} s window allows"
+        )
 
         retry = svc.add_retry_job(
             {
@@ -447,6 +486,14 @@ class Demo:
             "every 24 h, first tick +2 s",
         )
         self.say(f"token refresh of {TOKEN_CONNECTION}: every 24 h, first tick in 2 s")
+        now_job = svc.refresh_token_now(TOKEN_CONNECTION)
+        self.track(
+            TOKEN_REFRESH_QUEUE,
+            now_job.job_id,
+            JOB_TOKEN_REFRESH,
+            TOKEN_CONNECTION,
+            "asked for now: never alongside the tick",
+        )
 
     # -- watching -------------------------------------------------------------------------
 
@@ -659,6 +706,12 @@ class Demo:
             self.start_redis()
             self.client = redis.Redis.from_url(self.url, **self.settings.redis.client_kwargs())
             self.service = QueueService(settings=self.settings, backoff=DEMO_BACKOFF)
+            self.service.declare_limits(DEMO_LIMITS)
+            self.say(
+                f"limits: {DEMO_LIMITS.platform_rate} dispatches per platform and "
+                f"{DEMO_LIMITS.connection_rate} per connection in any "
+                f"{DEMO_LIMITS.period_ms / 1000:g} s, one token refresh at a time per connection"
+            )
             self.start_children()
             self.wait_ready()
             self.say(f"health: {self.health_url}  token: {self.token}")

@@ -97,6 +97,8 @@ def describe(job: Job | None, now_ms: int, due_ms: int | None = None) -> str:
         return f"COMPLETED after {tries}: {result_text(job, due_ms)}"
     if state is JobState.FAILED:
         return f"DEAD after {attempt} attempts, now in the DLQ: {short(job.error or '?', 70)}"
+    if state is JobState.HELD:
+        return f"held by flow control (key {job.key}): waiting for its turn or its limits"
     return "CANCELLED"
 
 

@@ -11,6 +11,7 @@ onto three queues with the defaults of the original spec::
         )
         queues.reschedule_publish("s2", datetime(2030, 1, 2, 9, tzinfo=UTC))
         queues.add_token_refresh_job("conn-7")  # every 24 h, keyed by connection
+        queues.refresh_token_now("conn-7")  # never at the same time as the scheduled one
         queues.get_queue_status("dispatch").counts()
 
 Ids are integers (database keys) or strings, as in the original backend's TypeScript
@@ -28,6 +29,11 @@ the base delay and factor, for demos and tests); token refresh gets 5 attempts
 (``max_retries=4``). Retention (keep the last 100 completed and 500 failed records) is applied
 by the workers: :data:`KEEP_COMPLETED`/:data:`KEEP_FAILED` equal the engine's defaults
 (``STREAMQ_KEEP_COMPLETED``/``STREAMQ_KEEP_FAILED``); :func:`worker_settings` pins them.
+
+Flow control (:mod:`~examples.distribution.limits`): dispatch and retry jobs carry the key
+``<platform>:<connection id>`` and token refreshes ``refresh:<connection id>``; call
+:meth:`QueueService.declare_limits` at start-up to write the per-platform and
+per-connection rate limits and the one-refresh-at-a-time rule those keys are paced by.
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from examples.distribution.limits import (
+    FlowLimits,
+    declare_limits,
+    declare_limits_async,
+    dispatch_key,
+    refresh_key,
+)
 from examples.distribution.types import (
     DispatchData,
     Id,
@@ -205,6 +218,7 @@ class _Flows:
             job_id=job_id,
             max_retries=DISPATCH_MAX_RETRIES,
             backoff=self.backoff,
+            key=dispatch_key(d.target_id),
         )
 
     def dispatch(
@@ -225,7 +239,11 @@ class _Flows:
     def retry(self, data: RetryData | Mapping[str, Any]) -> _Flow[EnqueueResult]:
         r = data if isinstance(data, RetryData) else RetryData.from_dict(data)
         spec = JobSpec(
-            JOB_RETRY, r.to_dict(), max_retries=DISPATCH_MAX_RETRIES, backoff=self.backoff
+            JOB_RETRY,
+            r.to_dict(),
+            max_retries=DISPATCH_MAX_RETRIES,
+            backoff=self.backoff,
+            key=dispatch_key(r.target_id),
         )
         results = yield _Call("enqueue_many", (DISPATCH_QUEUE, [spec]))
         return results[0]  # type: ignore[no-any-return]
@@ -319,9 +337,22 @@ class _Flows:
                 "first_at": first_at,
                 "max_retries": TOKEN_REFRESH_MAX_RETRIES,
                 "backoff": self.backoff,
+                "job_key": refresh_key(data.connection_id),
             },
         )
         return datetime.fromtimestamp(int(tick_ms) / 1000, tz=UTC)
+
+    def refresh_now(self, connection_id: Id) -> _Flow[EnqueueResult]:
+        data = TokenRefreshData(connection_id)
+        spec = JobSpec(
+            JOB_TOKEN_REFRESH,
+            data.to_dict(),
+            max_retries=TOKEN_REFRESH_MAX_RETRIES,
+            backoff=self.backoff,
+            key=refresh_key(data.connection_id),
+        )
+        results = yield _Call("enqueue_many", (TOKEN_REFRESH_QUEUE, [spec]))
+        return results[0]  # type: ignore[no-any-return]
 
     def remove_token_refresh(self, connection_id: Id) -> _Flow[bool]:
         key = id_key(validate_id(connection_id, "connectionId"))
@@ -460,8 +491,15 @@ class QueueService:
     ) -> datetime:
         """Refresh ``connection_id``'s token every ``every`` (default 24 h), 5 attempts per
         tick. One schedule per connection: adding it again updates it (an identical
-        definition keeps its next tick). Returns the next tick."""
+        definition keeps its next tick). Its jobs carry the key ``refresh:<id>``, so they
+        never run alongside :meth:`refresh_token_now`. Returns the next tick."""
         return _run_sync(self.producer, self._flows.token_refresh(connection_id, every, first_at))
+
+    def refresh_token_now(self, connection_id: Id) -> EnqueueResult:
+        """Queue one ``token_refresh`` of ``connection_id`` now (e.g. after the user
+        reconnected). It shares the key of the connection's schedule, so it never runs at
+        the same time as a scheduled refresh (declared by :meth:`declare_limits`)."""
+        return _run_sync(self.producer, self._flows.refresh_now(connection_id))
 
     def remove_token_refresh_job(self, connection_id: Id) -> bool:
         """Stop refreshing ``connection_id``; True when a schedule existed."""
@@ -479,6 +517,12 @@ class QueueService:
     def get_all_status(self) -> dict[str, QueueStatus]:
         """:meth:`get_queue_status` of the three queues, by alias."""
         return _run_sync(self.producer, self._flows.all_status())
+
+    def declare_limits(self, limits: FlowLimits | None = None) -> None:
+        """Write the flow-control limits the job keys are paced by (default
+        :meth:`~examples.distribution.limits.FlowLimits.from_env`): run at start-up; a
+        second run replaces the rules with the same ones."""
+        declare_limits(self.producer, limits)
 
     def close(self) -> None:
         """Close the producer if this service created it."""
@@ -564,6 +608,10 @@ class AsyncQueueService:
             self.producer, self._flows.token_refresh(connection_id, every, first_at)
         )
 
+    async def refresh_token_now(self, connection_id: Id) -> EnqueueResult:
+        """See :meth:`QueueService.refresh_token_now`."""
+        return await _run_async(self.producer, self._flows.refresh_now(connection_id))
+
     async def remove_token_refresh_job(self, connection_id: Id) -> bool:
         """See :meth:`QueueService.remove_token_refresh_job`."""
         return await _run_async(self.producer, self._flows.remove_token_refresh(connection_id))
@@ -579,6 +627,10 @@ class AsyncQueueService:
     async def get_all_status(self) -> dict[str, QueueStatus]:
         """See :meth:`QueueService.get_all_status`."""
         return await _run_async(self.producer, self._flows.all_status())
+
+    async def declare_limits(self, limits: FlowLimits | None = None) -> None:
+        """See :meth:`QueueService.declare_limits`."""
+        await declare_limits_async(self.producer, limits)
 
     async def close(self) -> None:
         """See :meth:`QueueService.close`."""

@@ -4,11 +4,13 @@
 * ``POST /api/admin/distribution/dispatch`` (bearer token) with
   ``{"postId": 1, "connectionIds": [1, 2, 3]}`` (ids are integer database keys or strings,
   see :mod:`~examples.distribution.types`; each is kept in the job data as sent) and
-  optionally ``scheduleId``,
-  ``requestAiAssets``, ``customMessage``: one ``dispatch`` job per connection, all validated
-  before any is queued, in one round trip. Answers 202 with the job ids; 400 for a body that
-  is not a JSON object, 422 naming the bad field, 413 for a body over 1 MiB, 503 when Redis
-  cannot be reached.
+  optionally ``scheduleId``, ``requestAiAssets``, ``customMessage``: one ``dispatch`` job
+  per connection, all validated before any is queued, in one round trip. Each job's
+  flow-control key is derived from its connection (``<platform>:<connection id>``,
+  :func:`~examples.distribution.limits.dispatch_key`), never taken from the body, so a
+  caller cannot step around the platform limits. Answers 202 with the job ids and keys;
+  400 for a body that is not a JSON object, 422 naming the bad field, 413 for a body over
+  1 MiB, 503 when Redis cannot be reached.
 
 Run with ``uvicorn examples.distribution.web:create_distribution_app --factory`` or
 ``uvicorn examples.distribution.web:app`` (built on first access, from the environment).
@@ -25,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from examples.distribution.limits import dispatch_key
 from examples.distribution.service import DISPATCH_QUEUE, QUEUES, AsyncQueueService
 from examples.distribution.types import DispatchData, JobDataError, id_key, validate_id
 from streamq import AsyncProducer, Backoff, Settings, StreamQError
@@ -112,7 +115,12 @@ async def dispatch(request: Request) -> Response:
             "scheduleId": jobs[0].schedule_id,
             "jobIds": [r.job_id for r in results],
             "jobs": [
-                {"connectionId": d.target_id, "jobId": r.job_id, "state": str(r.state)}
+                {
+                    "connectionId": d.target_id,
+                    "jobId": r.job_id,
+                    "key": dispatch_key(d.target_id),
+                    "state": str(r.state),
+                }
                 for d, r in zip(jobs, results, strict=True)
             ],
         },
