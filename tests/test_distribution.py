@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from _support import ROOT, child_env
@@ -789,36 +788,19 @@ def test_declare_limits_writes_the_rules_of_the_distribution_queues(
     service.declare_limits(FlowLimits())
     service.declare_limits(FlowLimits())  # at every start: the same rules, replaced
 
-    def rules(queue: str) -> dict[str, Any]:
-        raw = redis_client.hgetall(QueueKeys(queue, settings.prefix).limits)
-        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+    from streamq.admin import Admin
+    from streamq.limits import Limit
 
-    dispatch = rules(DISPATCH_QUEUE)
-    assert dispatch["each|*:*"] == {
-        "pattern": "*:*",
-        "shared": False,
-        "rate": 50,
-        "period_ms": 900_000,
-        "concurrency": None,
-    }
-    assert dispatch["shared|linkedin:*"] == {
-        "pattern": "linkedin:*",
-        "shared": True,
-        "rate": 300,
-        "period_ms": 900_000,
-        "concurrency": None,
-    }
-    assert {f"shared|{p}:*" for p in PLATFORMS} | {"each|*:*"} == set(dispatch)
-    assert rules(TOKEN_REFRESH_QUEUE) == {
-        "each|refresh:*": {
-            "pattern": "refresh:*",
-            "shared": False,
-            "rate": None,
-            "period_ms": None,
-            "concurrency": 1,
-        }
-    }
-    assert rules(SCHEDULED_QUEUE) == {}
+    with Admin(settings=settings) as admin:
+        dispatch = {(lim.pattern, lim.shared): lim for lim in admin.limits(DISPATCH_QUEUE)}
+        refresh = admin.limits(TOKEN_REFRESH_QUEUE)
+        assert admin.limits(SCHEDULED_QUEUE) == []
+    assert dispatch[("*:*", False)] == Limit("*:*", rate=50, period_ms=900_000)
+    assert dispatch[("linkedin:*", True)] == Limit(
+        "linkedin:*", rate=300, period_ms=900_000, shared=True
+    )
+    assert {(f"{p}:*", True) for p in PLATFORMS} | {("*:*", False)} == set(dispatch)
+    assert refresh == [Limit("refresh:*", concurrency=1)]
 
 
 def test_flow_limits_come_from_the_environment() -> None:

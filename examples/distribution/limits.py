@@ -35,12 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
 from examples.distribution.platforms import platform_of
 from examples.distribution.types import Id, id_key
 from streamq import AsyncProducer, ConfigError, Producer
-from streamq.protocol.limits_store import put_rule
+from streamq.admin import Admin, AsyncAdmin
 
 __all__ = [
     "PLATFORMS",
@@ -148,22 +146,32 @@ class FlowLimits:
         return {DISPATCH_QUEUE: dispatch, TOKEN_REFRESH_QUEUE: refresh}
 
 
-def _calls(producer: Producer | AsyncProducer, limits: FlowLimits | None) -> list[Any]:
+def _each(limits: FlowLimits | None) -> list[tuple[str, dict[str, Any]]]:
     chosen = limits if limits is not None else FlowLimits.from_env()
-    return [
-        put_rule(producer.keys(queue), field, orjson.dumps(rule))
-        for queue, rules in chosen.rules().items()
-        for field, rule in rules.items()
-    ]
+    return [(queue, rule) for queue, rules in chosen.rules().items() for rule in rules.values()]
 
 
-# Until Admin.set_limit is on main, the rules go in through the producer's driver, in one
-# pipeline; a rule of the same id is replaced, so declaring again at each start is safe.
+def _args(rule: Mapping[str, Any]) -> dict[str, Any]:
+    period = rule["period_ms"]
+    return {
+        "rate": rule["rate"],
+        "per": None if period is None else period / 1000,
+        "concurrency": rule["concurrency"],
+        "shared": rule["shared"],
+    }
+
+
+# A rule of the same pattern and kind is replaced, so declaring again at each start is safe;
+# Admin.set_limit also re-checks the keys already waiting on a limit.
 def declare_limits(producer: Producer, limits: FlowLimits | None = None) -> None:
     """Write the distribution limits (default :meth:`FlowLimits.from_env`)."""
-    producer._driver.run(_calls(producer, limits))
+    with Admin(settings=producer.settings) as admin:
+        for queue, rule in _each(limits):
+            admin.set_limit(queue, rule["pattern"], **_args(rule))
 
 
 async def declare_limits_async(producer: AsyncProducer, limits: FlowLimits | None = None) -> None:
     """See :func:`declare_limits`."""
-    await producer._driver.run(_calls(producer, limits))
+    async with AsyncAdmin(settings=producer.settings) as admin:
+        for queue, rule in _each(limits):
+            await admin.set_limit(queue, rule["pattern"], **_args(rule))
