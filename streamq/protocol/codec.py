@@ -172,31 +172,17 @@ def decode_entry(entry_id: bytes | str, fields: Any) -> Entry:
             raise ValueError(f"malformed field names: {exc}") from None
     if not isinstance(fields, dict):
         raise ValueError("entry fields are not a mapping")
-    if b"k" in fields:
-        return _flow_entry(eid, fields)
-    try:
-        job_id = fields[b"i"].decode("utf-8")
-        name = fields[b"n"].decode("utf-8")
-        data = fields[b"d"]
-        attempt = int(fields[b"a"])
-        options = fields[b"o"]
-    except KeyError as exc:
-        raise ValueError(f"missing field {exc.args[0]!r}") from None
-    except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
-        raise ValueError(f"malformed field: {exc}") from None
-    if not isinstance(data, bytes) or not isinstance(options, bytes):
-        raise ValueError("payload and options must be bytes")
-    if not job_id or not name or attempt < 1:
-        raise ValueError("empty job id or name, or attempt < 1")
-    return Entry(eid, job_id, name, data, attempt, options)
+    return _entry_of(eid, fields)
 
 
-def _flow_entry(eid: str, f: dict[Any, Any]) -> Entry:
-    """A flow job's entry (take.lua adds its key ``k`` and priority ``p``)."""
+def _entry_of(eid: str, f: dict[Any, Any]) -> Entry:
+    """The general path of :func:`decode_entry`: any field order, a flow job's key ``k``
+    and priority ``p`` (take.lua adds them) included."""
     try:
-        job_id, name = f[b"i"].decode(), f[b"n"].decode()
+        job_id, name = f[b"i"].decode("utf-8"), f[b"n"].decode("utf-8")
         data, options, attempt = f[b"d"], f[b"o"], int(f[b"a"])
-        key, priority = f[b"k"].decode(), int(f.get(b"p", b"0"))
+        key = f[b"k"].decode("utf-8") if b"k" in f else None
+        priority = int(f.get(b"p", b"0"))
     except KeyError as exc:
         raise ValueError(f"missing field {exc.args[0]!r}") from None
     except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:

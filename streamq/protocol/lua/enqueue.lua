@@ -14,6 +14,7 @@ Returns one item per job: a new waiting job's stream entry id (string), a new de
 The record of a new job has no 'a' field: absent attempts read as 0 everywhere.
 ]]
 --- @include "lib/time.lua"
+--- @include "lib/enqueue.lua"
 local stream, delayed, group, fresh = KEYS[1], KEYS[2], ARGV[1], ARGV[3] == '1'
 -- TIME and the stream check cost a command each; a call with no delayed job needs neither.
 local now, ready = nil, false
@@ -34,20 +35,11 @@ for j = 1, tonumber(ARGV[2]) do
   local key = KEYS[3 + j]
   local id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local delay, at = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
-  -- Each command sent from Lua costs ~5 us of a one-job call's server time: skip the lookup
-  -- of a record that cannot exist.
-  local state = false
-  if not fresh then state = redis.call('HGET', key, 's') end
-  if state == 'cancelled' then
-    redis.call('DEL', key)
-    redis.call('ZREM', KEYS[3], id)
-    state = false
-  end
+  local state = existing_state(key, id, KEYS[3], fresh)
   if state then
     out[j] = {state}
   else
-    local due = -1
-    if at >= 0 then due = at elseif delay > 0 then due = clock() + delay end
+    local due = due_of(at, delay, clock)
     if due >= 0 and due > clock() then
       ensure_stream()
       redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 's', 'delayed', 'c', clock(),

@@ -8,6 +8,7 @@ ARGV[1] group    ARGV[2] N    ARGV[3] '1' when every id was generated (see enque
 Returns one item per job: as enqueue.lua, plus {'held', 1} for a new held job.
 ]]
 --- @include "lib/time.lua"
+--- @include "lib/enqueue.lua"
 --- @include "lib/flow.lua"
 local stream, delayed, group, fresh = KEYS[1], KEYS[2], ARGV[1], ARGV[3] == '1'
 local F = flow_keys(4)
@@ -30,18 +31,11 @@ for j = 1, tonumber(ARGV[2]) do
   local delay, at = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local key, prio = ARGV[b + 6], tonumber(ARGV[b + 7])
   local flow = key ~= '' or prio > 0
-  local state = false
-  if not fresh then state = redis.call('HGET', job, 's') end
-  if state == 'cancelled' then
-    redis.call('DEL', job)
-    redis.call('ZREM', KEYS[3], id)
-    state = false
-  end
+  local state = existing_state(job, id, KEYS[3], fresh)
   if state then
     out[j] = {state}
   else
-    local due = -1
-    if at >= 0 then due = at elseif delay > 0 then due = clock() + delay end
+    local due = due_of(at, delay, clock)
     if due >= 0 and due > clock() then
       redis.call('HSET', job, 'n', name, 'd', data, 'o', opts, 's', 'delayed', 'c', clock(),
         'due', due)
