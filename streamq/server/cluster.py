@@ -24,14 +24,12 @@ for that upcoming support; today, connect with ``redis.cluster.RedisCluster`` an
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
@@ -41,8 +39,9 @@ from redis.retry import Retry
 
 from streamq.errors import ServerError
 from streamq.server.binaries import find_server_binary
-from streamq.server.conf import HOST, PROFILES, Profile
+from streamq.server.conf import HOST, Profile
 from streamq.server.process import _PORT_CLASH, _START_ATTEMPTS, EmbeddedServer, _free_port
+from streamq.server.topology import Topology
 
 SLOTS = 16384
 """Hash slots in a Redis Cluster."""
@@ -52,7 +51,6 @@ Role = Literal["master", "replica"]
 
 _MASTER_NAMES = frozenset({"master", "primary"})  # Valkey may say "primary"
 _REPLICA_NAMES = frozenset({"slave", "replica"})
-_POLL = 0.05
 
 
 def _role_name(raw: str) -> Role | None:
@@ -235,7 +233,7 @@ def _admin_client(server: EmbeddedServer, timeout: float = 2.0) -> redis.Redis:
     )
 
 
-class EmbeddedCluster:
+class EmbeddedCluster(Topology):
     """A Redis Cluster of ``masters`` masters with ``replicas_per_master`` replicas each.
 
     Every node is an :class:`~streamq.server.EmbeddedServer` in ``base_dir/node-<i>`` (a
@@ -251,6 +249,8 @@ class EmbeddedCluster:
     Each :meth:`start` forms a fresh cluster (earlier node configs are discarded); there is
     no restart. Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
+
+    what = "cluster"
 
     def __init__(
         self,
@@ -271,43 +271,23 @@ class EmbeddedCluster:
             raise ValueError(f"replicas_per_master must be 0 or more, not {replicas_per_master}")
         if node_timeout_ms < 100:
             raise ValueError(f"node_timeout_ms must be at least 100, not {node_timeout_ms}")
-        if password == "":
-            raise ValueError("password must be a non-empty string or None")
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout}")
-        self._owns_dir = base_dir is None
-        self._base_dir = (
-            Path(tempfile.mkdtemp(prefix="streamq-cluster-"))
-            if base_dir is None
-            else Path(base_dir).expanduser().resolve()
+        super().__init__(
+            base_dir,
+            dir_prefix="streamq-cluster-",
+            password=password,
+            binary=binary,
+            prefer=prefer,
+            profile=profile,
+            timeout=timeout,
         )
         self._masters = masters
         self._replicas_per_master = replicas_per_master
-        self._password = password
-        self._binary = Path(binary) if binary is not None else None
-        self._prefer = prefer
         self.node_timeout_ms = node_timeout_ms
-        self._profile: Profile = profile
-        self.timeout = timeout
         self._nodes: list[EmbeddedNode] = []
         self._clients: dict[int, redis.Redis] = {}
         self._ports_used: set[int] = set()
-        self.formation_seconds: float | None = None
-        """How long the last :meth:`start` took, process spawns included."""
 
     # ----------------------------------------------------------------- properties
-
-    @property
-    def base_dir(self) -> Path:
-        """The directory holding one ``node-<i>`` directory per node."""
-        return self._base_dir
-
-    @property
-    def password(self) -> str | None:
-        """The password of every node, or ``None``."""
-        return self._password
 
     @property
     def size(self) -> int:
@@ -543,23 +523,6 @@ class EmbeddedCluster:
                 problems.append(f"replica {node.port} master link {link}")
         return problems
 
-    def _converge(self, check: Callable[[], list[str]], deadline: float, what: str) -> None:
-        began = time.monotonic()
-        while True:
-            try:
-                problems = check()
-            except redis.RedisError as exc:
-                problems = [f"{type(exc).__name__}: {exc}"]
-            if not problems:
-                return
-            if time.monotonic() >= deadline:
-                waited = time.monotonic() - began
-                raise ServerError(
-                    f"cluster did not converge ({what}) within {waited:.1f} s: "
-                    + "; ".join(problems)
-                )
-            time.sleep(_POLL)
-
     def kill(self, node: EmbeddedNode, sig: int = signal.SIGKILL) -> None:
         """Crash one node (SIGKILL by default: nothing flushed, no goodbye to its peers)."""
         if node not in self._nodes:
@@ -587,8 +550,7 @@ class EmbeddedCluster:
         self._close_clients()
         self._nodes.clear()
         self._ports_used.clear()
-        if self._owns_dir:
-            shutil.rmtree(self._base_dir, ignore_errors=True)
+        self._remove_dir()
 
     def _close_clients(self) -> None:
         for client in self._clients.values():
@@ -596,15 +558,5 @@ class EmbeddedCluster:
                 client.close()
         self._clients.clear()
 
-    def __enter__(self) -> Self:
-        if not self._nodes:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _started(self) -> bool:
+        return bool(self._nodes)

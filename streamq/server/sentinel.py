@@ -26,13 +26,10 @@ It is test infrastructure (and for anyone who wants a throwaway Sentinel setup).
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -41,13 +38,13 @@ import redis
 from streamq.errors import ServerError
 from streamq.server.binaries import find_server_binary
 from streamq.server.cluster import _admin_client, _role_name, _run
-from streamq.server.conf import HOST, PROFILES, Profile
+from streamq.server.conf import HOST, Profile
 from streamq.server.conf import quote as conf_quote
 from streamq.server.process import _PORT_CLASH, _START_ATTEMPTS, EmbeddedServer
+from streamq.server.topology import Topology
 
 __all__ = ["EmbeddedSentinel"]
 
-_POLL = 0.05
 
 
 class _SentinelProcess(EmbeddedServer):
@@ -113,7 +110,7 @@ def _record(reply: Any) -> dict[str, str]:
     return {str(reply[i]): str(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
 
 
-class EmbeddedSentinel:
+class EmbeddedSentinel(Topology):
     """A primary with ``replicas`` replicas, monitored by ``sentinels`` sentinels.
 
     Every process runs in ``base_dir/<role>-<i>`` (a temporary directory, removed by
@@ -126,6 +123,8 @@ class EmbeddedSentinel:
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
+
+    what = "sentinel setup"
 
     def __init__(
         self,
@@ -148,47 +147,29 @@ class EmbeddedSentinel:
             raise ValueError(f"sentinels must be at least 1, not {sentinels}")
         if not service or any(c.isspace() or c in "/?#" for c in service):
             raise ValueError(f"service must be a non-empty name without spaces: {service!r}")
-        if password == "" or sentinel_password == "":
-            raise ValueError("passwords must be non-empty strings or None")
+        if sentinel_password == "":
+            raise ValueError("sentinel_password must be a non-empty string or None")
         if down_after_ms < 100:
             raise ValueError(f"down_after_ms must be at least 100, not {down_after_ms}")
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout}")
-        self._owns_dir = base_dir is None
-        self._base_dir = (
-            Path(tempfile.mkdtemp(prefix="streamq-sentinel-"))
-            if base_dir is None
-            else Path(base_dir).expanduser().resolve()
+        super().__init__(
+            base_dir,
+            dir_prefix="streamq-sentinel-",
+            password=password,
+            binary=binary,
+            prefer=prefer,
+            profile=profile,
+            timeout=timeout,
         )
         self._replicas = replicas
         self._sentinel_count = sentinels
         self.service = service
         """The name the sentinels monitor the primary under (the URL's path)."""
-        self._password = password
         self._sentinel_password = sentinel_password
-        self._binary = Path(binary) if binary is not None else None
-        self._prefer = prefer
         self.down_after_ms = down_after_ms
-        self._profile: Profile = profile
-        self.timeout = timeout
         self._servers: list[EmbeddedServer] = []  # the primary at formation first
         self._sentinels: list[_SentinelProcess] = []
-        self.formation_seconds: float | None = None
-        """How long the last :meth:`start` took, process spawns included."""
 
     # ----------------------------------------------------------------- properties
-
-    @property
-    def base_dir(self) -> Path:
-        """The directory holding one directory per process."""
-        return self._base_dir
-
-    @property
-    def password(self) -> str | None:
-        """The data nodes' password, or ``None``."""
-        return self._password
 
     @property
     def servers(self) -> tuple[EmbeddedServer, ...]:
@@ -433,23 +414,6 @@ class EmbeddedSentinel:
                 problems.append(f"sentinel {sentinel.port} does not see replicas {missing} up")
         return problems
 
-    def _converge(self, check: Callable[[], list[str]], deadline: float, what: str) -> None:
-        began = time.monotonic()
-        while True:
-            try:
-                problems = check()
-            except redis.RedisError as exc:
-                problems = [f"{type(exc).__name__}: {exc}"]
-            if not problems:
-                return
-            if time.monotonic() >= deadline:
-                waited = time.monotonic() - began
-                raise ServerError(
-                    f"sentinel setup did not converge ({what}) within {waited:.1f} s: "
-                    + "; ".join(problems)
-                )
-            time.sleep(_POLL)
-
     def stop(self) -> None:
         """Stop the sentinels first (so none starts a failover meanwhile), then the data
         nodes, and remove ``base_dir`` if this object created it. Safe to call twice."""
@@ -461,18 +425,7 @@ class EmbeddedSentinel:
                 proc.kill()
         self._servers.clear()
         self._sentinels.clear()
-        if self._owns_dir:
-            shutil.rmtree(self._base_dir, ignore_errors=True)
+        self._remove_dir()
 
-    def __enter__(self) -> Self:
-        if not self._servers:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _started(self) -> bool:
+        return bool(self._servers)
