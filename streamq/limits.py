@@ -27,6 +27,7 @@ __all__ = [
     "FLOW_MODES",
     "MAX_PATTERN_CHARS",
     "MAX_PERIOD_MS",
+    "MAX_RATE",
     "FlowMode",
     "Limit",
     "check_mode",
@@ -39,6 +40,9 @@ __all__ = [
 
 #: The longest rate window (30 days), the same bound as a retry's backoff.
 MAX_PERIOD_MS = 30 * 24 * 3600 * 1000
+#: The most starts a rate may allow per window: the sliding log keeps one entry per start
+#: (about 60 bytes), so this bounds a bucket's memory to a few MB.
+MAX_RATE = 100_000
 #: Longest key pattern (a job key is at most 200 characters too).
 MAX_PATTERN_CHARS = 200
 
@@ -94,8 +98,11 @@ class Limit:
         if (self.rate is None) != (self.period_ms is None):
             raise ConfigError(f"{where}: a rate needs a period and a period needs a rate")
         if self.rate is not None:
-            if not _is_int(self.rate) or self.rate < 1:
-                raise ConfigError(f"{where}: rate must be an integer >= 1, got {self.rate!r}")
+            if not _is_int(self.rate) or not 1 <= self.rate <= MAX_RATE:
+                raise ConfigError(
+                    f"{where}: rate must be an integer from 1 to {MAX_RATE:,} "
+                    f"(the window keeps one entry per start), got {self.rate!r}"
+                )
             period = self.period_ms
             if not isinstance(period, int) or isinstance(period, bool):
                 period = -1

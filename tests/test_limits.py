@@ -71,7 +71,7 @@ def stored(client: redis.Redis, queue: str) -> dict[str, Any]:
         ({"pattern": "a" * 201, "concurrency": 1}, "at most 200"),
         ({"pattern": "x:*", "rate": 5}, "a rate needs a period"),
         ({"pattern": "x:*", "period_ms": 1000}, "a rate needs a period"),
-        ({"pattern": "x:*", "rate": 0, "period_ms": 1000}, "rate must be an integer >= 1"),
+        ({"pattern": "x:*", "rate": 0, "period_ms": 1000}, "rate must be an integer from 1 to"),
         ({"pattern": "x:*", "rate": True, "period_ms": 1000}, "rate must be an integer"),
         ({"pattern": "x:*", "rate": 1, "period_ms": 0}, "more than 0 and at most 30 days"),
         (
@@ -491,3 +491,11 @@ def test_held_jobs_of_real_enqueues_are_listed_with_their_records(
     assert all(e.job is not None and e.job.key == e.key for e in rows)
     assert (info.flow.held, info.flow.keys_ready) == (3, 2)
     assert info.flow.busiest_keys == (("x:a", 2), ("x:b", 1))
+
+
+def test_a_rate_above_the_bound_is_refused_naming_it() -> None:
+    from streamq.limits import MAX_RATE, Limit
+
+    with pytest.raises(ConfigError, match="rate must be an integer from 1 to 100,000"):
+        Limit("x:*", rate=MAX_RATE + 1, period_ms=1000)
+    assert Limit("x:*", rate=MAX_RATE, period_ms=1000).rate == MAX_RATE

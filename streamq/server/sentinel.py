@@ -46,7 +46,6 @@ from streamq.server.topology import Topology
 __all__ = ["EmbeddedSentinel"]
 
 
-
 class _SentinelProcess(EmbeddedServer):
     """A sentinel: an embedded server run with ``--sentinel`` on a config of its own (the
     launcher's readiness probe, stop and kill apply unchanged: sentinels answer ``PING``,
