@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from streamq import connection
 from streamq._driver import AsyncDriver, SyncDriver
@@ -32,7 +32,7 @@ from streamq.job import (
     check_retries,
     timeout_ms,
 )
-from streamq.protocol import dlq, jobs, queues, schedules
+from streamq.protocol import jobs, partitions, routed, schedules
 from streamq.protocol.calls import Call, Flow, ping
 from streamq.protocol.codec import encode_payload, new_job_id, new_job_ids
 from streamq.protocol.jobs import PreparedJob
@@ -43,10 +43,17 @@ from streamq.protocol.keys import (
     validate_priority,
     validate_queue_name,
 )
+from streamq.protocol.partitions import PartitionMeta
 from streamq.protocol.schedules import Schedule
 from streamq.results import DeadEntry, EnqueueResult, QueueStatus
 
 __all__ = ["AsyncProducer", "JobSpec", "Producer"]
+
+T = TypeVar("T")
+#: Seconds a producer trusts what it read of a queue's partitions.
+META_TTL_S = 5.0
+#: Up to this many new jobs go home while the partitions are read beside them.
+HOME_GUESS_MAX = 8
 
 Delay = float | int | timedelta
 At = datetime | float | int
@@ -136,6 +143,8 @@ class _Base:
         self.durable_timeout_ms = max(1, int(durable_timeout * 1000))
         self._durable_checked = False
         self._keys: dict[str, QueueKeys] = {}
+        #: Queue -> (its partitions, monotonic time to read them again).
+        self._metas: dict[str, tuple[PartitionMeta, float]] = {}
         self._default_options = JobOptions(
             settings.max_retries,
             Backoff(
@@ -262,10 +271,65 @@ class _Base:
     ) -> Call[list[EnqueueResult]] | Flow[list[EnqueueResult]]:
         # Everything is validated and encoded (``prepared``) before anything is sent: a bad
         # job in a batch means nothing of the batch is written. ``fresh``: no custom ids.
+        hit = self._metas.get(queue)
+        is_durable = self.durable if durable is None else durable
+        if hit is None or hit[1] <= time.monotonic():
+            if fresh and not is_durable and len(prepared) <= HOME_GUESS_MAX:
+                # New ids cannot collide with a job elsewhere: send a few home beside the
+                # read of the partitions, still one round trip (home is where every
+                # lookup also looks, and workers consume it); a batch reads first, so it
+                # spreads over the partitions.
+                return self._home_enqueue(queue, prepared)
+            return self._routed_enqueue(queue, prepared, durable, fresh)
+        if hit[0].partitions > 1:
+            return self._routed_enqueue(queue, prepared, durable, fresh)
         call = jobs.enqueue(self.keys(queue), prepared, fresh=fresh)
-        if not (self.durable if durable is None else durable):
+        if not is_durable:
             return call
         return self._durable_flow(call)
+
+    def _home_enqueue(self, queue: str, prepared: list[PreparedJob]) -> Flow[list[EnqueueResult]]:
+        home = self.keys(queue)
+        meta, results = yield [
+            partitions.read_meta(home),
+            jobs.enqueue(home, prepared, fresh=True),
+        ]
+        self._metas[queue] = (meta, time.monotonic() + META_TTL_S)
+        return results  # type: ignore[no-any-return]
+
+    def _routed_enqueue(
+        self, queue: str, prepared: list[PreparedJob], durable: bool | None, fresh: bool
+    ) -> Flow[list[EnqueueResult]]:
+        meta = yield from self._meta(queue)
+        home = self.keys(queue)
+        is_durable = self.durable if durable is None else durable
+        if meta.partitions == 1:
+            call = jobs.enqueue(home, prepared, fresh=fresh)
+            if is_durable:
+                return (yield from self._durable_flow(call))
+            results: list[EnqueueResult] = yield call
+            return results
+        flow = routed.enqueue(
+            home, meta, prepared, fresh, self._durable_flow if is_durable else None
+        )
+        return (yield from flow)
+
+    def _meta(self, queue: str) -> Flow[PartitionMeta]:
+        """The queue's partitions, read again at most every :data:`META_TTL_S` (a raised
+        count reaches every producer within that; jobs written meanwhile under the older
+        count are still found and consumed: see :mod:`streamq.protocol.partitions`)."""
+        hit = self._metas.get(queue)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        meta: PartitionMeta = yield partitions.read_meta(self.keys(queue))
+        self._metas[queue] = (meta, now + META_TTL_S)
+        return meta
+
+    def _routed(self, queue: str, op: Callable[[QueueKeys, PartitionMeta], Flow[T]]) -> Flow[T]:
+        """``op`` on the queue's home keys and partitions (one partition: the plain op)."""
+        meta = yield from self._meta(queue)
+        return (yield from op(self.keys(queue), meta))
 
     def _durable_flow(self, call: Call[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
         if not self._durable_checked:
@@ -340,11 +404,15 @@ class Producer(_Base):
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's record (state, attempts, result, last error, timestamps), or None."""
-        return self._driver.run(jobs.get_job(self.keys(queue), job_id))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.get_job(h, m, job_id)))
 
     def cancel(self, queue: str, job_id: str) -> None:
         """Cancel a delayed or waiting job (InvalidStateError if it runs or has finished)."""
-        self._driver.run(jobs.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
+        self._driver.run(
+            self._routed(
+                queue, lambda h, m: routed.cancel(h, m, job_id, self.settings.events_maxlen)
+            )
+        )
 
     def reschedule(
         self, queue: str, job_id: str, *, delay: Delay | None = None, at: At | None = None
@@ -352,17 +420,26 @@ class Producer(_Base):
         """Move a delayed job to another time; returns the new due time (ms since epoch)."""
         if (delay is None) == (at is None):
             raise ConfigError("reschedule needs exactly one of delay= or at=")
-        return self._driver.run(jobs.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at)))
+        return self._driver.run(
+            self._routed(
+                queue, lambda h, m: routed.move(h, m, job_id, _delay_ms(delay), _at_ms(at))
+            )
+        )
 
     def status(self, queue: str) -> QueueStatus:
         """Waiting, active, completed, failed, delayed (and DLQ) counts of ``queue``."""
-        return self._driver.run(queues.status(self.keys(queue)))
+        return self._driver.run(self._routed(queue, routed.status))
 
     def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
         """Block until the job completes, dies or is cancelled (no polling loop); raises
         WaitTimeoutError after ``timeout`` seconds."""
         return self._driver.run(
-            jobs.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
+            self._routed(
+                queue,
+                lambda h, m: routed.wait_for(
+                    h, m, job_id, timeout, time.monotonic, self._max_block_ms
+                ),
+            )
         )
 
     def dead_letters(
@@ -371,23 +448,27 @@ class Producer(_Base):
         """Up to ``limit`` DLQ entries, oldest first, after entry id ``after``. ``count``
         is the deprecated name of ``limit``."""
         limit = _limit(count, limit)
-        return self._driver.run(dlq.list_dead(self.keys(queue), limit, after))
+        return self._driver.run(
+            self._routed(queue, lambda h, m: routed.dead_letters(h, m, limit, after))
+        )
 
     def replay_dead(self, queue: str, dead_id: str) -> bool:
         """Move one DLQ entry back to the queue with a fresh retry budget."""
-        return self._driver.run(dlq.replay_one(self.keys(queue), dead_id))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.replay_dead(h, m, dead_id)))
 
     def replay_all_dead(self, queue: str, progress: Callable[[int], None] | None = None) -> int:
         """Replay every DLQ entry of ``queue``; returns how many moved."""
-        return self._driver.run(dlq.replay_all(self.keys(queue), progress=progress))
+        return self._driver.run(
+            self._routed(queue, lambda h, m: routed.replay_all_dead(h, m, progress))
+        )
 
     def delete_dead(self, queue: str, dead_id: str) -> bool:
         """Delete one DLQ entry by its entry id; False if it was not there."""
-        return self._driver.run(dlq.delete_dead(self.keys(queue), dead_id))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.delete_dead(h, m, dead_id)))
 
     def purge_dead(self, queue: str) -> int:
         """Delete every DLQ entry of ``queue``; returns how many."""
-        return self._driver.run(dlq.purge_dead(self.keys(queue)))
+        return self._driver.run(self._routed(queue, routed.purge_dead))
 
     def add_schedule(
         self,
@@ -495,11 +576,17 @@ class AsyncProducer(_Base):
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Producer.get_job`."""
-        return await self._driver.run(jobs.get_job(self.keys(queue), job_id))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.get_job(h, m, job_id))
+        )
 
     async def cancel(self, queue: str, job_id: str) -> None:
         """See :meth:`Producer.cancel`."""
-        await self._driver.run(jobs.cancel(self.keys(queue), job_id, self.settings.events_maxlen))
+        await self._driver.run(
+            self._routed(
+                queue, lambda h, m: routed.cancel(h, m, job_id, self.settings.events_maxlen)
+            )
+        )
 
     async def reschedule(
         self, queue: str, job_id: str, *, delay: Delay | None = None, at: At | None = None
@@ -508,17 +595,24 @@ class AsyncProducer(_Base):
         if (delay is None) == (at is None):
             raise ConfigError("reschedule needs exactly one of delay= or at=")
         return await self._driver.run(
-            jobs.move(self.keys(queue), job_id, _delay_ms(delay), _at_ms(at))
+            self._routed(
+                queue, lambda h, m: routed.move(h, m, job_id, _delay_ms(delay), _at_ms(at))
+            )
         )
 
     async def status(self, queue: str) -> QueueStatus:
         """See :meth:`Producer.status`."""
-        return await self._driver.run(queues.status(self.keys(queue)))
+        return await self._driver.run(self._routed(queue, routed.status))
 
     async def wait(self, queue: str, job_id: str, timeout: float = 30.0) -> Job:
         """See :meth:`Producer.wait`."""
         return await self._driver.run(
-            jobs.wait_for(self.keys(queue), job_id, timeout, time.monotonic, self._max_block_ms)
+            self._routed(
+                queue,
+                lambda h, m: routed.wait_for(
+                    h, m, job_id, timeout, time.monotonic, self._max_block_ms
+                ),
+            )
         )
 
     async def dead_letters(
@@ -526,25 +620,33 @@ class AsyncProducer(_Base):
     ) -> list[DeadEntry]:
         """See :meth:`Producer.dead_letters`."""
         limit = _limit(count, limit)
-        return await self._driver.run(dlq.list_dead(self.keys(queue), limit, after))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.dead_letters(h, m, limit, after))
+        )
 
     async def replay_dead(self, queue: str, dead_id: str) -> bool:
         """See :meth:`Producer.replay_dead`."""
-        return await self._driver.run(dlq.replay_one(self.keys(queue), dead_id))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.replay_dead(h, m, dead_id))
+        )
 
     async def replay_all_dead(
         self, queue: str, progress: Callable[[int], None] | None = None
     ) -> int:
         """See :meth:`Producer.replay_all_dead`."""
-        return await self._driver.run(dlq.replay_all(self.keys(queue), progress=progress))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.replay_all_dead(h, m, progress))
+        )
 
     async def delete_dead(self, queue: str, dead_id: str) -> bool:
         """See :meth:`Producer.delete_dead`."""
-        return await self._driver.run(dlq.delete_dead(self.keys(queue), dead_id))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.delete_dead(h, m, dead_id))
+        )
 
     async def purge_dead(self, queue: str) -> int:
         """See :meth:`Producer.purge_dead`."""
-        return await self._driver.run(dlq.purge_dead(self.keys(queue)))
+        return await self._driver.run(self._routed(queue, routed.purge_dead))
 
     async def add_schedule(
         self,

@@ -82,6 +82,10 @@ class QueueKeys:
     queue: str
     prefix: str = "sq"
     lane: str = ""
+    #: The hash tag of one partition of a partitioned queue ('' = the queue's own: its home
+    #: partition, where an unpartitioned queue keeps everything). See
+    #: :mod:`streamq.protocol.partitions`.
+    tag: str = ""
     # Built once: job() runs for every job on both the producer's and the worker's path.
     _job_prefix: str = field(init=False, repr=False, compare=False)
     _stream: str = field(init=False, repr=False, compare=False)
@@ -93,8 +97,23 @@ class QueueKeys:
 
     @property
     def base(self) -> str:
-        """``prefix:{queue}``: the hash-tagged stem of every key."""
-        return f"{self.prefix}:{{{self.queue}}}"
+        """``prefix:{queue}`` (``prefix:{tag}`` for a partition): the hash-tagged stem of
+        every key."""
+        return f"{self.prefix}:{{{self.tag or self.queue}}}"
+
+    @property
+    def is_home(self) -> bool:
+        """True for the queue's home keys (its only ones unless it is partitioned)."""
+        return not self.tag
+
+    def partition(self, tag: str) -> QueueKeys:
+        """The same queue's keys in the partition of hash tag ``tag`` (plain lane)."""
+        return QueueKeys(self.queue, self.prefix, "", tag)
+
+    @property
+    def meta(self) -> str:
+        """The queue's metadata (home partition): ``partitions``, ``history``."""
+        return f"{self.base}:meta"
 
     @property
     def stream(self) -> str:
@@ -108,11 +127,11 @@ class QueueKeys:
 
     def flow_lane(self) -> QueueKeys:
         """The same queue's keys, on the flow lane."""
-        return QueueKeys(self.queue, self.prefix, FLOW)
+        return QueueKeys(self.queue, self.prefix, FLOW, self.tag)
 
     def plain_lane(self) -> QueueKeys:
         """The same queue's keys, on the plain lane."""
-        return QueueKeys(self.queue, self.prefix)
+        return QueueKeys(self.queue, self.prefix, "", self.tag)
 
     # ---------------------------------------------------------------- flow control
 

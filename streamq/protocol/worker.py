@@ -40,21 +40,23 @@ class Fetched(NamedTuple):
     lane: str = ""
     #: A wake-up entry of kstream (flow jobs are held): no job, the worker takes.
     wakeup: bool = False
+    #: The partition's hash tag ('' = the queue's home).
+    tag: str = ""
 
 
-def _decode(queue: str, eid: Any, fields: Any, lane: str = "") -> Fetched:
+def _decode(queue: str, eid: Any, fields: Any, lane: str = "", tag: str = "") -> Fetched:
     try:
         entry = decode_entry(eid, fields)
-        return Fetched(queue, entry.entry_id, entry, lane=lane)
+        return Fetched(queue, entry.entry_id, entry, lane=lane, tag=tag)
     except ValueError as exc:
         if lane and _is_wakeup(fields):
-            return Fetched(queue, _s(eid), None, lane=lane, wakeup=True)
+            return Fetched(queue, _s(eid), None, lane=lane, wakeup=True, tag=tag)
         raw = _raw_job_id(fields)
         try:
             job_id = raw.decode("utf-8") if isinstance(raw, bytes) and raw else None
         except UnicodeDecodeError:
             job_id = None
-        return Fetched(queue, _s(eid), None, f"undecodable entry: {exc}", job_id, lane)
+        return Fetched(queue, _s(eid), None, f"undecodable entry: {exc}", job_id, lane, tag=tag)
 
 
 def _is_wakeup(fields: Any) -> bool:
@@ -105,7 +107,7 @@ def fetch(
     """XREADGROUP up to ``count`` new entries across queues (never more than free slots).
     ``streams`` may hold flow lanes: entries read there are wake-ups. Parses the raw
     reply (the worker installs :func:`raw_reply`) as well as redis-py's."""
-    by_stream = {k.stream.encode(): (k.queue, k.lane) for k in streams}
+    by_stream = {k.stream.encode(): (k.queue, k.lane, k.tag) for k in streams}
 
     def parse(reply: Any) -> list[Fetched]:
         out: list[Fetched] = []
@@ -113,9 +115,11 @@ def fetch(
             return out
         items = reply.items() if isinstance(reply, dict) else reply
         for stream, entries in items:
-            queue, lane = by_stream[stream if isinstance(stream, bytes) else str(stream).encode()]
+            queue, lane, tag = by_stream[
+                stream if isinstance(stream, bytes) else str(stream).encode()
+            ]
             for eid, fields in entries:
-                out.append(_decode(queue, eid, fields, lane))
+                out.append(_decode(queue, eid, fields, lane, tag))
         return out
 
     cmd: tuple[Arg, ...] = (
@@ -292,7 +296,7 @@ def reclaim(
         for eid, fields, deliveries in r[1]:
             flat = fields or []
             fdict = dict(zip(flat[0::2], flat[1::2], strict=False))
-            entries.append((_decode(keys.queue, eid, fdict, keys.lane), int(deliveries)))
+            entries.append((_decode(keys.queue, eid, fdict, keys.lane, keys.tag), int(deliveries)))
         return Reclaimed(_s(r[0]), entries, [_s(x) for x in r[2]])
 
     return Call("reclaim", [keys.stream], [GROUP, consumer, min_idle_ms, cursor, count], parse)

@@ -38,7 +38,7 @@ class FlowView:
         at = (tuple(live), frozenset(missing))
         found = self._lanes.get(at)
         if found is None:
-            flow = [k.flow_lane() for k in live if k.queue not in missing]
+            flow = [k.flow_lane() for k in live if k.is_home and k.queue not in missing]
             found = self._lanes[at] = [*live, *flow]
         return found
 

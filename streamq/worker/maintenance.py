@@ -11,6 +11,7 @@ and failures go to the job path through its ``start`` and ``fail`` hooks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ import orjson
 from redis.exceptions import ResponseError
 
 from streamq.errors import ConnectionFailedError
+from streamq.protocol import partitions as partition_ops
 from streamq.protocol import queues as queue_ops
 from streamq.protocol import schedules as schedule_ops
 from streamq.protocol import worker as wops
@@ -76,7 +78,7 @@ async def renew_loop(st: WorkerState) -> None:
 
     async def body() -> None:
         by_lane: dict[QueueKeys, list[str]] = {}
-        for eid, run in list(st.running.items()):
+        for (_, eid), run in list(st.running.items()):
             if not run.lost:
                 by_lane.setdefault(run.keys, []).append(eid)
         for keys, eids in by_lane.items():
@@ -84,7 +86,7 @@ async def renew_loop(st: WorkerState) -> None:
             for i in range(0, len(eids), 500):
                 lost = await st.driver.run(wops.renew(keys, st.consumer, eids[i : i + 500]))
                 for eid in lost:
-                    held = st.running.get(eid)
+                    held = st.running.get((keys.stream, eid))
                     if held is None:
                         continue  # finished meanwhile
                     held.lost = True
@@ -145,7 +147,7 @@ async def reclaim_pass(st: WorkerState, cursors: dict[str, str]) -> None:
 async def _take_over(st: WorkerState, fetched: wops.Fetched, deliveries: int) -> bool:
     """Start a reclaimed entry here (True), or dead-letter it past ``max_stalls``, or leave
     our own still-running entry alone (False)."""
-    if fetched.entry_id in st.running:
+    if (st.keys_of(fetched).stream, fetched.entry_id) in st.running:
         # Our own entry, still running here: its renewals lapsed (event loop blocked, an
         # outage or a Redis restart longer than the lease) and XAUTOCLAIM handed it back to
         # us. The claim renewed it; starting it again would run the job twice in this
@@ -160,7 +162,7 @@ async def _take_over(st: WorkerState, fetched: wops.Fetched, deliveries: int) ->
         return False
     if e is not None and stalls > st.settings.max_stalls:
         run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms())
-        st.running[e.entry_id] = run
+        st.running[(keys.stream, e.entry_id)] = run
         error = f"stalled {stalls} times (worker died or froze mid-job)"
         await st.fail(Failure(run, error, "stalled", dead_now=True))
         return False
@@ -193,7 +195,7 @@ async def _hold_reclaimed(st: WorkerState, keys: QueueKeys, fetched: wops.Fetche
     )
     if out.stalled:
         run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms())
-        st.running[e.entry_id] = run
+        st.running[(keys.stream, e.entry_id)] = run
         error = f"stalled more than {st.settings.max_stalls} times (worker died or froze mid-job)"
         await st.fail(Failure(run, error, "stalled", dead_now=True))
         return
@@ -219,7 +221,7 @@ async def _dead_deleted(st: WorkerState, keys: QueueKeys, eid: str) -> None:
         log_event("dead", logging.ERROR, queue=keys.queue, entry_id=eid, reason=reason)
         return
     run = Running(keys, found.job_id, eid, found.name, found.attempts + 1, local_ms())
-    st.running[eid] = run
+    st.running[(keys.stream, eid)] = run
     await st.fail(Failure(run, reason, "deleted", dead_now=True, skip_owner_check=True))
 
 
@@ -256,7 +258,7 @@ async def schedule_loop(st: WorkerState) -> None:
 
     async def body() -> float:
         sleep = cap
-        for keys in st.keys:
+        for keys in st.homes:  # schedules live in the home partition
             fired, wait = await st.driver.run(schedule_ops.fire_due(keys))
             if fired:
                 log_event("scheduled", queue=keys.queue, ticks=fired)
@@ -349,11 +351,31 @@ async def refresh_paused(st: WorkerState) -> None:
         st.unpaused.set()
 
 
+async def refresh_partitions(st: WorkerState) -> None:
+    """Read each queue's partitions; start consuming the ones a raised count added."""
+    homes = st.homes
+    metas = await st.driver.run([partition_ops.read_meta(k) for k in homes])
+    for home, meta in zip(homes, metas, strict=True):
+        added = st.add_partitions(partition_ops.partition_keys(home, meta))
+        if added:
+            log_event(
+                "partitions",
+                queue=home.queue,
+                partitions=meta.partitions,
+                consumed=len([k for k in st.keys if k.queue == home.queue]),
+            )
+            for k in added:
+                with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+                    await st.driver.run(wops.ensure_group(k))
+
+
 async def pause_watch(st: WorkerState) -> None:
-    """Follow pause/resume within half a second (running jobs keep their leases)."""
+    """Follow pause/resume within half a second (running jobs keep their leases), and a
+    raised partition count."""
 
     async def body() -> None:
         await refresh_paused(st)
+        await refresh_partitions(st)
 
     await _forever("pause", 0.5, body)
 
@@ -373,7 +395,7 @@ async def burst_watch(st: WorkerState) -> None:
         if not all(s.waiting == 0 and s.active == 0 and s.delayed == 0 for s in sts):
             continue
         try:
-            flow = [await st.driver.run(wops.flow_busy(k)) for k in st.keys]
+            flow = [await st.driver.run(wops.flow_busy(k)) for k in st.homes]
         except ConnectionFailedError:
             continue
         except ResponseError:  # no flow lane yet (NOGROUP): nothing held
@@ -391,11 +413,11 @@ async def hand_back(st: WorkerState) -> int:
     now, not after the lease), including entries fetched in flight when we stopped."""
     total = 0
     for keys in st.lanes:
-        known = {e: r.job_id for e, r in st.running.items() if r.keys == keys}
+        known = {e: r.job_id for (_, e), r in st.running.items() if r.keys == keys}
         n, jobs = await st.driver.run(wops.hand_back(keys, st.consumer, known))
         total += n
         for job_id, eid in jobs:
-            st.running.pop(eid, None)
+            st.running.pop((keys.stream, eid), None)
             log_event("handed_back", WARN, queue=keys.queue, job_id=job_id, entry_id=eid)
     return total
 

@@ -81,6 +81,15 @@ async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]]) -> None:
             t.exception()  # retrieve it: a loop that died is reported by its own logs
 
 
+def _per_stream(lanes: list[QueueKeys], free: int) -> int:
+    """XREADGROUP's COUNT is per stream: with several plain streams (queues, partitions)
+    ask each for its share of the free slots, so the read cannot deliver many times more
+    than the worker can run (at most one each beyond, when there are more streams than
+    free slots)."""
+    plain = sum(1 for k in lanes if not k.is_flow)
+    return free if plain <= 1 else max(1, free // plain)
+
+
 def _slot_groups(lanes: list[QueueKeys]) -> list[list[QueueKeys]]:
     """``lanes`` grouped by Cluster hash slot, in first-seen order."""
     by_slot: dict[int, list[QueueKeys]] = {}
@@ -137,8 +146,8 @@ class Worker:
             self.settings, self.keys, self.consumer, self.driver, self.concurrency, promote_poll_ms
         )
         st.start, st.fail, st.stop = self.start, self._fail, self.stop
-        #: Entry id -> job (executing or awaiting flush); the state's dict, shared.
-        self.running: dict[str, Running] = st.running
+        #: (stream, entry id) -> job (executing or awaiting flush); the state's dict, shared.
+        self.running: dict[tuple[str, str], Running] = st.running
         #: Sync handlers still running past their time limit; each holds a slot.
         self.stuck: list[StuckHandler] = st.stuck
         self._pool_runners: RunnerPool[wops.Fetched] = RunnerPool(
@@ -201,6 +210,7 @@ class Worker:
             save = None  # CONFIG not allowed for this user (least-privilege ACL): skip
         self.server = check_server(info, save)
         await self.driver.load_all()
+        await maintenance.refresh_partitions(self.state)  # every partition from the start
         await self.ensure_groups()
         await maintenance.refresh_paused(self.state)  # never fetch from a queue paused at start
         log_event(
@@ -429,7 +439,9 @@ class Worker:
                 if self._cluster:
                     got = await self._read_by_slot(lanes, free, block)
                 else:
-                    got = await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
+                    got = await self.driver.run(
+                        wops.fetch(lanes, self.consumer, _per_stream(lanes, free), block)
+                    )
                 backoff.reset()
             except OUTAGE as exc:
                 await backoff.wait("fetch", exc)
@@ -453,7 +465,8 @@ class Worker:
         within ``CLUSTER_IDLE_BLOCK_MS``."""
         groups = _slot_groups(lanes)
         if len(groups) == 1:
-            return await self.driver.run(wops.fetch(lanes, self.consumer, free, block))
+            count = _per_stream(lanes, free)
+            return await self.driver.run(wops.fetch(lanes, self.consumer, count, block))
         self._turn = (self._turn + 1) % len(groups)
         order = groups[self._turn :] + groups[: self._turn]
         got: list[wops.Fetched] = []
@@ -461,12 +474,14 @@ class Worker:
         for group in order:
             if left <= 0:
                 break
-            part = await self.driver.run(wops.fetch(group, self.consumer, left, None))
+            count = _per_stream(group, left)
+            part = await self.driver.run(wops.fetch(group, self.consumer, count, None))
             got += part
             left -= sum(1 for f in part if not f.wakeup)
         if not got and block is not None:
             short = min(block, CLUSTER_IDLE_BLOCK_MS)
-            got = await self.driver.run(wops.fetch(order[0], self.consumer, free, short))
+            count = _per_stream(order[0], free)
+            got = await self.driver.run(wops.fetch(order[0], self.consumer, count, short))
         # Wake-ups last, as a single read returns them (see _FlowView.read).
         return [f for f in got if not f.wakeup] + [f for f in got if f.wakeup]
 
@@ -474,7 +489,7 @@ class Worker:
         """Take held flow jobs of the queues whose turn it is; returns how many started."""
         started = 0
         for k in live:
-            if free - started <= 0 or not flow.due_queue(k.queue, now):
+            if not k.is_home or free - started <= 0 or not flow.due_queue(k.queue, now):
                 continue
             n = flow.share(k.queue, free - started)
             try:
@@ -497,8 +512,8 @@ class Worker:
         st = self.state
         if e is not None:
             # Registered now, not when a runner starts it: its lease is renewed from here.
-            keys = st.by_queue[f.queue] if not f.lane else st.by_lane[(f.queue, f.lane)]
-            st.running[e.entry_id] = Running(
+            keys = st.lane_keys(f)
+            st.running[(keys.stream, e.entry_id)] = Running(
                 keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms()
             )
         st.executing += 1
@@ -509,7 +524,7 @@ class Worker:
         if e is None:
             await self._dead_undecodable(self.state.keys_of(f), f)
             return
-        run = self.running.get(e.entry_id)
+        run = self.running.get((self.state.lane_keys(f).stream, e.entry_id))
         if run is None:  # handed back meanwhile (shutdown): not ours to run any more
             return
         await self._execute(run, e.data, e.options, e.key, e.priority)
@@ -714,7 +729,7 @@ class Worker:
             skip_owner_check=f.skip_owner_check,
         )
         out: wops.FailOutcome = await retrying("fail", self.driver.run, call)
-        self.running.pop(run.entry_id, None)
+        self.running.pop((run.keys.stream, run.entry_id), None)
         duration = round((time.perf_counter() - f.started) * 1000, 3) if f.started else None
         common = dict(
             queue=run.keys.queue,
@@ -743,7 +758,7 @@ class Worker:
         after_ms = min(int(exc.retry_after * 1000), MAX_BACKOFF_MS)
         call = wops.hold(run.keys, self.consumer, run.job_id, run.entry_id, after_ms, exc.key_wide)
         out: wops.FailOutcome = await retrying("hold", self.driver.run, call)
-        self.running.pop(run.entry_id, None)
+        self.running.pop((run.keys.stream, run.entry_id), None)
         log_event(
             "fenced" if out.fenced else "rate_limited",
             WARN,
@@ -829,7 +844,7 @@ class Worker:
     ) -> None:
         info = logging.getLogger("streamq").isEnabledFor(logging.INFO)
         for (d, run, took), ok in zip(items, oks, strict=True):
-            self.running.pop(d.entry_id, None)
+            self.running.pop((run.keys.stream, d.entry_id), None)
             if ok:
                 self.state.processed += 1
                 if info:

@@ -101,12 +101,14 @@ class WorkerState:
     by_queue: dict[str, QueueKeys] = field(init=False)
     #: Every queue's two lanes: the plain stream and the flow lane (kstream).
     lanes: list[QueueKeys] = field(init=False)
-    #: (queue, lane) -> that lane's keys.
-    by_lane: dict[tuple[str, str], QueueKeys] = field(init=False)
+    #: (queue, lane, partition tag) -> that lane's keys.
+    by_lane: dict[tuple[str, str, str], QueueKeys] = field(init=False)
     #: Queues whose flow lane (kstream and its group) could not be created (a full Redis).
     flow_missing: set[str] = field(default_factory=set)
-    #: Entry id -> job, from delivery until its result is recorded or it is handed back.
-    running: dict[str, Running] = field(default_factory=dict)
+    #: (stream, entry id) -> job, from delivery until its result is recorded or it is
+    #: handed back. The stream too: ids are unique per stream only (two queues, a queue's
+    #: partitions or its flow lane can each have an entry ``T-0`` at once).
+    running: dict[tuple[str, str], Running] = field(default_factory=dict)
     #: Slots taken: entries queued for a runner or running, and stuck sync handlers.
     executing: int = 0
     #: Queues paused by an operator (``sq:{Q}:paused``): not fetched nor reclaimed from.
@@ -125,12 +127,32 @@ class WorkerState:
 
     def __post_init__(self) -> None:
         self.by_queue = {k.queue: k for k in self.keys}
-        self.lanes = [*self.keys, *(k.flow_lane() for k in self.keys)]
-        self.by_lane = {(k.queue, k.lane): k for k in self.lanes}
+        self.lanes = [*self.keys, *(k.flow_lane() for k in self.keys if k.is_home)]
+        self.by_lane = {(k.queue, k.lane, k.tag): k for k in self.lanes}
+
+    def lane_keys(self, f: Fetched) -> QueueKeys:
+        """:meth:`keys_of`, with the common case (a queue's home plain lane) first."""
+        return self.by_queue[f.queue] if not (f.lane or f.tag) else self.keys_of(f)
 
     def keys_of(self, f: Fetched) -> QueueKeys:
-        """The keys of the lane a delivered entry came from."""
-        return self.by_lane[(f.queue, f.lane)]
+        """The keys of the lane (and partition) a delivered entry came from."""
+        return self.by_lane[(f.queue, f.lane, f.tag)]
+
+    @property
+    def homes(self) -> list[QueueKeys]:
+        """The home keys of each queue (flow control, schedules and flags live there)."""
+        return [k for k in self.keys if k.is_home]
+
+    def add_partitions(self, found: list[QueueKeys]) -> list[QueueKeys]:
+        """Consume the partitions of ``found`` not consumed yet (a queue's partition count
+        grew); returns those added. ``keys`` is the list the worker reads from."""
+        have = {(k.queue, k.tag) for k in self.keys}
+        added = [k for k in found if (k.queue, k.tag) not in have]
+        for k in added:
+            self.keys.append(k)
+            self.lanes.append(k)
+            self.by_lane[(k.queue, k.lane, k.tag)] = k
+        return added
 
     @property
     def free(self) -> int:

@@ -1,0 +1,186 @@
+"""The operations of one logical queue over its partitions (see
+:mod:`streamq.protocol.partitions`): each takes the queue's home keys and its
+:class:`~streamq.protocol.partitions.PartitionMeta` and sends what the per-partition
+operations of :mod:`~streamq.protocol.jobs`, :mod:`~streamq.protocol.queues` and
+:mod:`~streamq.protocol.dlq` send, to the partitions concerned. With one partition each is
+exactly the unpartitioned operation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from streamq.job import Job
+from streamq.protocol import dlq, jobs, queues
+from streamq.protocol.calls import Call, Flow
+from streamq.protocol.jobs import PreparedJob
+from streamq.protocol.keys import QueueKeys
+from streamq.protocol.partitions import PartitionMeta, lookup_keys, partition_keys, write_keys
+from streamq.results import DeadEntry, EnqueueResult, QueueStatus
+
+__all__ = [
+    "cancel",
+    "dead_letters",
+    "delete_dead",
+    "enqueue",
+    "find",
+    "get_job",
+    "move",
+    "purge_dead",
+    "replay_all_dead",
+    "replay_dead",
+    "status",
+    "sum_status",
+    "wait_for",
+]
+
+
+def enqueue(
+    home: QueueKeys,
+    meta: PartitionMeta,
+    prepared: Sequence[PreparedJob],
+    fresh: bool,
+    durable: Callable[[Call[list[EnqueueResult]]], Flow[list[EnqueueResult]]] | None = None,
+) -> Flow[list[EnqueueResult]]:
+    """Enqueue ``prepared`` into their partitions: plain jobs by id, flow jobs at home; one
+    pipeline (``durable``: each partition's call with its WAITAOF, one after the other)."""
+    groups: dict[QueueKeys, list[int]] = {}
+    for i, j in enumerate(prepared):
+        k = home if j.is_flow else write_keys(home, meta, j.job_id)
+        groups.setdefault(k, []).append(i)
+    calls = [jobs.enqueue(k, [prepared[i] for i in idx], fresh=fresh) for k, idx in groups.items()]
+    if durable is None:
+        replies = yield calls
+    else:
+        replies = []
+        for call in calls:
+            replies.append((yield from durable(call)))
+    out: list[EnqueueResult | None] = [None] * len(prepared)
+    for idx, results in zip(groups.values(), replies, strict=True):
+        for i, r in zip(idx, results, strict=True):
+            out[i] = r
+    return [r for r in out if r is not None]
+
+
+def find(home: QueueKeys, meta: PartitionMeta, job_id: str) -> Flow[tuple[QueueKeys, Job | None]]:
+    """The partition that holds job ``job_id`` and its record (home and None if none)."""
+    where = lookup_keys(home, meta, job_id)
+    if len(where) == 1:
+        return home, (yield jobs.get_job(home, job_id))
+    found = yield [jobs.get_job(k, job_id) for k in where]
+    for k, job in zip(where, found, strict=True):
+        if job is not None:
+            return k, job
+    return home, None
+
+
+def get_job(home: QueueKeys, meta: PartitionMeta, job_id: str) -> Flow[Job | None]:
+    """:func:`~streamq.protocol.jobs.get_job` in whichever partition holds the job."""
+    _, job = yield from find(home, meta, job_id)
+    return job
+
+
+def cancel(home: QueueKeys, meta: PartitionMeta, job_id: str, events_maxlen: int) -> Flow[None]:
+    """:func:`~streamq.protocol.jobs.cancel` where the job is."""
+    k, _ = yield from find(home, meta, job_id)
+    yield jobs.cancel(k, job_id, events_maxlen)
+
+
+def move(home: QueueKeys, meta: PartitionMeta, job_id: str, delay_ms: int, at_ms: int) -> Flow[int]:
+    """:func:`~streamq.protocol.jobs.move` where the job is."""
+    k, _ = yield from find(home, meta, job_id)
+    return int((yield jobs.move(k, job_id, delay_ms, at_ms)))
+
+
+def wait_for(
+    home: QueueKeys,
+    meta: PartitionMeta,
+    job_id: str,
+    timeout_s: float,
+    clock: Callable[[], float],
+    max_block_ms: int,
+) -> Flow[Job]:
+    """:func:`~streamq.protocol.jobs.wait_for` on the partition that holds the job."""
+    k, _ = yield from find(home, meta, job_id)
+    return (yield from jobs.wait_for(k, job_id, timeout_s, clock, max_block_ms))
+
+
+def status(home: QueueKeys, meta: PartitionMeta) -> Flow[QueueStatus]:
+    """The queue's counts: the sum over its partitions (the oldest waiting job of all)."""
+    parts = partition_keys(home, meta)
+    if len(parts) == 1:
+        one: QueueStatus = yield queues.status(home)
+        return one
+    found: list[QueueStatus] = yield [queues.status(k) for k in parts]
+    return sum_status(found)
+
+
+def sum_status(found: Sequence[QueueStatus]) -> QueueStatus:
+    """One :class:`QueueStatus` for the partitions of one queue (named as the first)."""
+    first = found[0]
+    oldest = [s.oldest_waiting_ms for s in found if s.oldest_waiting_ms is not None]
+    total: dict[str, Any] = {
+        f: sum(getattr(s, f) for s in found)
+        for f in (
+            "waiting",
+            "active",
+            "completed",
+            "failed",
+            "delayed",
+            "dead",
+            "completed_total",
+            "failed_total",
+            "retried_total",
+        )
+    }
+    return replace(first, **total, oldest_waiting_ms=min(oldest) if oldest else None)
+
+
+def dead_letters(
+    home: QueueKeys, meta: PartitionMeta, limit: int, after: str
+) -> Flow[list[DeadEntry]]:
+    """Up to ``limit`` DLQ entries of every partition, oldest first, after entry id
+    ``after`` (entry ids are times: the order is the time of death)."""
+    parts = partition_keys(home, meta)
+    if len(parts) == 1:
+        entries: list[DeadEntry] = yield dlq.list_dead(home, limit, after)
+        return entries
+    found = yield [dlq.list_dead(k, limit, after) for k in parts]
+    merged = sorted((e for part in found for e in part), key=lambda e: _id_order(e.dead_id))
+    return merged[:limit]
+
+
+def _id_order(eid: str) -> tuple[int, int]:
+    ms, _, seq = eid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def replay_dead(home: QueueKeys, meta: PartitionMeta, dead_id: str) -> Flow[bool]:
+    """Replay the DLQ entry ``dead_id`` of whichever partition holds it."""
+    for k in partition_keys(home, meta):
+        if (yield from dlq.replay_one(k, dead_id)):
+            return True
+    return False
+
+
+def replay_all_dead(
+    home: QueueKeys, meta: PartitionMeta, progress: Callable[[int], None] | None = None
+) -> Flow[int]:
+    """Replay every DLQ entry of every partition; returns how many moved."""
+    moved = 0
+    for k in partition_keys(home, meta):
+        moved += yield from dlq.replay_all(k, progress=progress)
+    return moved
+
+
+def delete_dead(home: QueueKeys, meta: PartitionMeta, dead_id: str) -> Flow[bool]:
+    """Delete the DLQ entry ``dead_id`` of whichever partition holds it."""
+    found = yield [dlq.delete_dead(k, dead_id) for k in partition_keys(home, meta)]
+    return any(found)
+
+
+def purge_dead(home: QueueKeys, meta: PartitionMeta) -> Flow[int]:
+    """Delete every DLQ entry of every partition; returns how many."""
+    found = yield [dlq.purge_dead(k) for k in partition_keys(home, meta)]
+    return int(sum(found))
