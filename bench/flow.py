@@ -49,7 +49,6 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import redis
 
 import streamq
@@ -66,9 +65,9 @@ from bench.common import (
     write_json,
 )
 from streamq._driver import SyncDriver
+from streamq.admin import Admin
 from streamq.job import Job
 from streamq.protocol import worker as wops
-from streamq.protocol.calls import raw
 from streamq.protocol.keys import QueueKeys
 from streamq.protocol.scripts import load_library
 from streamq.server import EmbeddedServer
@@ -119,32 +118,11 @@ async def flow(job: Job) -> None:
 # --------------------------------------------------------------------------- set-up
 
 
-def set_limit(
-    url: str,
-    queue: str,
-    pattern: str,
-    *,
-    rate: int | None = None,
-    period_ms: int | None = None,
-    concurrency: int | None = None,
-    shared: bool = False,
-) -> None:
-    """Declare a limit on ``queue`` as the flow spec stores it: field ``each|<pattern>``
-    (or ``shared|``) of the queue's ``limits`` hash, the rule as JSON; one protocol Call
-    sent by the sync driver."""
-    rule = {
-        "pattern": pattern,
-        "shared": shared,
-        "rate": rate,
-        "period_ms": period_ms,
-        "concurrency": None if shared else concurrency,
-    }
-    field = f"{'shared' if shared else 'each'}|{pattern}"
-    r = client(url)
-    try:
-        SyncDriver(r, "bench").run(raw("HSET", QueueKeys(queue).limits, field, orjson.dumps(rule)))
-    finally:
-        r.close()
+def set_limit(url: str, queue: str) -> None:
+    """Limit every key of ``queue`` matching ``k:*`` (each its own budget) to RATE starts
+    per PERIOD_MS and CONCURRENCY running, through the public admin API."""
+    with Admin(settings=settings_for(url)) as admin:
+        admin.set_limit(queue, "k:*", rate=RATE, per=PERIOD_MS / 1000, concurrency=CONCURRENCY)
 
 
 def key_name(i: int) -> str:
@@ -348,7 +326,7 @@ def keyed(
     ``limited`` (``keys`` keys, each limited) on a fresh queue."""
     queue = f"bench-flow-{kind}-{os.urandom(3).hex()}"
     if kind == "limited":
-        set_limit(url, queue, "k:*", rate=RATE, period_ms=PERIOD_MS, concurrency=CONCURRENCY)
+        set_limit(url, queue)
     nkeys = 0 if kind == "plain" else keys
     enqueue_s = fill(url, queue, keyed_specs(n, nkeys), f"flow {kind}")
     try:
@@ -375,7 +353,7 @@ def take_alone(url: str, kind: str, n: int, *, keys: int = KEYS) -> dict[str, An
     job (EVALSHA in INFO commandstats) and the client's round trip per call."""
     queue = f"bench-flow-take-{kind}-{os.urandom(3).hex()}"
     if kind == "limited":
-        set_limit(url, queue, "k:*", rate=RATE, period_ms=PERIOD_MS, concurrency=CONCURRENCY)
+        set_limit(url, queue)
     fill(url, queue, keyed_specs(n, keys), f"take alone {kind}")
     r = client(url)
     driver = SyncDriver(r, "bench")
