@@ -362,14 +362,14 @@ def take_alone(url: str, kind: str, n: int, *, keys: int = KEYS) -> dict[str, An
         driver.run(wops.take(k, "bench-take", 1))  # loads the script, makes the group
         got, calls = 1, 0
         r.config_resetstat()
-        t0 = time.perf_counter()
+        cpu0, t0 = redis_cpu_s(r), time.perf_counter()
         while True:
             taken = driver.run(wops.take(k, "bench-take", TAKE_COUNT))
             calls += 1
             got += len(taken.fetched)
             if not taken.fetched:
                 break
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, redis_cpu_s(r) - cpu0
         stats = r.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "usec": 0})
     finally:
         r.close()
@@ -384,6 +384,7 @@ def take_alone(url: str, kind: str, n: int, *, keys: int = KEYS) -> dict[str, An
         "count": TAKE_COUNT,
         "calls": calls,
         "take_us_per_job": usec / (n - 1),
+        "redis_cpu_us_per_job": cpu / (n - 1) * 1e6,
         "take_us_per_call": usec / max(1, int(stats["calls"])),
         "roundtrip_us_per_call": wall / calls * 1e6,
         "per_s": (n - 1) / wall,
@@ -503,13 +504,21 @@ def run(ctx: Context) -> dict[str, Any]:
     plain = drains["plain"]["per_s"]
     show(
         f"the take script alone: {TAKE_COUNT} jobs a call, {KEYS:,} keys, nothing else running",
-        ["keys", "jobs", "take us/job (Redis)", "take us/call (Redis)", "round trip us/call"],
+        [
+            "keys",
+            "jobs",
+            "take us/job (Redis)",
+            "take us/call (Redis)",
+            "Redis CPU us/job",
+            "round trip us/call",
+        ],
         [
             (
                 "limited" if t["kind"] == "limited" else "no limits",
                 t["jobs"],
                 t["take_us_per_job"],
                 t["take_us_per_call"],
+                t["redis_cpu_us_per_job"],
                 t["roundtrip_us_per_call"],
             )
             for t in takes.values()
@@ -661,7 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"take alone, {kind}: {t['take_us_per_job']:.1f} us/job and "
                     f"{t['take_us_per_call']:,.0f} us/call of Redis time ({TAKE_COUNT} a "
-                    f"call), round trip {t['roundtrip_us_per_call']:,.0f} us/call"
+                    f"call), Redis CPU {t['redis_cpu_us_per_job']:.1f} us/job, round trip "
+                    f"{t['roundtrip_us_per_call']:,.0f} us/call"
                 )
             return 0
         if args.kind == "fairness":
