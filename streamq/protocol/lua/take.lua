@@ -148,9 +148,9 @@ if weighted then
   end
 end
 -- Strict mode reads the ring ahead (`ahead`: key, score, key, score...; `at`: the next
--- pair): a key this take puts back goes behind every key of its level, so the next pair
--- stays the ring's first unless that key came back at a higher level (checked where a
--- key goes back on the ring, below).
+-- pair): a key this take puts back goes behind every key of its level, so the pairs still
+-- to come stay the ring's first ones unless that key came back at a level ahead of the
+-- last of them (checked where a key goes back on the ring, below).
 local ahead, at = {}, 1
 local function ring_first()
   if weighted then return redis.call('ZRANGE', F.ring, 0, 0)[1] end
@@ -249,7 +249,8 @@ while taken < want and looked < want + 1000 do
       if after then
         local score = member_level(key, after) * TURN_BASE + next_turn()
         redis.call('ZADD', F.ring, score, key)
-        if at <= #ahead and score < tonumber(ahead[at + 1]) then ahead = {} end
+        -- Read ahead again if the key now sorts before a key still to come.
+        if at <= #ahead and score < tonumber(ahead[#ahead]) then ahead = {} end
       else
         redis.call('ZREM', F.ring, key)
       end
