@@ -11,13 +11,18 @@ latency        pickup latency p50/p95/p99 at 100 and 1,000 jobs/s
 delayed        delayed-job lateness (handler start - due)
 resources      Redis memory per waiting job, Redis CPU per processed job
 persistence    the one-process e2e run with AOF off and with appendfsync everysec
+flow           flow control: keyed drains with and without limits, the take alone, fairness
 =============  ==========================================================================
 
 Every run ends with a summary table of the headline figures against the project's targets
 (for information: targets never change the exit code). ``--check`` is the CI run: a short
 e2e drain (5,000 jobs by one worker process, then by two sharing the queue) that fails
 only when a job is lost or duplicated, a worker errs or hangs, or throughput is below
-10 jobs/s. It prints the throughput but compares it with nothing else.
+10 jobs/s. It prints the throughput but compares it with nothing else. Then a short flow
+drain (5,000 jobs over 1,000 limited keys) and a short fairness drain (one key x 10,000
+jobs, then 20 keys x 10): they fail on a lost or duplicated job, flow state left behind, a
+small key finishing later than round-robin allows (or past 5 % of the drain), or below
+10 jobs/s.
 
 Exit codes: 0 fine, 1 a correctness failure (lost/duplicated job, worker error, or below
 10 jobs/s with ``--check``), 2 bad usage or no server binary.
@@ -34,7 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, e2e, enqueue, latency, resources, summary
+from bench import ceiling, e2e, enqueue, flow, latency, resources, summary
 from bench.common import (
     RESULTS,
     BenchFailure,
@@ -62,6 +67,7 @@ SCENARIOS: dict[str, Runner] = {
     "delayed": latency.run_delayed,
     "resources": resources.run,
     "persistence": e2e.run_persistence,
+    "flow": flow.run,
 }
 # Scenarios whose tables show ratios to the bare ceiling pull it in.
 NEEDS_CEILING = {"e2e", "resources"}
@@ -167,7 +173,8 @@ def _context(args: argparse.Namespace) -> Context:
 
 def run_check(ctx: Context) -> int:
     """The CI check: e2e drains (one worker process, then two sharing the queue), every job
-    exactly once, and at least 10 jobs/s. Each drain has a deadline, so a hang fails."""
+    exactly once, and at least 10 jobs/s. Each drain has a deadline, so a hang fails. Then
+    the flow drains of :func:`bench.flow.run_check`."""
     runs = [
         e2e.measure(
             ctx, ctx.url, w, ctx.jobs, label=f"check e2e {w} proc", timeout_s=25.0, retention=False
@@ -184,8 +191,16 @@ def run_check(ctx: Context) -> int:
         )
     if slow:
         return 1
+    flow_fails = flow.run_check(ctx, CHECK_MIN_RATE)
+    for text in flow_fails:
+        say(f"FAIL: {text}")
+    if flow_fails:
+        return 1
     rates = ", ".join(f"{m['processes']} proc {fmt(m['per_s'])} jobs/s" for m in runs)
-    say(f"check passed: {ctx.jobs:,} jobs per run, each exactly once; {rates}")
+    say(
+        f"check passed: {ctx.jobs:,} jobs per run, each exactly once; {rates}; flow control: "
+        "limited keys and fairness in round-robin order"
+    )
     return 0
 
 

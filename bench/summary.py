@@ -82,6 +82,33 @@ def _resources(res: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _flow(f: dict[str, Any]) -> list[Row]:
+    limited, keys, plain = (f["drains"][k] for k in ("limited", "keys", "plain"))
+    fair = f["fairness"]
+    c = limited["concurrency"]
+    return [
+        _row(
+            f"flow: {limited['keys']:,} limited keys, 1 process x {c}",
+            f"{fmt(limited['per_s'])} jobs/s",
+            ">= 10,000 jobs/s",
+            limited["per_s"] >= 10_000,
+        ),
+        _row(
+            f"flow: {keys['keys']:,} keys without limits vs no key, same run",
+            f"{fmt(keys['per_s'])} vs {fmt(plain['per_s'])} jobs/s",
+            "(no target)",
+            None,
+        ),
+        _row(
+            f"fairness: small keys' last job (1 x {fair['big_jobs']:,} + "
+            f"{fair['small_keys']} x 10)",
+            f"{fair['last_small_max_fraction'] * 100:.2f}% of the drain",
+            f"<= {fair['target_fraction']:.0%}",
+            fair["last_small_max_fraction"] <= fair["target_fraction"],
+        ),
+    ]
+
+
 def targets(r: dict[str, Any]) -> list[Row]:
     """One row per headline figure of the scenarios that ran."""
     rows: list[Row] = []
@@ -99,6 +126,8 @@ def targets(r: dict[str, Any]) -> list[Row]:
     if "persistence" in r:
         p = r["persistence"]["ratio_default_to_none"]
         rows.append(_row("e2e with AOF everysec vs AOF off", pct(p), "(no target)", None))
+    if "flow" in r:
+        rows += _flow(r["flow"])
     return rows
 
 

@@ -459,3 +459,21 @@ def test_every_idle_worker_joins_when_one_cannot_take_all(redis_url: str, queue_
     # 40 jobs of 50 ms on 2 + 2 slots: both workers took a fair part, none waited for a
     # 5 s block to end.
     assert all(w.processed >= 10 for w in workers), [w.processed for w in workers]
+
+
+def test_one_take_serves_keys_in_ring_order_across_priority_levels(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    from streamq._driver import SyncDriver
+    from streamq.protocol import worker as wops
+
+    # Key a (two jobs) and b (one) at priority 5, c (one) at 1, taken in one call: a's
+    # second job still runs before c's (a is back on the ring at priority 5), then c.
+    s = settings(redis_url, log_level="warning")
+    jobs = [("a1", "a", 5), ("a2", "a", 5), ("b1", "b", 5), ("c1", "c", 1)]
+    with streamq.Producer(settings=s) as p:
+        p.enqueue_many(
+            queue_name, [streamq.JobSpec("work", job_id=i, key=k, priority=pr) for i, k, pr in jobs]
+        )
+    taken = SyncDriver(redis_client, "test").run(wops.take(QueueKeys(queue_name), "c", 10))
+    assert [f.entry.job_id for f in taken.fetched if f.entry] == ["a1", "b1", "a2", "c1"]

@@ -66,7 +66,10 @@ local function rules_for(key)
   found = {}
   if key ~= '' then
     for _, r in ipairs(rules) do
-      if string.find(key, r.lua) then found[#found + 1] = r end
+      if string.find(key, r.lua) then
+        found[#found + 1] = r
+        if r.concurrency and (not found.k or r.concurrency < found.k) then found.k = r.concurrency end
+      end
     end
   end
   cache[key] = found
@@ -78,16 +81,24 @@ local function bucket_name(r, key)
 end
 local function pad(ms) return string.format('%015d', ms) end
 
--- 'ok', 'full' (a concurrency slot is missing) or the ms at which a window opens.
+-- One admitted, unfinished job of `key` less (an undone reservation).
+local function unreserve(key)
+  if redis.call('HINCRBY', F.inflight, key, -1) <= 0 then redis.call('HDEL', F.inflight, key) end
+end
+
+-- 'ok', 'full' (a concurrency slot is missing) or the ms at which a window opens; and
+-- whether the job's slot in `inflight` is reserved already. The slot is counted first and
+-- given back when the job may not run: one call where the job runs, the usual case.
 local function check(key)
   local rs = rules_for(key)
-  if #rs == 0 then return 'ok' end
-  for _, r in ipairs(rs) do
-    if r.concurrency then
-      if tonumber(redis.call('HGET', F.inflight, key) or '0') >= r.concurrency then
-        return 'full'
-      end
+  if #rs == 0 then return 'ok', false end
+  local reserved = false
+  if rs.k then
+    if redis.call('HINCRBY', F.inflight, key, 1) > rs.k then
+      unreserve(key)
+      return 'full', false
     end
+    reserved = true
   end
   local opens = nil
   for _, r in ipairs(rs) do
@@ -103,13 +114,22 @@ local function check(key)
       end
     end
   end
-  return opens or 'ok'
+  if opens then
+    if reserved then unreserve(key) end
+    return opens, false
+  end
+  return 'ok', reserved
 end
+-- `now` is fixed for the whole script: a bucket's old starts are dropped once per take.
+local trimmed = {}
 local function charge(key, id)
   for _, r in ipairs(rules_for(key)) do
     if r.rate and r.period_ms then
       local b = bucket_name(r, key)
-      redis.call('ZREMRANGEBYLEX', rlog, '[' .. b .. '\0', '(' .. b .. '\0' .. pad(now - r.period_ms) .. '\1')
+      if not trimmed[b] then
+        trimmed[b] = true
+        redis.call('ZREMRANGEBYLEX', rlog, '[' .. b .. '\0', '(' .. b .. '\0' .. pad(now - r.period_ms) .. '\1')
+      end
       redis.call('ZADD', rlog, 0, b .. '\0' .. pad(now) .. '\0' .. id)
     end
   end
@@ -127,10 +147,28 @@ if weighted then
     counts[level] = tonumber(redis.call('HGET', F.flow, 'lvl:' .. level) or '0')
   end
 end
+-- Strict mode reads the ring ahead (`ahead`: key, score, key, score...; `at`: the next
+-- pair): a key this take puts back goes behind every key of its level, so the pairs still
+-- to come stay the ring's first ones unless that key came back at a level ahead of the
+-- last of them (checked where a key goes back on the ring, below).
+local ahead, at = {}, 1
+local function ring_first()
+  if weighted then return redis.call('ZRANGE', F.ring, 0, 0)[1] end
+  if at > #ahead then
+    ahead, at = redis.call('ZRANGE', F.ring, 0, math.max(want, 1) - 1, 'WITHSCORES'), 1
+  end
+  local key = ahead[at]
+  at = at + 2
+  return key
+end
+-- The pick also reads the key's job after its head: where the key goes back on the ring
+-- once its head is taken, without reading the held set again.
 local function strict_pick()
-  local key = redis.call('ZRANGE', F.ring, 0, 0)[1]
+  local key = ring_first()
   if not key then return nil, nil end
-  return key, key_head(F, key)
+  local two = redis.call('ZRANGEBYLEX', F.held, '[' .. key .. '\0', '(' .. key .. '\1',
+    'LIMIT', 0, 2)
+  return key, two[1], two[2] or false
 end
 local function next_pick()
   if not weighted then return strict_pick() end
@@ -151,21 +189,33 @@ local function next_pick()
       if m then
         vt = best_pass
         passes[best] = best_pass + 1 / (10 - best)
-        return key, m
+        return key, m, nil
       end
     end
   end
 end
 
+-- Counters this take moves for every job it admits, kept here and written once at the end
+-- (the script is atomic: nothing else reads them meanwhile): the ring's turn and the held
+-- jobs per level.
+local turn = nil
+local function next_turn()
+  if not turn then turn = tonumber(redis.call('HGET', F.flow, 'turn') or '0') end
+  turn = turn + 1
+  return turn
+end
+local lvl_taken = {}
+local dropped = {} -- ids whose held data is read: deleted at the end, in one HDEL a slice
+
 local taken, waited, looked = 0, 0, 0
 while taken < want and looked < want + 1000 do
-  local key, head = next_pick()
+  local key, head, after = next_pick()
   if not key then break end
   looked = looked + 1
   if not head then
     redis.call('ZREM', F.ring, key)
   else
-    local verdict = check(key)
+    local verdict, reserved = check(key)
     if verdict == 'full' then
       redis.call('ZREM', F.ring, key)
       redis.call('SADD', F.full, key)
@@ -178,26 +228,45 @@ while taken < want and looked < want + 1000 do
       local id = string.sub(head, #key + 21)
       redis.call('ZREM', F.held, head)
       local level = member_level(key, head)
-      redis.call('HINCRBY', F.flow, 'lvl:' .. level, -1)
+      lvl_taken[level + 1] = (lvl_taken[level + 1] or 0) + 1
       if weighted then counts[level] = counts[level] - 1 end
       if tonumber(redis.call('ZINCRBY', F.hkeys, -1, key)) <= 0 then redis.call('ZREM', F.hkeys, key) end
       local packed = redis.call('HGET', F.data, id)
+      if not packed and reserved then unreserve(key) end
       if packed then
-        redis.call('HDEL', F.data, id)
+        dropped[#dropped + 1] = id
         local name, data, opts, a, _, prio = cmsgpack.unpack(packed)
         charge(key, id)
-        redis.call('HINCRBY', F.inflight, key, 1)
+        if not reserved then redis.call('HINCRBY', F.inflight, key, 1) end
         redis.call('XADD', F.kstream, '*', 'i', id, 'n', name, 'd', data, 'a', a + 1, 'o', opts,
           'k', key, 'p', prio)
         taken = taken + 1
       end
-      ring_key(F, key)
+      -- Back on the ring behind the others, at the level of its next job (ring_key of
+      -- lib/flow.lua without its checks: a key on the ring is neither blocked nor full,
+      -- and this take just found it may run).
+      if after == nil then after = key_head(F, key) or false end
+      if after then
+        local score = member_level(key, after) * TURN_BASE + next_turn()
+        redis.call('ZADD', F.ring, score, key)
+        -- Read ahead again if the key now sorts before a key still to come.
+        if at <= #ahead and score < tonumber(ahead[#ahead]) then ahead = {} end
+      else
+        redis.call('ZREM', F.ring, key)
+      end
     end
   end
 end
 if weighted then
   redis.call('HSET', F.flow, 'vt', vt)
   for level = 0, 9 do redis.call('HSET', F.flow, 'pass:' .. level, passes[level]) end
+end
+if turn then redis.call('HSET', F.flow, 'turn', turn) end
+for i = 1, #dropped, 500 do
+  redis.call('HDEL', F.data, unpack(dropped, i, math.min(i + 499, #dropped)))
+end
+for i = 1, 10 do
+  if lvl_taken[i] then redis.call('HINCRBY', F.flow, 'lvl:' .. (i - 1), -lvl_taken[i]) end
 end
 if waited > 0 then redis.call('HINCRBY', stats, 'rate_limited', waited) end
 local entries = {}
