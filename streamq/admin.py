@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
+from typing import TypeVar
 
 from streamq import connection
 from streamq._driver import AsyncDriver, SyncDriver
@@ -23,12 +24,14 @@ from streamq.config import Settings
 from streamq.errors import ConfigError
 from streamq.job import Job
 from streamq.limits import Limit, period_ms_of
-from streamq.protocol import dlq, jobs
 from streamq.protocol import limits as limit_ops
+from streamq.protocol import partitions as partition_ops
 from streamq.protocol import queues as queue_ops
+from streamq.protocol import routed
 from streamq.protocol import schedules as schedule_ops
-from streamq.protocol.calls import ping, server_time
+from streamq.protocol.calls import Flow, ping, server_time
 from streamq.protocol.keys import QueueKeys, validate_queue_name
+from streamq.protocol.partitions import PartitionMeta
 from streamq.protocol.queues import LIST_STATES, LIVE_WINDOW_MS, ListState, discover
 from streamq.protocol.schedules import Schedule
 from streamq.results import DeadEntry, FlowStatus, JobEntry, QueueInfo, WorkerInfo
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+
+
 def _renamed(old: str, new: str) -> None:
     warnings.warn(
         f"Admin.{old} is deprecated: use {new} (same arguments)", DeprecationWarning, stacklevel=3
@@ -63,6 +69,13 @@ class _Base:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def _routed(self, queue: str, op: Callable[[QueueKeys, PartitionMeta], Flow[T]]) -> Flow[T]:
+        """``op`` on the queue's home keys and partitions, read fresh (see
+        :mod:`streamq.protocol.routed`)."""
+        home = self.keys(queue)
+        meta: PartitionMeta = yield partition_ops.read_meta(home)
+        return (yield from op(home, meta))
 
     def keys(self, queue: str) -> QueueKeys:
         """The key schema of ``queue`` (ConfigError if the name is invalid)."""
@@ -136,7 +149,7 @@ class Admin(_Base):
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's full record, or None."""
-        return self._driver.run(jobs.get_job(self.keys(queue), job_id))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.get_job(h, m, job_id)))
 
     def job(self, queue: str, job_id: str) -> Job | None:
         """Deprecated alias of :meth:`get_job`."""
@@ -155,28 +168,32 @@ class Admin(_Base):
 
     def dead_letters(self, queue: str, *, limit: int = 100, after: str = "-") -> list[DeadEntry]:
         """DLQ entries, oldest first, after entry id ``after``."""
-        return self._driver.run(dlq.list_dead(self.keys(queue), limit, after))
+        return self._driver.run(
+            self._routed(queue, lambda h, m: routed.dead_letters(h, m, limit, after))
+        )
 
     def dead_letter(self, queue: str, ident: str) -> DeadEntry | None:
         """One DLQ entry by entry id or job id, or None."""
-        return self._driver.run(dlq.find_dead(self.keys(queue), ident))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.find_dead(h, m, ident)))
 
     def dead_count(self, queue: str) -> int:
         """How many entries the DLQ holds."""
-        return self._driver.run(dlq.dead_count(self.keys(queue)))
+        return self._driver.run(self._routed(queue, routed.dead_count))
 
     def replay_dead(self, queue: str, ident: str) -> DeadEntry:
         """Replay one DLQ entry (entry id or job id); returns the entry replayed.
         JobNotFoundError if there is none (or another client replayed it first)."""
-        return self._driver.run(dlq.replay_entry(self.keys(queue), ident))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.replay_entry(h, m, ident)))
 
     def replay_all_dead(self, queue: str, progress: Callable[[int], None] | None = None) -> int:
         """Replay every DLQ entry present now; ``progress(moved_so_far)`` after each batch."""
-        return self._driver.run(dlq.replay_all(self.keys(queue), progress=progress))
+        return self._driver.run(
+            self._routed(queue, lambda h, m: routed.replay_all_dead(h, m, progress))
+        )
 
     def delete_dead(self, queue: str, dead_id: str) -> bool:
         """Delete one DLQ entry by its entry id; False if it was not there."""
-        return self._driver.run(dlq.delete_dead(self.keys(queue), dead_id))
+        return self._driver.run(self._routed(queue, lambda h, m: routed.delete_dead(h, m, dead_id)))
 
     def retry_dead(self, queue: str, ident: str) -> DeadEntry:
         """Deprecated alias of :meth:`replay_dead`."""
@@ -190,7 +207,7 @@ class Admin(_Base):
 
     def purge_dead(self, queue: str) -> int:
         """Delete every DLQ entry; returns how many."""
-        return self._driver.run(dlq.purge_dead(self.keys(queue)))
+        return self._driver.run(self._routed(queue, routed.purge_dead))
 
     def pause(self, queue: str) -> bool:
         """Pause ``queue`` (workers stop fetching); False if it was already paused."""
@@ -203,6 +220,17 @@ class Admin(_Base):
     def is_paused(self, queue: str) -> bool:
         """True while ``queue`` is paused."""
         return self._driver.run(queue_ops.paused_flag(self.keys(queue)))
+
+    def partitions(self, queue: str) -> PartitionMeta:
+        """How many partitions ``queue`` has, and every count it has had."""
+        return self._driver.run(partition_ops.read_meta(self.keys(queue)))
+
+    def set_partitions(self, queue: str, count: int) -> PartitionMeta:
+        """Spread ``queue`` over ``count`` partitions (1-64; it can only grow): new plain
+        jobs go to the new partitions at once, jobs already written stay where they are
+        and are still found and consumed (see :mod:`streamq.protocol.partitions`).
+        Producers see the count within 5 s, workers within a second."""
+        return self._driver.run(partition_ops.set_partitions(self.keys(queue), count))
 
     def workers(self, queues: Sequence[str] | None = None) -> list[WorkerInfo]:
         """Workers of ``queues`` (default: every queue found), by queue and name."""
@@ -318,7 +346,9 @@ class AsyncAdmin(_Base):
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Admin.get_job`."""
-        return await self._driver.run(jobs.get_job(self.keys(queue), job_id))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.get_job(h, m, job_id))
+        )
 
     async def job(self, queue: str, job_id: str) -> Job | None:
         """Deprecated alias of :meth:`get_job`."""
@@ -337,29 +367,39 @@ class AsyncAdmin(_Base):
         self, queue: str, *, limit: int = 100, after: str = "-"
     ) -> list[DeadEntry]:
         """See :meth:`Admin.dead_letters`."""
-        return await self._driver.run(dlq.list_dead(self.keys(queue), limit, after))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.dead_letters(h, m, limit, after))
+        )
 
     async def dead_letter(self, queue: str, ident: str) -> DeadEntry | None:
         """See :meth:`Admin.dead_letter`."""
-        return await self._driver.run(dlq.find_dead(self.keys(queue), ident))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.find_dead(h, m, ident))
+        )
 
     async def dead_count(self, queue: str) -> int:
         """See :meth:`Admin.dead_count`."""
-        return await self._driver.run(dlq.dead_count(self.keys(queue)))
+        return await self._driver.run(self._routed(queue, routed.dead_count))
 
     async def replay_dead(self, queue: str, ident: str) -> DeadEntry:
         """See :meth:`Admin.replay_dead`."""
-        return await self._driver.run(dlq.replay_entry(self.keys(queue), ident))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.replay_entry(h, m, ident))
+        )
 
     async def replay_all_dead(
         self, queue: str, progress: Callable[[int], None] | None = None
     ) -> int:
         """See :meth:`Admin.replay_all_dead`."""
-        return await self._driver.run(dlq.replay_all(self.keys(queue), progress=progress))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.replay_all_dead(h, m, progress))
+        )
 
     async def delete_dead(self, queue: str, dead_id: str) -> bool:
         """See :meth:`Admin.delete_dead`."""
-        return await self._driver.run(dlq.delete_dead(self.keys(queue), dead_id))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.delete_dead(h, m, dead_id))
+        )
 
     async def retry_dead(self, queue: str, ident: str) -> DeadEntry:
         """Deprecated alias of :meth:`replay_dead`."""
@@ -375,7 +415,7 @@ class AsyncAdmin(_Base):
 
     async def purge_dead(self, queue: str) -> int:
         """See :meth:`Admin.purge_dead`."""
-        return await self._driver.run(dlq.purge_dead(self.keys(queue)))
+        return await self._driver.run(self._routed(queue, routed.purge_dead))
 
     async def pause(self, queue: str) -> bool:
         """See :meth:`Admin.pause`."""
@@ -388,6 +428,14 @@ class AsyncAdmin(_Base):
     async def is_paused(self, queue: str) -> bool:
         """See :meth:`Admin.is_paused`."""
         return await self._driver.run(queue_ops.paused_flag(self.keys(queue)))
+
+    async def partitions(self, queue: str) -> PartitionMeta:
+        """See :meth:`Admin.partitions`."""
+        return await self._driver.run(partition_ops.read_meta(self.keys(queue)))
+
+    async def set_partitions(self, queue: str, count: int) -> PartitionMeta:
+        """See :meth:`Admin.set_partitions`."""
+        return await self._driver.run(partition_ops.set_partitions(self.keys(queue), count))
 
     async def workers(self, queues: Sequence[str] | None = None) -> list[WorkerInfo]:
         """See :meth:`Admin.workers`."""

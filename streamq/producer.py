@@ -52,8 +52,6 @@ __all__ = ["AsyncProducer", "JobSpec", "Producer"]
 T = TypeVar("T")
 #: Seconds a producer trusts what it read of a queue's partitions.
 META_TTL_S = 5.0
-#: Up to this many new jobs go home while the partitions are read beside them.
-HOME_GUESS_MAX = 8
 
 Delay = float | int | timedelta
 At = datetime | float | int
@@ -274,11 +272,10 @@ class _Base:
         hit = self._metas.get(queue)
         is_durable = self.durable if durable is None else durable
         if hit is None or hit[1] <= time.monotonic():
-            if fresh and not is_durable and len(prepared) <= HOME_GUESS_MAX:
-                # New ids cannot collide with a job elsewhere: send a few home beside the
+            if fresh and not is_durable:
+                # New ids cannot collide with a job elsewhere: send them home beside the
                 # read of the partitions, still one round trip (home is where every
-                # lookup also looks, and workers consume it); a batch reads first, so it
-                # spreads over the partitions.
+                # lookup also looks, and workers consume it). The next calls spread.
                 return self._home_enqueue(queue, prepared)
             return self._routed_enqueue(queue, prepared, durable, fresh)
         if hit[0].partitions > 1:

@@ -66,7 +66,11 @@ def test_jobs_spread_over_the_partitions_and_are_found_by_id(
     _set(redis_client, queue_name, 4)
     s = settings(redis_url, log_level="warning")
     with streamq.Producer(settings=s) as p:
+        # A producer's first call (and one each META_TTL_S) sends new jobs home while it
+        # reads the partition count beside them: one round trip. The next calls spread.
+        first = p.enqueue(queue_name, "work").job_id
         ids = [r.job_id for r in p.enqueue_many(queue_name, [streamq.JobSpec("work")] * 200)]
+        ids.append(first)
         custom = p.enqueue(queue_name, "work", job_id="order-17")
         again = p.enqueue(queue_name, "work", job_id="order-17")  # dedup, same partition
         assert custom.created and not again.created
@@ -78,14 +82,14 @@ def test_jobs_spread_over_the_partitions_and_are_found_by_id(
             redis_client.xlen(QueueKeys(queue_name, tag=t).stream)
             for t in partitions.partition_tags(queue_name, 4)
         ]
-        assert sum(per) == 201 and min(per) > 20, per  # crc32 of random ids: even-ish
-        assert p.status(queue_name).waiting == 201
+        assert sum(per) == 202 and min(per) > 20, per  # crc32 of random ids: even-ish
+        assert p.status(queue_name).waiting == 202
         run_burst(Worker(app, [queue_name], settings=s, concurrency=20))
         assert sorted(DONE) == sorted([*ids, "order-17"])
         job = p.get_job(queue_name, ids[7])
         assert job is not None and job.state == "completed" and job.result == ids[7]
         st = p.status(queue_name)
-        assert (st.waiting, st.active, st.completed_total) == (0, 0, 201)
+        assert (st.waiting, st.active, st.completed_total) == (0, 0, 202)
 
 
 def test_raising_the_count_loses_nothing_written_under_the_old_one(
@@ -147,3 +151,24 @@ def test_a_failed_job_of_a_partition_reaches_the_queues_dlq_and_replays(
         assert p.replay_all_dead(queue_name) == 6
         run_burst(Worker(fails, [queue_name], settings=s))
         assert all(p.get_job(queue_name, i).state == "completed" for i in ids)  # type: ignore[union-attr]
+
+
+def test_operators_see_a_partitioned_queue_as_one(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    from streamq.admin import Admin
+
+    _set(redis_client, queue_name, 3)
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p:
+        p.enqueue(queue_name, "work")  # reads the count (this one goes home)
+        ids = [r.job_id for r in p.enqueue_many(queue_name, [streamq.JobSpec("work")] * 59)]
+    with Admin(settings=s) as admin:
+        names = admin.queues()  # the server is shared: other tests' queues are there too
+        assert queue_name in names and not any("~" in q for q in names)
+        (info,) = admin.status([queue_name])
+        assert info.status.waiting == 60 and info.lag == 60
+        (again,) = [i for i in admin.status() if i.queue == queue_name]
+        assert again.status.waiting == 60
+        found = admin.find_job(ids[5])
+        assert [j.id for j in found] == [ids[5]] and found[0].state == "waiting"

@@ -18,10 +18,12 @@ import orjson
 from streamq.errors import ConfigError
 from streamq.job import Job
 from streamq.protocol import limits as limit_ops
+from streamq.protocol import partitions as partition_ops
 from streamq.protocol.calls import Call, Flow, raw, score_pairs, server_time
 from streamq.protocol.calls import text as _s
 from streamq.protocol.jobs import get_job
 from streamq.protocol.keys import GROUP, QueueKeys
+from streamq.protocol.partitions import PartitionMeta
 from streamq.results import JobEntry, QueueInfo, QueueStatus, WorkerInfo
 
 __all__ = [
@@ -126,7 +128,8 @@ def discover(prefix: str, *, batch: int = 1000) -> Flow[list[str]]:
     """Every queue under ``prefix``: SCAN for ``{prefix}:{Q}:stream`` streams; sorted names."""
     pattern = re.compile(rf"^{re.escape(prefix)}:\{{([^{{}}]+)\}}:stream$")
     names = yield from _scan(f"{_glob_escape(prefix)}:{{*}}:stream", "stream", batch)
-    return sorted({m.group(1) for n in names if (m := pattern.match(n))})
+    # A partition's tag is "<queue>~...": "~" is never in a queue name (keys.py).
+    return sorted({m.group(1).split("~", 1)[0] for n in names if (m := pattern.match(n))})
 
 
 def queue_known(keys: QueueKeys) -> Call[bool]:
@@ -145,11 +148,12 @@ def find_job(prefix: str, job_id: str, *, batch: int = 1000) -> Flow[list[Job]]:
     pattern = re.compile(rf"^{re.escape(prefix)}:\{{([^{{}}]+)\}}:job:(.+)$")
     match = f"{_glob_escape(prefix)}:{{*}}:job:{_glob_escape(job_id)}"
     names = yield from _scan(match, "hash", batch)
-    queues = {m.group(1) for n in names if (m := pattern.match(n)) and m.group(2) == job_id}
-    if not queues:
+    tags = {m.group(1) for n in names if (m := pattern.match(n)) and m.group(2) == job_id}
+    if not tags:
         return []
-    ordered = sorted(queues)
-    records = yield [get_job(QueueKeys(q, prefix), job_id) for q in ordered]
+    # A partition's tag is "<queue>~...", the home's the queue name itself.
+    where = sorted((t.split("~", 1)[0], t if "~" in t else "") for t in tags)
+    records = yield [get_job(QueueKeys(q, prefix, tag=t), job_id) for q, t in where]
     return [j for j in records if j is not None]
 
 
@@ -183,11 +187,13 @@ def _stuck_in(beat: Mapping[str, Any], queue: str) -> int:
     return (_opt_int(counts.get(queue)) or 0) if isinstance(counts, dict) else 0
 
 
-def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
+def queue_status(keys: Sequence[QueueKeys], *, expand: bool = True) -> Flow[list[QueueInfo]]:
     """:class:`QueueInfo` of each queue, flow-control figures included, in two round trips
-    however many queues: one pipeline of counts, heartbeats, flags, flow reads and which
-    streams exist, then XINFO GROUPS of the streams (plain and flow) that do."""
-    per = 4 + limit_ops.FLOW_READS
+    however many queues: one pipeline of counts, heartbeats, flags, flow reads, partition
+    counts and which streams exist, then XINFO GROUPS of the streams (plain and flow) that
+    do. A partitioned queue costs one more pair for its other partitions, and is reported
+    as one queue (``expand=False``: each of ``keys`` as it is)."""
+    per = 5 + limit_ops.FLOW_READS
     replies = yield [
         server_time(),
         *(
@@ -198,6 +204,7 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
                 raw("HGETALL", k.workers),
                 raw("EXISTS", k.paused),
                 raw("EXISTS", k.stream),
+                partition_ops.read_meta(k),
                 *limit_ops.flow_reads(k),
             )
         ),
@@ -236,10 +243,65 @@ def queue_status(keys: Sequence[QueueKeys]) -> Flow[list[QueueInfo]]:
                 paused=bool(int(paused)),
                 workers=sum(1 for b in live),
                 stuck_handlers=sum(_stuck_in(b, keys[i].queue) for b in live),
-                flow=limit_ops.parse_flow_reads(rows[i][4:], running.get(i, 0)),
+                flow=limit_ops.parse_flow_reads(rows[i][5:], running.get(i, 0)),
+            )
+        )
+    metas = [rows[i][4] for i in range(len(keys))]
+    if expand and any(m.partitions > 1 or len(m.history) > 1 for m in metas):
+        return (yield from _with_partitions(keys, metas, out))
+    return out
+
+
+def _with_partitions(
+    keys: Sequence[QueueKeys], metas: Sequence[PartitionMeta], homes: list[QueueInfo]
+) -> Flow[list[QueueInfo]]:
+    """``homes`` with the counts of each queue's other partitions added: one queue each."""
+    pairs = enumerate(zip(keys, metas, strict=True))
+    extra = {i: partition_ops.partition_keys(k, m)[1:] for i, (k, m) in pairs}
+    flat = [k for ks in extra.values() for k in ks]
+    if not flat:
+        return homes
+    parts = yield from queue_status(flat, expand=False)
+    out, at = [], 0
+    for i, home in enumerate(homes):
+        mine = parts[at : at + len(extra[i])]
+        at += len(extra[i])
+        if not mine:
+            out.append(home)
+            continue
+        ages = [
+            p.oldest_waiting_age_ms for p in (home, *mine) if p.oldest_waiting_age_ms is not None
+        ]
+        out.append(
+            replace(
+                home,
+                status=sum_status([home.status, *(p.status for p in mine)]),
+                lag=home.lag + sum(p.lag for p in mine),
+                oldest_waiting_age_ms=max(ages) if ages else None,
             )
         )
     return out
+
+
+def sum_status(found: Sequence[QueueStatus]) -> QueueStatus:
+    """One :class:`QueueStatus` for the partitions of one queue (named as the first)."""
+    first = found[0]
+    oldest = [s.oldest_waiting_ms for s in found if s.oldest_waiting_ms is not None]
+    total: dict[str, Any] = {
+        f: sum(getattr(s, f) for s in found)
+        for f in (
+            "waiting",
+            "active",
+            "completed",
+            "failed",
+            "delayed",
+            "dead",
+            "completed_total",
+            "failed_total",
+            "retried_total",
+        )
+    }
+    return replace(first, **total, oldest_waiting_ms=min(oldest) if oldest else None)
 
 
 def status_all(prefix: str) -> Flow[list[QueueInfo]]:

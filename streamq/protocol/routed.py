@@ -8,8 +8,6 @@ exactly the unpartitioned operation."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import Any
 
 from streamq.job import Job
 from streamq.protocol import dlq, jobs, queues
@@ -21,17 +19,19 @@ from streamq.results import DeadEntry, EnqueueResult, QueueStatus
 
 __all__ = [
     "cancel",
+    "dead_count",
     "dead_letters",
     "delete_dead",
     "enqueue",
     "find",
+    "find_dead",
     "get_job",
     "move",
     "purge_dead",
     "replay_all_dead",
     "replay_dead",
+    "replay_entry",
     "status",
-    "sum_status",
     "wait_for",
 ]
 
@@ -113,28 +113,7 @@ def status(home: QueueKeys, meta: PartitionMeta) -> Flow[QueueStatus]:
         one: QueueStatus = yield queues.status(home)
         return one
     found: list[QueueStatus] = yield [queues.status(k) for k in parts]
-    return sum_status(found)
-
-
-def sum_status(found: Sequence[QueueStatus]) -> QueueStatus:
-    """One :class:`QueueStatus` for the partitions of one queue (named as the first)."""
-    first = found[0]
-    oldest = [s.oldest_waiting_ms for s in found if s.oldest_waiting_ms is not None]
-    total: dict[str, Any] = {
-        f: sum(getattr(s, f) for s in found)
-        for f in (
-            "waiting",
-            "active",
-            "completed",
-            "failed",
-            "delayed",
-            "dead",
-            "completed_total",
-            "failed_total",
-            "retried_total",
-        )
-    }
-    return replace(first, **total, oldest_waiting_ms=min(oldest) if oldest else None)
+    return queues.sum_status(found)
 
 
 def dead_letters(
@@ -183,4 +162,28 @@ def delete_dead(home: QueueKeys, meta: PartitionMeta, dead_id: str) -> Flow[bool
 def purge_dead(home: QueueKeys, meta: PartitionMeta) -> Flow[int]:
     """Delete every DLQ entry of every partition; returns how many."""
     found = yield [dlq.purge_dead(k) for k in partition_keys(home, meta)]
+    return int(sum(found))
+
+
+def find_dead(home: QueueKeys, meta: PartitionMeta, ident: str) -> Flow[DeadEntry | None]:
+    """:func:`~streamq.protocol.dlq.find_dead` in the partitions, home first."""
+    for k in partition_keys(home, meta):
+        found = yield from dlq.find_dead(k, ident)
+        if found is not None:
+            return found
+    return None
+
+
+def replay_entry(home: QueueKeys, meta: PartitionMeta, ident: str) -> Flow[DeadEntry]:
+    """:func:`~streamq.protocol.dlq.replay_entry` in the partition holding ``ident``."""
+    parts = partition_keys(home, meta)
+    for k in parts[1:]:
+        if (yield from dlq.find_dead(k, ident)) is not None:
+            return (yield from dlq.replay_entry(k, ident))
+    return (yield from dlq.replay_entry(home, ident))  # home, or its not-found error
+
+
+def dead_count(home: QueueKeys, meta: PartitionMeta) -> Flow[int]:
+    """DLQ entries of every partition."""
+    found = yield [dlq.dead_count(k) for k in partition_keys(home, meta)]
     return int(sum(found))

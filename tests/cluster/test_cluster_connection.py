@@ -377,3 +377,32 @@ def test_a_worker_on_queues_of_every_master_completes_all_their_jobs_flow_jobs_t
             for jid in [*ids[q], keyed[q]]:
                 job = producer.get_job(q, jid)
                 assert job is not None and job.state is streamq.JobState.COMPLETED, (q, jid)
+
+
+def test_a_partitioned_queue_spreads_over_the_masters_and_one_worker_drains_it(
+    cluster: EmbeddedCluster, cluster_spawner: Spawner
+) -> None:
+    from streamq.admin import Admin
+    from streamq.protocol.partitions import partition_tags
+
+    queue = f"parted-{secrets.token_hex(3)}"
+    with Admin(cluster.url) as admin:
+        admin.set_partitions(queue, 6)
+    with RedisCluster(
+        host=cluster.nodes[0].host, port=cluster.nodes[0].port, password=cluster.password
+    ) as client:
+        owners = [
+            client.get_node_from_key(QueueKeys(queue, tag=t).stream).name
+            for t in partition_tags(queue, 6)
+        ]
+    # Spread evenly over the slot space: two partitions on each of the three masters.
+    assert sorted(owners.count(o) for o in set(owners)) == [2, 2, 2], owners
+    with streamq.Producer(cluster.url) as producer:
+        producer.enqueue(queue, "noop")  # the first call reads the count
+        ids = [r.job_id for r in producer.enqueue_many(queue, [JobSpec("noop")] * 120)]
+        worker = cluster_spawner.start(queue, burst=True)
+        assert worker.wait(60) == 0, worker.output()[-2000:]
+        for jid in ids:
+            job = producer.get_job(queue, jid)
+            assert job is not None and job.state is streamq.JobState.COMPLETED, jid
+        assert producer.status(queue).completed_total == 121
