@@ -521,3 +521,16 @@ def test_enqueue_with_a_key_holds_the_job_for_flow_control(cli: Run, queue_name:
     assert row["job"]["key"] == "x:conn-1" and row["job"]["priority"] == 3
     code, _, err = cli("enqueue", queue_name, "send", "--key", "bad key")
     assert code == 2 and "invalid job key" in err
+
+
+def test_partitions_are_shown_and_raised_but_never_lowered(cli: Run, queue_name: str) -> None:
+    code, out, _ = cli("partitions", queue_name)
+    assert code == 0 and "1 partition(s)" in out
+    code, out, _ = cli("partitions", queue_name, "4", "--json")
+    assert code == 0 and orjson.loads(out) == {
+        "queue": queue_name,
+        "partitions": 4,
+        "history": [1, 4],
+    }
+    code, _, err = cli("partitions", queue_name, "2")
+    assert code == 2 and "can only grow" in err

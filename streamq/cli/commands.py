@@ -214,6 +214,23 @@ def _warn_unknown(ctx: Context, queue: str) -> None:
     )
 
 
+def cmd_partitions(ctx: Context) -> int:
+    """``streamq partitions Q [N]``: show the partition count, or raise it to N."""
+    a = ctx.args
+    if a.count is None:
+        meta = ctx.admin.partitions(a.queue)
+    else:
+        meta = ctx.admin.set_partitions(a.queue, a.count)
+    if ctx.json:
+        ctx.emit_json(
+            {"queue": a.queue, "partitions": meta.partitions, "history": list(meta.history)}
+        )
+    else:
+        history = " -> ".join(str(n) for n in meta.history)
+        ctx.say(f"{a.queue}: {meta.partitions} partition(s) (history {history})")
+    return EXIT_OK
+
+
 def cmd_pause(ctx: Context) -> int:
     """``streamq pause Q`` / ``streamq resume Q``."""
     a = ctx.args

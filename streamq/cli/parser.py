@@ -14,6 +14,7 @@ from streamq.cli.commands import (
     cmd_enqueue,
     cmd_job,
     cmd_jobs,
+    cmd_partitions,
     cmd_pause,
     cmd_status,
     cmd_workers,
@@ -157,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=None, help="retry budget")
     p.add_argument("--key", default=None, help="flow-control key (limits, fairness)")
     p.add_argument("--priority", type=int, default=None, help="0-9, higher first")
+
+    p = add("partitions", cmd_partitions, "show or raise a queue's partition count")
+    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument("count", nargs="?", type=int, default=None, help="new count (1-64, grows only)")
 
     pause_help = "stop workers fetching from a queue (warns if nothing uses the name yet)"
     for name, verb in (("pause", pause_help), ("resume", "undo pause")):
