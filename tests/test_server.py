@@ -346,8 +346,26 @@ def test_docker_compose_file_defines_the_three_services() -> None:
         for name in ("redis", "worker", "web"):
             assert re.search(rf"^  {name}:$", text, re.M), name
         return
-    services = yaml.safe_load(text)["services"]
+    everything = yaml.safe_load(text)["services"]
+    # The default profile: the three services; the "cluster" profile has its own.
+    services = {k: v for k, v in everything.items() if "profiles" not in v}
     assert set(services) == {"redis", "worker", "web"}
+    cluster = {k: v for k, v in everything.items() if v.get("profiles") == ["cluster"]}
+    assert set(cluster) == {
+        "redis-c1",
+        "redis-c2",
+        "redis-c3",
+        "cluster-init",
+        "partitions-init",
+        "worker-cluster",
+        "web-cluster",
+    }
+    for name in ("redis-c1", "redis-c2", "redis-c3"):
+        assert "--cluster-enabled yes" in cluster[name]["command"], name
+        assert "ports" not in cluster[name]
+    for name in ("worker-cluster", "web-cluster", "partitions-init"):
+        assert cluster[name]["environment"]["REDIS_URL"].startswith("redis+cluster://")
+    assert cluster["web-cluster"]["ports"] == ["127.0.0.1:8001:8000"]
     assert services["redis"]["image"].startswith("redis:7")
     assert "/usr/local/etc/redis/redis.conf" in services["redis"]["command"]
     assert "healthcheck" in services["redis"]
