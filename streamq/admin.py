@@ -145,7 +145,9 @@ class Admin(_Base):
     def jobs(self, queue: str, state: str, *, limit: int = 20, offset: int = 0) -> list[JobEntry]:
         """Up to ``limit`` jobs of ``queue`` in ``state`` (one of :data:`LIST_STATES`),
         after skipping ``offset`` (see :func:`list_jobs` for the order)."""
-        return self._driver.run(queue_ops.list_jobs(self.keys(queue), state, limit, offset))
+        return self._driver.run(
+            self._routed(queue, lambda h, m: routed.list_jobs(h, m, state, limit, offset))
+        )
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
         """The job's full record, or None."""
@@ -342,7 +344,9 @@ class AsyncAdmin(_Base):
         self, queue: str, state: str, *, limit: int = 20, offset: int = 0
     ) -> list[JobEntry]:
         """See :meth:`Admin.jobs`."""
-        return await self._driver.run(queue_ops.list_jobs(self.keys(queue), state, limit, offset))
+        return await self._driver.run(
+            self._routed(queue, lambda h, m: routed.list_jobs(h, m, state, limit, offset))
+        )
 
     async def get_job(self, queue: str, job_id: str) -> Job | None:
         """See :meth:`Admin.get_job`."""

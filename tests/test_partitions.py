@@ -170,5 +170,9 @@ def test_operators_see_a_partitioned_queue_as_one(
         assert info.status.waiting == 60 and info.lag == 60
         (again,) = [i for i in admin.status() if i.queue == queue_name]
         assert again.status.waiting == 60
+        listed = admin.jobs(queue_name, "waiting", limit=100)
+        assert len(listed) == 60 and set(ids) <= {r.job_id for r in listed}
+        page = admin.jobs(queue_name, "waiting", limit=10, offset=55)
+        assert [r.job_id for r in page] == [r.job_id for r in listed[55:]]
         found = admin.find_job(ids[5])
         assert [j.id for j in found] == [ids[5]] and found[0].state == "waiting"

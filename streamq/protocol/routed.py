@@ -15,7 +15,7 @@ from streamq.protocol.calls import Call, Flow
 from streamq.protocol.jobs import PreparedJob
 from streamq.protocol.keys import QueueKeys
 from streamq.protocol.partitions import PartitionMeta, lookup_keys, partition_keys, write_keys
-from streamq.results import DeadEntry, EnqueueResult, QueueStatus
+from streamq.results import DeadEntry, EnqueueResult, JobEntry, QueueStatus
 
 __all__ = [
     "cancel",
@@ -26,6 +26,7 @@ __all__ = [
     "find",
     "find_dead",
     "get_job",
+    "list_jobs",
     "move",
     "purge_dead",
     "replay_all_dead",
@@ -187,3 +188,25 @@ def dead_count(home: QueueKeys, meta: PartitionMeta) -> Flow[int]:
     """DLQ entries of every partition."""
     found = yield [dlq.dead_count(k) for k in partition_keys(home, meta)]
     return int(sum(found))
+
+
+def list_jobs(
+    home: QueueKeys, meta: PartitionMeta, state: str, limit: int, offset: int
+) -> Flow[list[JobEntry]]:
+    """:func:`~streamq.protocol.queues.list_jobs` over every partition, in the order it
+    promises (held jobs live at home only): each partition's first ``offset + limit``,
+    merged, then the page."""
+    parts = partition_keys(home, meta)
+    if len(parts) == 1 or state == "held":
+        rows: list[JobEntry] = yield from queues.list_jobs(home, state, limit, offset)
+        return rows
+    merged: list[JobEntry] = []
+    for k in parts:
+        merged += yield from queues.list_jobs(k, state, offset + limit, 0)
+    if state in ("completed", "failed"):
+        merged.sort(key=lambda r: -(r.score_ms or 0))
+    elif state == "delayed":
+        merged.sort(key=lambda r: r.score_ms or 0)
+    else:  # waiting, active: by entry id (its time)
+        merged.sort(key=lambda r: _id_order(r.entry_id or "0-0"))
+    return merged[offset : offset + limit]
