@@ -129,6 +129,9 @@ class QueueInfo:
     stuck_handlers: int = 0
     #: Flow control: held jobs, keys waiting on a limit, busiest keys, counters.
     flow: FlowStatus = field(default_factory=FlowStatus)
+    #: A partitioned queue's counts per partition (home first); empty when it has one.
+    #: :attr:`status` is their sum.
+    partitions: tuple[QueueStatus, ...] = ()
 
     @property
     def queue(self) -> str:
@@ -163,6 +166,10 @@ class QueueInfo:
             "workers": self.workers,
             "stuck_handlers": self.stuck_handlers,
             **_flow_fields(self.flow),
+            "partitions": [
+                {"waiting": p.waiting, "active": p.active, "delayed": p.delayed, "dead": p.dead}
+                for p in self.partitions
+            ],
         }
 
 

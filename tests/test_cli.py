@@ -534,3 +534,11 @@ def test_partitions_are_shown_and_raised_but_never_lowered(cli: Run, queue_name:
     }
     code, _, err = cli("partitions", queue_name, "2")
     assert code == 2 and "can only grow" in err
+    for _ in range(2):  # the first enqueue of a producer goes home: enqueue in two calls
+        assert cli("enqueue", queue_name, "send")[0] == 0
+    code, out, _ = cli("status", queue_name)
+    assert code == 0 and f"{queue_name}: 4 partitions, waiting " in out
+    code, out, _ = cli("status", queue_name, "--json")
+    (row,) = orjson.loads(out)
+    assert row["waiting"] == 2 and len(row["partitions"]) == 4
+    assert sum(p["waiting"] for p in row["partitions"]) == 2

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamq.cli.context import EXIT_OK, EXIT_USAGE, Context, _listing
-from streamq.cli.limits import flow_lines
+from streamq.cli.limits import flow_lines, partition_lines
 from streamq.cli.output import (
     _block,
     _data_text,
@@ -48,7 +48,7 @@ def cmd_status(ctx: Context) -> int:
     ]
     headers = ["QUEUE", *(c.upper() for c in counts), "HELD", "LAG", "OLDEST", "WORKERS"]
     table([*headers, "STATE"], rows, ctx.out)
-    for line in flow_lines(infos):
+    for line in [*partition_lines(infos), *flow_lines(infos)]:
         ctx.say(line)
     return EXIT_OK
 

@@ -99,6 +99,19 @@ def period_arg(text: str) -> str:
     return text
 
 
+def partition_lines(infos: list[QueueInfo]) -> list[str]:
+    """One line per partitioned queue: its partitions' waiting and running counts, for
+    ``streamq status`` (a queue of one partition prints none)."""
+    return [
+        f"{i.queue}: {len(i.partitions)} partitions, waiting "
+        + "/".join(str(p.waiting) for p in i.partitions)
+        + ", running "
+        + "/".join(str(p.active) for p in i.partitions)
+        for i in infos
+        if i.partitions
+    ]
+
+
 def flow_lines(infos: list[QueueInfo]) -> list[str]:
     """One line per queue with flow jobs held or running now, and its busiest keys, for
     ``streamq status`` (a queue without keyed jobs prints none)."""

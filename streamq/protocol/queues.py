@@ -276,6 +276,7 @@ def _with_partitions(
             replace(
                 home,
                 status=sum_status([home.status, *(p.status for p in mine)]),
+                partitions=(home.status, *(p.status for p in mine)),
                 lag=home.lag + sum(p.lag for p in mine),
                 oldest_waiting_age_ms=max(ages) if ages else None,
             )
