@@ -77,11 +77,11 @@ async def renew_loop(st: WorkerState) -> None:
     """Re-claim our running entries every lease/3 so a live slow job is never stolen."""
 
     async def body() -> None:
-        by_lane: dict[QueueKeys, list[str]] = {}
-        for (_, eid), run in list(st.running.items()):
+        by_lane: dict[str, tuple[QueueKeys, list[str]]] = {}
+        for (stream, eid), run in list(st.running.items()):
             if not run.lost:
-                by_lane.setdefault(run.keys, []).append(eid)
-        for keys, eids in by_lane.items():
+                by_lane.setdefault(stream, (run.keys, []))[1].append(eid)
+        for keys, eids in by_lane.values():
             queue = keys.queue
             for i in range(0, len(eids), 500):
                 lost = await st.driver.run(wops.renew(keys, st.consumer, eids[i : i + 500]))

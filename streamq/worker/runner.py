@@ -812,14 +812,16 @@ class Worker:
             self._flushed.set()
 
     async def _flush_batch(self, batch: list[tuple[wops.Done, Running, float]]) -> None:
-        by_lane: dict[QueueKeys, list[tuple[wops.Done, Running, float]]] = {}
+        # By stream name, not by QueueKeys: a str caches its hash, a dataclass computes it
+        # from every field, once per job here.
+        by_lane: dict[str, list[tuple[wops.Done, Running, float]]] = {}
         for item in batch:
-            by_lane.setdefault(item[1].keys, []).append(item)
+            by_lane.setdefault(item[1].keys.stream, []).append(item)
         failed_back: list[tuple[wops.Done, Running, float]] = []
         last: BaseException | None = None
-        for keys, items in by_lane.items():
+        for items in by_lane.values():
             call = wops.complete(
-                keys,
+                items[0][1].keys,
                 self.consumer,
                 [d for d, _, _ in items],
                 self.settings.events_maxlen,
