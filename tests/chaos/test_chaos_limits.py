@@ -239,7 +239,8 @@ class RateCheck:
                     {
                         "rule": rule.field,
                         "bucket": bucket,
-                        "window_ms": [round(times[i], 3), round(times[i + n], 3)],
+                        "first_ms": int(times[i]),
+                        "span_ms": round(times[i + n] - times[i], 3),
                         "starts": n + 1,
                         "over_by_ms": round(-margin, 3),
                         "jobs": list(ids[i : i + n + 1]),
@@ -356,9 +357,9 @@ class Latency:
 
     samples: list[float] = field(default_factory=list)
     not_held_then: int = 0  # enqueued after the window opened: no wait on it
-    slot_bound: int = 0  # every slot of the key busy then with live runs
-    dead_slot_bound: int = 0  # ... one of them a killed run's, held until the lease ends
-    reruns: int = 0  # re-held after a kill: when it was held again is not in the ledger
+    slot_bound: int = 0  # a slot came free for it only after its window opened
+    dead_slot_bound: int = 0  # ... a killed run's slot among them (held until the lease ends)
+    reruns: int = 0  # taken before by a killed worker: when it was held again is unknown
     detail: list[tuple[float, str, str, int]] = field(default_factory=list)
 
     def worst(self, n: int) -> list[dict[str, Any]]:
@@ -367,13 +368,22 @@ class Latency:
 
 
 def slot_intervals(
-    starts: list[Start], charges: list[Charge], key_of: dict[str, str]
+    starts: list[Start],
+    charges: list[Charge],
+    key_of: dict[str, str],
+    finished: dict[str, int],
 ) -> dict[str, list[tuple[str, int, float, bool]]]:
     """Per key, when the engine held each of its slots (ms): from the charge (a take admits
-    and charges at once) to the run's recorded end; a run that never ended (its worker was
-    killed, before or after recording its start) holds it until the job is taken again
-    (its lease ran out and it was held again), at most. (job id, start, end, dead)."""
-    ended = {(s.run.job_id, s.charge_ms): s.end for s in starts if not s.killed}
+    and charges at once) to the completion in Redis (the job record's ``f``: the script
+    that sets it frees the slot), or the run's recorded end if later; a run that never
+    ended (its worker was killed, before or after recording its start) holds it until the
+    job is taken again (its lease ran out and it was held again), at most.
+    (job id, start, end, dead) per slot."""
+    ended: dict[tuple[str, int | None], float] = {}
+    for s in starts:
+        if not s.killed and s.end is not None:
+            done = finished.get(s.run.job_id, 0)
+            ended[(s.run.job_id, s.charge_ms)] = max(s.end * 1000, done)
     takes: dict[str, list[int]] = defaultdict(list)
     for job_id, ms in sorted({(c.job_id, c.ms) for c in charges}):
         takes[job_id].append(ms)
@@ -382,7 +392,7 @@ def slot_intervals(
         for i, ms in enumerate(mss):
             end = ended.get((job_id, ms))
             if end is not None:
-                out[key_of[job_id]].append((job_id, ms, end * 1000, False))
+                out[key_of[job_id]].append((job_id, ms, end, False))
             else:
                 until = mss[i + 1] if i + 1 < len(mss) else float("inf")
                 out[key_of[job_id]].append((job_id, ms, until, True))
@@ -395,13 +405,16 @@ def window_latency(
     rules: Sequence[Rule],
     accepted_at: dict[str, float],
     key_of: dict[str, str],
+    finished: dict[str, int],
 ) -> Latency:
     """For each run, the moment its rate windows allowed it: for every rate rule of its key,
     the charge ``rate`` places before its own in the rule's bucket, plus ``period_ms``
     (that charge then leaves the window); the latest of them. A run waited on its window
-    when its job was held then (its enqueue had returned) and its key had a free slot
-    then (:func:`slot_intervals`); its latency is its start (worker wall clock) minus that
-    moment (Redis clock, from the engine's log): one host, one clock."""
+    when that was the last thing it waited for: its job was held by then (its enqueue had
+    returned), it was its job's first take, and a slot was free for it by then (the K-th
+    latest end of the key's slots admitted before it, :func:`slot_intervals`). Its
+    latency is its start (worker wall clock) minus that moment (Redis clock, from the
+    engine's log): one host, one clock."""
     by_field = {r.field: r for r in rules}
     groups: dict[tuple[str, str], list[Charge]] = defaultdict(list)
     for c in charges:
@@ -415,34 +428,53 @@ def window_latency(
             at = cs[i - rule.rate].ms + rule.period_ms
             mark = (cs[i].job_id, cs[i].ms)
             allowed[mark] = max(allowed.get(mark, at), at)
-    slots = slot_intervals(starts, charges, key_of)
+    slots = slot_intervals(starts, charges, key_of, finished)
+    first_take = {}
+    for c in charges:
+        first_take[c.job_id] = min(first_take.get(c.job_id, c.ms), c.ms)
     out = Latency()
-    seen_jobs: set[str] = set()
-    for s in sorted(starts, key=lambda s: s.start):
-        first = s.run.job_id not in seen_jobs
-        seen_jobs.add(s.run.job_id)
+    for s in starts:
         at = allowed.get((s.run.job_id, s.charge_ms)) if s.charge_ms is not None else None
-        if at is None:
+        if at is None or s.charge_ms is None:
             continue
-        if not first:
-            out.reruns += 1
+        if s.charge_ms > first_take[s.run.job_id]:
+            out.reruns += 1  # taken before (by a worker killed since, with or without a run)
             continue
         if accepted_at[s.run.job_id] * 1000 >= at:
             out.not_held_then += 1
             continue
         limits = [r.concurrency for r in rules if r.concurrency is not None and r.matches(s.key)]
         if limits:
-            busy = [
-                dead for jid, lo, hi, dead in slots[s.key] if lo <= at < hi and jid != s.run.job_id
-            ]
-            if len(busy) >= min(limits):
-                if any(busy):
+            # FIFO per key: the slots admitted before this job block it until all but K - 1
+            # of them are over, i.e. until the K-th latest of their ends.
+            ahead = sorted(
+                ((hi, dead) for _, lo, hi, dead in slots[s.key] if lo < s.charge_ms),
+                reverse=True,
+            )
+            kk = min(limits)
+            if len(ahead) >= kk and ahead[kk - 1][0] >= at:
+                if any(dead for _, dead in ahead[:kk]):
                     out.dead_slot_bound += 1
                 else:
                     out.slot_bound += 1
                 continue
         out.samples.append(s.start_ms - at)
         out.detail.append((s.start_ms - at, s.key, s.run.job_id, at))
+    return out
+
+
+def finished_ms(client: redis.Redis, queue: str, ids: Sequence[str]) -> dict[str, int]:
+    """Each job's completion time in Redis (its record's ``f``, ms)."""
+    k = QueueKeys(queue)
+    out: dict[str, int] = {}
+    for i in range(0, len(ids), 2000):
+        chunk = ids[i : i + 2000]
+        pipe = client.pipeline(transaction=False)
+        for jid in chunk:
+            pipe.hget(k.job(jid), "f")
+        for jid, raw in zip(chunk, pipe.execute(), strict=True):
+            if raw is not None:
+                out[jid] = int(raw)
     return out
 
 
@@ -549,7 +581,8 @@ def test_limits_hold_through_a_worker_sigkill_storm(
     by_entry = check_ledger(starts, RULES, lambda s: s.entry_ms)
     by_start = check_ledger(starts, RULES, lambda s: s.start_ms)
     conc = check_concurrency(starts, RULES, set(fenced))
-    lat = window_latency(starts, charges, RULES, accepted_at, key_of)
+    finished = finished_ms(client, queue_name, ledger.accepted)
+    lat = window_latency(starts, charges, RULES, accepted_at, key_of, finished)
     matched = [s for s in starts if s.charge_ms is not None]
     charged_runs = {(c.job_id, c.ms) for c in charges}
     recorded = {(s.run.job_id, s.charge_ms) for s in matched}
@@ -579,6 +612,9 @@ def test_limits_hold_through_a_worker_sigkill_storm(
         rate_ledger_worker_start=by_start.figures(),
         entry_ms_after_charge_ms=summary([s.entry_ms - s.charge_ms for s in matched]),
         charge_to_start_ms=summary([s.start_ms - s.charge_ms for s in matched]),
+        end_to_completion_ms=summary(
+            [finished[s.run.job_id] - s.end * 1000 for s in starts if not s.killed and s.end]
+        ),
         concurrency_max_seen=max(conc.max_seen.values(), default=0),
         concurrency_max_seen_k1_keys={
             key: n
