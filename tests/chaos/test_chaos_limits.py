@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
 import streamq
+from streamq.admin import Admin
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
 from tests.chaos._chaos_support import (
@@ -93,16 +93,14 @@ RULES = (
 )
 
 
-def set_limit(client: redis.Redis, queue: str, rule: Rule) -> None:
-    """Write one rule the way tests/test_flow.py does (Admin.set_limit is not on main yet)."""
-    value = {
-        "pattern": rule.pattern,
-        "shared": rule.shared,
-        "rate": rule.rate,
-        "period_ms": rule.period_ms,
-        "concurrency": rule.concurrency,
-    }
-    client.hset(QueueKeys(queue).limits, rule.field, orjson.dumps(value))
+def set_limits(url: str, queue: str, rules: Sequence[Rule]) -> None:
+    """Declare the rules through the operator API (validated, as an operator would)."""
+    with Admin(url) as admin:
+        for r in rules:
+            per = r.period_ms / 1000 if r.period_ms is not None else None
+            admin.set_limit(
+                queue, r.pattern, rate=r.rate, per=per, concurrency=r.concurrency, shared=r.shared
+            )
 
 
 # ---------------------------------------------------------------------------- the engine's log
@@ -541,8 +539,7 @@ def test_limits_hold_through_a_worker_sigkill_storm(
     seed = random.randrange(2**32)
     figures["seed"] = seed
     rng = random.Random(seed)
-    for rule in RULES:
-        set_limit(client, queue_name, rule)
+    set_limits(srv.url, queue_name, RULES)
     figures["rules"] = [r.label() for r in RULES]
     fleet = fleet_factory(
         srv.url,
