@@ -532,10 +532,12 @@ def test_limits_hold_through_a_worker_sigkill_storm(
     which comes up to a few ms after its charge inside the script) and over the workers'
     start times (after the take-to-start delay); they look exceeded by those delays, shown
     next to them. Concurrency: never more than K runs of a key at once (start to end, from
-    the ledger) except with a killed or fenced run among them. Window lateness: for a run
-    whose job was already held when its rate window opened (the charge `rate` places
-    earlier in the engine's log plus the period; for several rules the latest) while its
-    key had a free slot, its start minus that moment; p99 <= 50 ms."""
+    the ledger) except with a killed or fenced run among them. Window lateness: for a
+    job's first take, when the rate window was the last thing it waited for (the moment
+    it opened: the charge `rate` places earlier in the engine's log plus the period, the
+    latest over its rules; its enqueue had returned and a slot was free for it by then,
+    counting the key's runs admitted before it, FIFO), its start minus that moment; p99
+    <= 50 ms."""
     seed = random.randrange(2**32)
     figures["seed"] = seed
     rng = random.Random(seed)
