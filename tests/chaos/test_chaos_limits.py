@@ -661,6 +661,28 @@ def test_limits_hold_through_a_worker_sigkill_storm(
         ]
         w["s_after_last_kill"] = round(min(before), 2) if before else None
     figures["window_lateness_worst"] = worst
+    unmatched = [s for s in starts if s.charge_ms is None]
+    if unmatched:  # what the engine's log holds of those jobs, to tell a miss from a bug
+        by_job: dict[str, list[list[Any]]] = defaultdict(list)
+        for c in charges:
+            by_job[c.job_id].append([c.rule, c.ms])
+        figures["runs_without_logged_charge_first"] = [
+            {
+                "job": s.run.job_id,
+                "key": s.key,
+                "attempt": s.run.attempt,
+                "entry": s.run.entry_id,
+                "pid": s.run.pid,
+                "killed": s.killed,
+                "charges_of_job": by_job.get(s.run.job_id, []),
+                "other_runs": [
+                    [o.run.entry_id, o.run.pid]
+                    for o in starts
+                    if o.run.job_id == s.run.job_id and o is not s
+                ],
+            }
+            for s in unmatched[:5]
+        ]
     if conc.violations:
         figures["concurrency_violations_first"] = conc.violations[:5]
     check.assert_exact()
