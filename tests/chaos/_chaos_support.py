@@ -63,6 +63,7 @@ class Run:
     pid: int
     redis_ms: int | None = None
     entry_id: str | None = None  # ``flow`` runs: the entry the take added
+    key: str | None = None  # ``flow`` runs: the job key the run was handed ("-": none)
 
 
 class Ledger:
@@ -102,7 +103,8 @@ class Ledger:
                 parts = line.split()
                 redis_ms = int(parts[3]) if len(parts) > 3 and parts[3] != "-" else None
                 entry_id = parts[4] if len(parts) > 4 else None
-                run = Run(parts[0], int(parts[1]), float(parts[2]), pid, redis_ms, entry_id)
+                key = parts[5] if len(parts) > 5 else None
+                run = Run(parts[0], int(parts[1]), float(parts[2]), pid, redis_ms, entry_id, key)
                 self._runs.append(run)
         return list(self._runs)
 

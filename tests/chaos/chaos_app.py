@@ -7,12 +7,13 @@ run to ``<SQ_CHAOS_LEDGER>/runs-<pid>.log`` with a single ``os.write`` on an ``O
 descriptor, so a line written survives the process being SIGKILLed the next instant, and a
 process's runs are told apart from every other process's::
 
-    <job id> <attempt> <unix time> [<redis ms> [<entry id>]]
+    <job id> <attempt> <unix time> [<redis ms> [<entry id> <job key>]]
 
 ``<redis ms>`` (``stamp`` handlers only) is the Redis server's ``TIME`` read at the start of
 the run: the one clock due times are judged by; ``-`` when not read. ``<entry id>``
 (``flow`` only) is the run's entry id: for a flow job, the take that admitted it (and
-charged its rate limits) added that entry, so its ms part is the Redis time of the charge.
+charged its rate limits) added that entry, so its ms part is (about) the Redis time of the
+charge; ``<job key>`` is the key the run was handed (``-``: none, a plain entry).
 ``flow`` also appends ``<entry id> <unix time>`` to ``ends-<pid>.log`` when the run ends.
 
 Handlers (job name: what it does with ``job.data``):
@@ -125,7 +126,7 @@ async def stamp_retry(job: Job) -> Any:
 
 @app.handler("flow")
 async def flow(job: Job) -> None:
-    record(job, f" - {job.entry_id}")
+    record(job, f" - {job.entry_id} {job.key or '-'}")
     ms = job.data.get("ms", 0) if isinstance(job.data, dict) else 0
     if ms:
         await asyncio.sleep(ms / 1000)

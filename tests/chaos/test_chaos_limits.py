@@ -606,6 +606,7 @@ def test_limits_hold_through_a_worker_sigkill_storm(
         charges_logged=len(charged_runs),
         charges_without_recorded_run=len(charged_runs - recorded),
         runs_without_logged_charge=len(starts) - len(matched),
+        runs_handed_another_key=sum(s.run.key != s.key for s in starts),
         rate_engine_log=engine.figures(),
         rate_ledger_entry_ms=by_entry.figures(),
         rate_ledger_worker_start=by_start.figures(),
@@ -674,6 +675,7 @@ def test_limits_hold_through_a_worker_sigkill_storm(
                 "entry": s.run.entry_id,
                 "pid": s.run.pid,
                 "killed": s.killed,
+                "handed_key": s.run.key,
                 "charges_of_job": by_job.get(s.run.job_id, []),
                 "other_runs": [
                     [o.run.entry_id, o.run.pid]
@@ -692,6 +694,7 @@ def test_limits_hold_through_a_worker_sigkill_storm(
     assert figures["killed_mid_run"] > 0, "no kill hit a running flow job"
     # The engine's log must hold every recorded run's charge: else the sampler missed some
     # and the check below would be blind to them.
+    assert figures["runs_handed_another_key"] == 0  # "-": delivered as a plain job
     assert figures["runs_without_logged_charge"] == 0
     assert sampler.longest_gap_s * 1000 < min(r.period_ms or 10**9 for r in RULES)
     assert not engine.violations, f"rate exceeded: {engine.violations[:3]}"
