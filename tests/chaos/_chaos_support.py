@@ -62,6 +62,8 @@ class Run:
     wall: float
     pid: int
     redis_ms: int | None = None
+    entry_id: str | None = None  # ``flow`` runs: the entry the take added
+    key: str | None = None  # ``flow`` runs: the job key the run was handed ("-": none)
 
 
 class Ledger:
@@ -99,9 +101,22 @@ class Ledger:
             self._offsets[path] = offset + end
             for line in chunk[:end].decode().splitlines():
                 parts = line.split()
-                redis_ms = int(parts[3]) if len(parts) > 3 else None
-                self._runs.append(Run(parts[0], int(parts[1]), float(parts[2]), pid, redis_ms))
+                redis_ms = int(parts[3]) if len(parts) > 3 and parts[3] != "-" else None
+                entry_id = parts[4] if len(parts) > 4 else None
+                key = parts[5] if len(parts) > 5 else None
+                run = Run(parts[0], int(parts[1]), float(parts[2]), pid, redis_ms, entry_id, key)
+                self._runs.append(run)
         return list(self._runs)
+
+    def ends(self) -> dict[str, float]:
+        """Entry id -> wall time its run ended (``flow`` runs that were not killed)."""
+        out: dict[str, float] = {}
+        for path in sorted(self.directory.glob("ends-*.log")):
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2:  # a line cut by a SIGKILL mid-write has fewer
+                    out[parts[0]] = float(parts[1])
+        return out
 
     def counts(self) -> Counter[str]:
         """How many times each job id ran."""

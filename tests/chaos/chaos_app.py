@@ -7,10 +7,14 @@ run to ``<SQ_CHAOS_LEDGER>/runs-<pid>.log`` with a single ``os.write`` on an ``O
 descriptor, so a line written survives the process being SIGKILLed the next instant, and a
 process's runs are told apart from every other process's::
 
-    <job id> <attempt> <unix time> [<redis ms>]
+    <job id> <attempt> <unix time> [<redis ms> [<entry id> <job key>]]
 
 ``<redis ms>`` (``stamp`` handlers only) is the Redis server's ``TIME`` read at the start of
-the run: the one clock due times are judged by.
+the run: the one clock due times are judged by; ``-`` when not read. ``<entry id>``
+(``flow`` only) is the run's entry id: for a flow job, the take that admitted it (and
+charged its rate limits) added that entry, so its ms part is (about) the Redis time of the
+charge; ``<job key>`` is the key the run was handed (``-``: none, a plain entry).
+``flow`` also appends ``<entry id> <unix time>`` to ``ends-<pid>.log`` when the run ends.
 
 Handlers (job name: what it does with ``job.data``):
 
@@ -21,6 +25,8 @@ Handlers (job name: what it does with ``job.data``):
 * ``exit``: ``os._exit(1)`` mid-run: the worker process dies with the job.
 * ``stamp``: record the Redis time, return None.
 * ``stamp_retry``: record the Redis time; fail the first attempt.
+* ``flow``: record the entry id, sleep ``data["ms"]`` ms, record the end (the limits
+  scenario reads starts, ends and charges from these lines).
 """
 
 from __future__ import annotations
@@ -47,16 +53,22 @@ _fd: dict[str, int] = {}  # ledger path -> descriptor, one per process
 _clients: dict[int, aredis.Redis] = {}  # pid -> client for the Redis clock
 
 
-def record(job: Job, extra: str = "") -> None:
-    """Append this run to this process's ledger file (no-op without ``SQ_CHAOS_LEDGER``)."""
+def _append(stem: str, line: str) -> None:
+    """One ``os.write`` of ``line`` to ``<ledger>/<stem>-<pid>.log`` (no-op without
+    ``SQ_CHAOS_LEDGER``): a line written survives a SIGKILL the next instant."""
     directory = os.environ.get(LEDGER_ENV)
     if not directory:
         return
-    path = str(Path(directory) / f"runs-{os.getpid()}.log")
+    path = str(Path(directory) / f"{stem}-{os.getpid()}.log")
     fd = _fd.get(path)
     if fd is None:
         fd = _fd[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.write(fd, f"{job.id} {job.attempt} {time.time():.6f}{extra}\n".encode())
+    os.write(fd, line.encode())
+
+
+def record(job: Job, extra: str = "") -> None:
+    """Append this run to this process's ledger file (no-op without ``SQ_CHAOS_LEDGER``)."""
+    _append("runs", f"{job.id} {job.attempt} {time.time():.6f}{extra}\n")
 
 
 async def _redis_ms() -> int:
@@ -110,3 +122,12 @@ async def stamp_retry(job: Job) -> Any:
     if job.attempt == 1:
         raise RuntimeError("first attempt fails: the retry's due time is under test")
     return "retried"
+
+
+@app.handler("flow")
+async def flow(job: Job) -> None:
+    record(job, f" - {job.entry_id} {job.key or '-'}")
+    ms = job.data.get("ms", 0) if isinstance(job.data, dict) else 0
+    if ms:
+        await asyncio.sleep(ms / 1000)
+    _append("ends", f"{job.entry_id} {time.time():.6f}\n")
