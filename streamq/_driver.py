@@ -55,6 +55,9 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
     """Map a redis-py error to streamq's tree (None: not ours to translate)."""
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthenticationWrongNumberOfArgsError):
         return AuthenticationFailedError(AUTH_HINT)
+    cluster = _cluster_transient(exc, where)
+    if cluster is not None:
+        return cluster
     if isinstance(exc, rexc.ResponseError):
         msg = str(exc)
         if msg.startswith(("NOAUTH", "WRONGPASS")) or "NOAUTH" in msg[:40]:
@@ -80,12 +83,6 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
         return ConnectionFailedError(
             f"no sentinel at {where} named a reachable primary (MasterNotFoundError)"
         )
-    if isinstance(exc, rexc.ClusterDownError | rexc.SlotNotCoveredError):
-        # Mid-failover: a master is gone and no replica has taken its slots over yet.
-        return ConnectionFailedError(
-            f"Redis Cluster at {where} does not serve the key's slot right now "
-            f"({type(exc).__name__}): a failover may be under way"
-        )
     if isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc):
         # The asyncio cluster client reads the topology on first use; what it ran into is
         # in the exception's chain (a refused password, a refused connection).
@@ -102,6 +99,28 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
             )
         # Never include the URL: it may carry the password.
         return ConnectionFailedError(f"cannot reach Redis at {where}: {type(exc).__name__}")
+    return None
+
+
+def _cluster_transient(exc: Exception, where: str) -> ConnectionFailedError | None:
+    """A cluster that cannot run the command *now* (nothing ran): an outage to wait out.
+
+    Checked before the ``ResponseError`` branch, which ``ClusterDownError`` and
+    ``TryAgainError`` also are."""
+    if isinstance(exc, rexc.ClusterDownError | rexc.SlotNotCoveredError):
+        # Mid-failover: a master is gone and no replica has taken its slots over yet.
+        return ConnectionFailedError(
+            f"Redis Cluster at {where} does not serve the key's slot right now "
+            f"({type(exc).__name__}): a failover may be under way"
+        )
+    # Mid-migration: a script's keys are split between the two masters (TRYAGAIN), or
+    # redis-py's 16 redirections (MOVED/ASK/TRYAGAIN, ~0.4 s) ran out ("TTL exhausted"):
+    # the slot is being moved; every reply so far was a refusal, so nothing ran.
+    if isinstance(exc, rexc.TryAgainError) or type(exc) is rexc.ClusterError:
+        return ConnectionFailedError(
+            f"Redis Cluster at {where} kept redirecting the command ({type(exc).__name__}): "
+            "the key's slot is being migrated; nothing ran"
+        )
     return None
 
 
