@@ -58,6 +58,13 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
     cluster = _cluster_transient(exc, where)
     if cluster is not None:
         return cluster
+    if isinstance(exc, AttributeError) and _raised_in_redis_connection(exc):
+        # redis-py's asyncio cluster client closes every node's connections when one of
+        # them fails (a master died): a command another task was sending at that moment
+        # finds its socket gone (``_writer`` is None) before anything was written.
+        return ConnectionFailedError(
+            f"cannot reach Redis at {where}: the connection was closed while sending"
+        )
     if isinstance(exc, rexc.ResponseError):
         msg = str(exc)
         if msg.startswith(("NOAUTH", "WRONGPASS")) or "NOAUTH" in msg[:40]:
@@ -100,6 +107,16 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
         # Never include the URL: it may carry the password.
         return ConnectionFailedError(f"cannot reach Redis at {where}: {type(exc).__name__}")
     return None
+
+
+def _raised_in_redis_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside redis-py's connection module (sync or asyncio)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_globals.get("__name__") in ("redis.connection", "redis.asyncio.connection")
 
 
 def _cluster_transient(exc: Exception, where: str) -> ConnectionFailedError | None:

@@ -1,12 +1,16 @@
 """A cluster that cannot run a command right now (a failover or a slot migration under
 way) is an outage streamq waits out: ``ConnectionFailedError``, which every worker loop
-retries with its backoff, never an unknown error that stops the worker. Other server
+retries with its backoff, never an unknown error that stops the worker (a connection that
+redis-py closed under a command being sent counts too). Other server
 replies keep their meaning."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis import exceptions as rexc
+from redis.asyncio import connection as aredis_connection
 
 from streamq._driver import translate
 from streamq.errors import ConnectionFailedError
@@ -35,3 +39,16 @@ def test_a_cluster_between_two_owners_of_a_slot_is_an_outage(exc: Exception, say
 def test_other_replies_are_not_taken_for_an_outage() -> None:
     assert translate(rexc.ResponseError("ERR unknown command"), WHERE) is None
     assert translate(rexc.DataError("bad"), WHERE) is None
+
+
+def test_a_connection_closed_under_a_command_being_sent_is_an_outage() -> None:
+    # redis-py's asyncio cluster client closes every node's connections when one fails;
+    # a command another task was sending then finds no socket (``_writer`` is None).
+    conn = aredis_connection.Connection()
+    with pytest.raises(AttributeError) as info:
+        asyncio.run(conn._send_packed_command([b"PING"]))
+    mapped = translate(info.value, WHERE)
+    assert isinstance(mapped, ConnectionFailedError)
+    assert "closed while sending" in str(mapped)
+    # An AttributeError of anyone else's code is a bug to see, not an outage.
+    assert translate(AttributeError("'NoneType' object has no attribute 'x'"), WHERE) is None
