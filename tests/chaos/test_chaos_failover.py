@@ -262,6 +262,7 @@ def _master_kill_under_load(
         after = [t for t in feeder.accepted_at.values() if t > t_kill]
         figures.update(
             producer_first_ack_after_kill_s=round(min(after) - t_kill, 3) if after else None,
+            producer_acks_after_failover=sum(1 for t in after if t > t_settled),
             producer_last_refusal_after_kill_s=round(max(feeder.refused_at) - t_kill, 3)
             if feeder.refused_at
             else None,
@@ -296,7 +297,8 @@ def test_a_cluster_master_sigkilled_under_durable_load_loses_no_acknowledged_job
     consume a queue while a producer enqueues batches with durable=True,
     durable_replicas=1 (WAITAOF: the local fsync and one replica's); the master of the
     queue's slot is SIGKILLed and a replica promoted. Every acknowledged job must end
-    completed, the PEL empty, and the workers must complete jobs again (last completion
+    completed, the PEL empty, the producer must enqueue again once the cluster is healthy,
+    and the workers must complete jobs again (last completion
     before the kill to first after it) within the failover's own time + 2 s (the kill to
     the cluster healthy again). Whether that was also within cluster-node-timeout + 2 s
     is reported beside it: the replica's election alone takes about a second more than
@@ -318,6 +320,7 @@ def test_a_cluster_master_sigkilled_under_durable_load_loses_no_acknowledged_job
     check.assert_exact()
     assert figures["promoted_a_replica"]
     assert figures["workers_alive"], "a worker died during the failover"
+    assert figures["producer_acks_after_failover"] > 0, "the producer did not resume"
     assert figures["refused_but_written_unfinished"] == 0
     assert figures["recovery_completion_gap_s"] <= figures["recovery_limit_s"]
 
@@ -362,6 +365,7 @@ def test_a_cluster_master_sigkilled_under_plain_load_counts_what_it_loses(
     assert check.pel == 0 and not check.never_ran and not check.unexplained
     assert figures["promoted_a_replica"]
     assert figures["workers_alive"], "a worker died during the failover"
+    assert figures["producer_acks_after_failover"] > 0, "the producer did not resume"
     assert figures["refused_but_written_unfinished"] == 0
     assert figures["recovery_completion_gap_s"] <= figures["recovery_limit_s"]
 
@@ -465,8 +469,9 @@ def test_a_sentinel_failover_under_durable_load_loses_no_acknowledged_job(
     confirm durable writes) and 3 sentinels (down-after 1 s). Two worker processes consume
     a queue through `redis+sentinel://` while a producer enqueues batches with
     durable=True, durable_replicas=1; the primary is SIGKILLed and the sentinels promote a
-    replica. Every acknowledged job must end completed, the PEL empty, and the workers
-    must complete jobs again within the failover time + 2 s (last completion before the
+    replica. Every acknowledged job must end completed, the PEL empty, the producer must
+    enqueue again after the failover, and the workers must complete jobs again within the
+    failover time + 2 s (last completion before the
     kill to first after it; the failover time: the kill to every sentinel naming the new
     primary)."""
     _skip_without_waitaof(sentinel_binary)
@@ -494,10 +499,12 @@ def test_a_sentinel_failover_under_durable_load_loses_no_acknowledged_job(
         faults="SIGKILL of the Sentinel primary (2 replicas, 3 sentinels)",
         promoted_a_replica=new is not old and not old.running,
         producer_first_ack_after_kill_s=round(min(after) - t_kill, 3) if after else None,
+        producer_acks_after_failover=sum(1 for t in after if t > t_settled),
         **_recovery_figures(gap, t_kill, t_settled, t_settled - t_kill + RESUME_MARGIN_S),
     )
     check.assert_exact()
     assert figures["promoted_a_replica"]
     assert figures["workers_alive"], "a worker died during the failover"
+    assert figures["producer_acks_after_failover"] > 0, "the producer did not resume"
     assert figures["refused_but_written_unfinished"] == 0
     assert figures["recovery_completion_gap_s"] <= figures["recovery_limit_s"]
