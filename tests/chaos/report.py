@@ -355,7 +355,8 @@ def render_chaos(rows: list[dict[str, Any]], wall_s: float | None) -> list[str]:
     lines.append("")
     for r in rows:
         f = r["figures"]
-        lines += [f"## {_title(r)}{_kind_suffix(r)}", "", _body(r), ""]
+        heading = f"{_title(r).rstrip('.')}{_kind_suffix(r)}." if _kind_suffix(r) else _title(r)
+        lines += [f"## {heading}", "", _body(r), ""]
         lines.append(f"Outcome: **{r['outcome']}** in {r['duration_s']:g} s (`{r['nodeid']}`).")
         if r["outcome"] == "skipped":
             lines.append(f"Skipped: {_skip_reason(r)}.")
