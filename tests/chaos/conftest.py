@@ -50,3 +50,13 @@ def fleet_factory(tmp_path: Path, ledger: Ledger) -> Iterator[Callable[..., Flee
     yield make
     for fleet in made:
         fleet.close()
+
+
+# The cluster and Sentinel factories of tests/cluster (ids redis7 and valkey8, narrowed by
+# STREAMQ_TEST_SERVERS), for the failover scenarios in test_chaos_failover.py.
+from tests.cluster.conftest import (  # noqa: E402, F401
+    cluster_binary,
+    cluster_factory,
+    sentinel_binary,
+    sentinel_factory,
+)

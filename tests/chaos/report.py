@@ -146,6 +146,14 @@ def _split_nodeid(nodeid: str) -> tuple[str, str]:
     return base, params.removesuffix("]")
 
 
+def _kind_suffix(row: dict[str, Any]) -> str:
+    """`` [valkey8]`` for a scenario run once per server kind (the cluster and Sentinel
+    ones), else nothing: the single-server scenarios all run on redis7."""
+    params = _split_nodeid(row["nodeid"])[1].split("-")
+    kind = next((p for p in params if p in SERVER_IDS), "")
+    return f" [{kind}]" if kind else ""
+
+
 def _server(row: dict[str, Any]) -> str:
     params = _split_nodeid(row["nodeid"])[1].split("-")
     kind = next((p for p in params if p in SERVER_IDS), "")
@@ -337,17 +345,21 @@ def render_chaos(rows: list[dict[str, Any]], wall_s: float | None) -> list[str]:
     for r in rows:
         f = r["figures"]
         num, _, title = _title(r).partition(". ")
+        title = title.rstrip(".") + _kind_suffix(r)
         cells = [_fmt(f.get(k, "")) for k in SUMMARY]
         lines.append(
-            f"| {num} | {title.rstrip('.')} | {r['outcome']} | {r['duration_s']:g} | "
+            f"| {num} | {title} | {r['outcome']} | {r['duration_s']:g} | "
             + " | ".join(cells)
             + " |"
         )
     lines.append("")
     for r in rows:
         f = r["figures"]
-        lines += [f"## {_title(r)}", "", _body(r), ""]
+        heading = f"{_title(r).rstrip('.')}{_kind_suffix(r)}." if _kind_suffix(r) else _title(r)
+        lines += [f"## {heading}", "", _body(r), ""]
         lines.append(f"Outcome: **{r['outcome']}** in {r['duration_s']:g} s (`{r['nodeid']}`).")
+        if r["outcome"] == "skipped":
+            lines.append(f"Skipped: {_skip_reason(r)}.")
         if r.get("xfail_reason"):
             reason = r["xfail_reason"].removeprefix("engine bug: ")
             lines.append(f"Known engine bug: {reason}.")

@@ -1,0 +1,54 @@
+"""A cluster that cannot run a command right now (a failover or a slot migration under
+way) is an outage streamq waits out: ``ConnectionFailedError``, which every worker loop
+retries with its backoff, never an unknown error that stops the worker (a connection that
+redis-py closed under a command being sent counts too). Other server
+replies keep their meaning."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis import exceptions as rexc
+from redis.asyncio import connection as aredis_connection
+
+from streamq._driver import translate
+from streamq.errors import ConnectionFailedError
+
+WHERE = "redis+cluster://h1:7000"
+
+
+@pytest.mark.parametrize(
+    ("exc", "says"),
+    [
+        # CLUSTERDOWN is a ResponseError too: it must not fall through as "not ours".
+        (rexc.ClusterDownError("CLUSTERDOWN The cluster is down"), "failover may be under way"),
+        (rexc.SlotNotCoveredError("slot 42 is not covered"), "failover may be under way"),
+        # A script whose keys are split between two masters mid-migration.
+        (rexc.TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"), "migrated"),
+        # redis-py's 16 redirections (MOVED/ASK/TRYAGAIN) ran out during a migration.
+        (rexc.ClusterError("TTL exhausted."), "migrated"),
+    ],
+)
+def test_a_cluster_between_two_owners_of_a_slot_is_an_outage(exc: Exception, says: str) -> None:
+    mapped = translate(exc, WHERE)
+    assert isinstance(mapped, ConnectionFailedError)
+    assert says in str(mapped) and WHERE in str(mapped)
+
+
+def test_other_replies_are_not_taken_for_an_outage() -> None:
+    assert translate(rexc.ResponseError("ERR unknown command"), WHERE) is None
+    assert translate(rexc.DataError("bad"), WHERE) is None
+
+
+def test_a_connection_closed_under_a_command_being_sent_is_an_outage() -> None:
+    # redis-py's asyncio cluster client closes every node's connections when one fails;
+    # a command another task was sending then finds no socket (``_writer`` is None).
+    conn = aredis_connection.Connection()
+    with pytest.raises(AttributeError) as info:
+        asyncio.run(conn._send_packed_command([b"PING"]))
+    mapped = translate(info.value, WHERE)
+    assert isinstance(mapped, ConnectionFailedError)
+    assert "closed while sending" in str(mapped)
+    # An AttributeError of anyone else's code is a bug to see, not an outage.
+    assert translate(AttributeError("'NoneType' object has no attribute 'x'"), WHERE) is None
