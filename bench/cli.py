@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, e2e, enqueue, flow, latency, resources, summary
+from bench import ceiling, cluster, e2e, enqueue, flow, latency, resources, summary
 from bench.common import (
     RESULTS,
     BenchFailure,
@@ -68,6 +68,7 @@ SCENARIOS: dict[str, Runner] = {
     "resources": resources.run,
     "persistence": e2e.run_persistence,
     "flow": flow.run,
+    "cluster": cluster.run,
 }
 # Scenarios whose tables show ratios to the bare ceiling pull it in.
 NEEDS_CEILING = {"e2e", "resources"}
