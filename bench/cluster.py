@@ -46,8 +46,8 @@ from bench.common import (
 from streamq.admin import Admin
 from streamq.protocol.keys import QueueKeys
 from streamq.protocol.partitions import partition_tags
-from streamq.server import EmbeddedCluster
-from streamq.server.cluster import slot_ranges
+from streamq.server import EmbeddedCluster, find_server_binary
+from streamq.server.cluster import cluster_mode_refusal, slot_ranges
 from streamq.worker import Worker
 from streamq.worker.__main__ import loop_runner
 
@@ -58,6 +58,9 @@ BATCH = 500
 TARGET_BUSIEST_SHARE = 0.40
 TARGET_CAPACITY_RATIO = 2.5
 TIMEOUT_S = 600.0
+CHECK_JOBS = 5_000
+CHECK_PARTITIONS = 6
+CHECK_TIMEOUT_S = 60.0  # a --check drain not done by then hangs: it fails
 
 HEADERS = [
     "setup",
@@ -86,8 +89,8 @@ def _fill(url: str, queue: str, n: int, label: str) -> None:
     progress.done()
 
 
-async def _bounded(worker: Worker) -> None:
-    await asyncio.wait_for(worker.run(burst=True), TIMEOUT_S)
+async def _bounded(worker: Worker, timeout_s: float) -> None:
+    await asyncio.wait_for(worker.run(burst=True), timeout_s)
 
 
 def _spread(queue: str, partitions: int, masters: int) -> list[int]:
@@ -131,7 +134,14 @@ def _summed(by_node: list[dict[str, dict[str, float]]]) -> dict[str, tuple[float
 
 
 def drain(
-    url: str, nodes: list[redis.Redis], queue: str, n: int, *, concurrency: int, label: str
+    url: str,
+    nodes: list[redis.Redis],
+    queue: str,
+    n: int,
+    *,
+    concurrency: int,
+    label: str,
+    timeout_s: float = TIMEOUT_S,
 ) -> dict[str, Any]:
     """One in-process worker drains ``queue`` (``n`` jobs waiting); each node's Redis CPU
     delta around the drain. Raises :class:`BenchFailure` when a job is lost or duplicated."""
@@ -145,9 +155,11 @@ def drain(
     cpu0 = [redis_cpu_s(r) for r in nodes]
     t0 = time.perf_counter()
     try:
-        loop_runner(_loop())(_bounded(worker))
+        loop_runner(_loop())(_bounded(worker, timeout_s))
     except TimeoutError:
-        raise BenchFailure(f"{label}: not drained after {TIMEOUT_S:g} s") from None
+        raise BenchFailure(
+            f"{label}: not drained after {timeout_s:g} s ({len(apps.SEEN):,} of {n:,} jobs ran)"
+        ) from None
     wall = time.perf_counter() - t0
     cpu = [redis_cpu_s(r) - c for r, c in zip(nodes, cpu0, strict=True)]
     progress.done(f"{n / wall:,.0f} jobs/s")
@@ -337,3 +349,62 @@ def run(ctx: Context) -> dict[str, Any]:
     )
     write_json(ctx.out_dir, "cluster", result)
     return result
+
+
+def run_check(ctx: Context, min_rate: float) -> list[str]:
+    """The CI part, loose on purpose (a noisy machine): 5,000 jobs in a 6-partition queue
+    on a 3-master cluster, drained by one in-process worker. Returns the failures: a lost
+    or duplicated job (raised), a master holding none of the jobs, or below ``min_rate``
+    jobs/s. Skipped, with the reason, when the server binary cannot run in cluster mode."""
+    binary = find_server_binary()
+    refusal = cluster_mode_refusal(binary)
+    if refusal is not None:
+        say(f"  cluster check skipped: {binary} cannot run in cluster mode ({refusal})")
+        return []
+    base = ctx.tmp / f"cluster-check-{secrets.token_hex(3)}"
+    label = f"check cluster x{MASTERS}, {CHECK_PARTITIONS} partitions"
+    with EmbeddedCluster(
+        base, masters=MASTERS, replicas_per_master=0, password=secrets.token_urlsafe(16)
+    ) as cluster:
+        queue = ctx.queue("check-cluster")
+        with Admin(settings=settings_for(cluster.url)) as admin:
+            admin.set_partitions(queue, CHECK_PARTITIONS)
+        nodes = [client(node.url) for node in cluster.nodes]
+        try:
+            _fill(cluster.url, queue, CHECK_JOBS, label)
+            m = drain(
+                cluster.url,
+                nodes,
+                queue,
+                CHECK_JOBS,
+                concurrency=ctx.concurrency,
+                label=label,
+                timeout_s=CHECK_TIMEOUT_S,
+            )
+        finally:
+            for r in nodes:
+                r.close()
+    m.update(spread=_spread(queue, CHECK_PARTITIONS, MASTERS))
+    show(
+        "bench --check: a partitioned queue on a cluster",
+        ["drain", "jobs", "jobs/s", "partitions per master", "jobs per master"],
+        [
+            (
+                label,
+                CHECK_JOBS,
+                m["per_s"],
+                "/".join(map(str, m["spread"])),
+                " / ".join(f"{w:,}" for w in m["jobs_waiting_by_node"]),
+            )
+        ],
+    )
+    write_json(ctx.out_dir, "check-cluster", m)
+    fails = []
+    if min(m["jobs_waiting_by_node"]) == 0:
+        fails.append(
+            f"cluster: {CHECK_PARTITIONS} partitions left a master without jobs "
+            f"({m['jobs_waiting_by_node']} jobs per master)"
+        )
+    if m["per_s"] < min_rate:
+        fails.append(f"cluster: {fmt(m['per_s'])} jobs/s is below the required {min_rate:g} jobs/s")
+    return fails
