@@ -12,6 +12,8 @@ delayed        delayed-job lateness (handler start - due)
 resources      Redis memory per waiting job, Redis CPU per processed job
 persistence    the one-process e2e run with AOF off and with appendfsync everysec
 flow           flow control: keyed drains with and without limits, the take alone, fairness
+cluster        one node vs 3 cluster masters with 1/3/6 partitions: Redis CPU per master,
+               the busiest master's share, projected capacity
 =============  ==========================================================================
 
 Every run ends with a summary table of the headline figures against the project's targets
@@ -22,7 +24,9 @@ only when a job is lost or duplicated, a worker errs or hangs, or throughput is 
 drain (5,000 jobs over 1,000 limited keys) and a short fairness drain (one key x 10,000
 jobs, then 20 keys x 10): they fail on a lost or duplicated job, flow state left behind, a
 small key finishing later than round-robin allows (or past 5 % of the drain), or below
-10 jobs/s.
+10 jobs/s. Last, 5,000 jobs in a 6-partition queue on a 3-master cluster (no replicas): it
+fails on a lost or duplicated job, a master holding none of the jobs, or below 10 jobs/s
+(skipped, saying why, when the server binary cannot run in cluster mode).
 
 Exit codes: 0 fine, 1 a correctness failure (lost/duplicated job, worker error, or below
 10 jobs/s with ``--check``), 2 bad usage or no server binary.
@@ -39,7 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, e2e, enqueue, flow, latency, resources, summary
+from bench import ceiling, cluster, e2e, enqueue, flow, latency, resources, summary
 from bench.common import (
     RESULTS,
     BenchFailure,
@@ -68,6 +72,7 @@ SCENARIOS: dict[str, Runner] = {
     "resources": resources.run,
     "persistence": e2e.run_persistence,
     "flow": flow.run,
+    "cluster": cluster.run,
 }
 # Scenarios whose tables show ratios to the bare ceiling pull it in.
 NEEDS_CEILING = {"e2e", "resources"}
@@ -196,10 +201,16 @@ def run_check(ctx: Context) -> int:
         say(f"FAIL: {text}")
     if flow_fails:
         return 1
+    cluster_fails = cluster.run_check(ctx, CHECK_MIN_RATE)
+    for text in cluster_fails:
+        say(f"FAIL: {text}")
+    if cluster_fails:
+        return 1
     rates = ", ".join(f"{m['processes']} proc {fmt(m['per_s'])} jobs/s" for m in runs)
     say(
         f"check passed: {ctx.jobs:,} jobs per run, each exactly once; {rates}; flow control: "
-        "limited keys and fairness in round-robin order"
+        "limited keys and fairness in round-robin order; a 6-partition queue on a 3-master "
+        "cluster, every master holding jobs"
     )
     return 0
 

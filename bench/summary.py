@@ -109,6 +109,32 @@ def _flow(f: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _cluster(c: dict[str, Any]) -> list[Row]:
+    single, six = c["runs"][0], c["runs"][-1]
+    t = c["targets"]
+    where = f"{len(six['spread'])} masters x {six['partitions']} partitions"
+    return [
+        _row(
+            f"cluster: measured drain, 1 node vs {where}",
+            f"{fmt(single['per_s'])} vs {fmt(six['per_s'])} jobs/s",
+            "(no target: 2 shared cores)",
+            None,
+        ),
+        _row(
+            f"cluster: busiest master's share of Redis CPU, {where}",
+            pct(t["busiest_share"]),
+            "<= 40%",
+            t["busiest_share_ok"],
+        ),
+        _row(
+            f"cluster: projected capacity vs 1 node, {where}",
+            f"{fmt(t['capacity_ratio'], 2)}x",
+            ">= 2.5x",
+            t["capacity_ratio_ok"],
+        ),
+    ]
+
+
 def targets(r: dict[str, Any]) -> list[Row]:
     """One row per headline figure of the scenarios that ran."""
     rows: list[Row] = []
@@ -128,6 +154,8 @@ def targets(r: dict[str, Any]) -> list[Row]:
         rows.append(_row("e2e with AOF everysec vs AOF off", pct(p), "(no target)", None))
     if "flow" in r:
         rows += _flow(r["flow"])
+    if "cluster" in r:
+        rows += _cluster(r["cluster"])
     return rows
 
 
