@@ -6,8 +6,9 @@ masters of a Redis Cluster), each partition a full key set of its own.
   to N partitions moves nothing. Partition ``p >= 1`` of an ``N``-partition queue carries
   the hash tag ``Q~N.p.j``: ``~`` cannot appear in a queue name, and ``j`` is the first
   integer that puts the tag's slot within 4 slots of ``home + p * 16384 / N``: the
-  partitions sit evenly spaced round the slot space from the home's slot. With masters owning equal slot ranges (what
-  ``redis-cli --cluster create`` makes) the partitions spread evenly over the masters.
+  partitions sit evenly spaced round the slot space from the home's slot. With masters
+  owning equal slot ranges (what ``redis-cli --cluster create`` makes) they spread evenly
+  over the masters.
 * A plain job's partition is a pure function of its id: ``crc32(id) % N``. Flow jobs (a key
   or a priority) and schedules live in the home partition, so a key's limits stay exact
   across the fleet and a schedule's ticks stay exactly-once.
