@@ -58,10 +58,13 @@ def translate(exc: Exception, where: str) -> StreamQError | None:
     cluster = _cluster_transient(exc, where)
     if cluster is not None:
         return cluster
-    if isinstance(exc, AttributeError) and _raised_in_redis_connection(exc):
+    if (isinstance(exc, AttributeError) and _raised_in_redis_connection(exc)) or (
+        isinstance(exc, RuntimeError) and "closed" in str(exc) and _through_redis_send(exc)
+    ):
         # redis-py's asyncio cluster client closes every node's connections when one of
         # them fails (a master died): a command another task was sending at that moment
-        # finds its socket gone (``_writer`` is None) before anything was written.
+        # finds its socket gone (``_writer`` is None, or uvloop's "the handler is closed"
+        # from the writer) before anything was written.
         return ConnectionFailedError(
             f"cannot reach Redis at {where}: the connection was closed while sending"
         )
@@ -117,6 +120,20 @@ def _raised_in_redis_connection(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return tb.tb_frame.f_globals.get("__name__") in ("redis.connection", "redis.asyncio.connection")
+
+
+def _through_redis_send(exc: BaseException) -> bool:
+    """Whether ``exc`` came up through redis-py's asyncio send (the write to a socket)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if (
+            frame.f_globals.get("__name__") == "redis.asyncio.connection"
+            and frame.f_code.co_name == "_send_packed_command"
+        ):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _cluster_transient(exc: Exception, where: str) -> ConnectionFailedError | None:

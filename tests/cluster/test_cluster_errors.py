@@ -52,3 +52,27 @@ def test_a_connection_closed_under_a_command_being_sent_is_an_outage() -> None:
     assert "closed while sending" in str(mapped)
     # An AttributeError of anyone else's code is a bug to see, not an outage.
     assert translate(AttributeError("'NoneType' object has no attribute 'x'"), WHERE) is None
+
+
+class _ClosedWriter:
+    """uvloop's writer once its transport was closed under it."""
+
+    def writelines(self, data: object) -> None:
+        raise RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+        )
+
+
+def test_a_transport_closed_under_a_command_being_sent_is_an_outage_on_uvloop_too() -> None:
+    # Seen in CI: a worker on uvloop died of this RuntimeError when a master was killed.
+    conn = aredis_connection.Connection()
+    conn._writer = _ClosedWriter()  # type: ignore[assignment]
+    try:
+        with pytest.raises(RuntimeError) as info:
+            asyncio.run(conn._send_packed_command([b"PING"]))
+    finally:
+        conn._writer = None  # nothing to close: no socket was ever opened
+    mapped = translate(info.value, WHERE)
+    assert isinstance(mapped, ConnectionFailedError)
+    # A RuntimeError of anyone else's code is a bug to see, not an outage.
+    assert translate(RuntimeError("the handler is closed"), WHERE) is None
