@@ -52,6 +52,10 @@ __all__ = ["AsyncProducer", "JobSpec", "Producer"]
 T = TypeVar("T")
 #: Seconds a producer trusts what it read of a queue's partitions.
 META_TTL_S = 5.0
+#: The largest batch a producer sends to a queue's home beside the read of its partitions
+#: (when that read is due): a larger one reads first and spreads, so one stale cache does
+#: not put a whole batch on one master.
+HOME_BATCH_MAX = 16
 
 Delay = float | int | timedelta
 At = datetime | float | int
@@ -272,7 +276,7 @@ class _Base:
         hit = self._metas.get(queue)
         is_durable = self.durable if durable is None else durable
         if hit is None or hit[1] <= time.monotonic():
-            if fresh and not is_durable:
+            if fresh and not is_durable and len(prepared) <= HOME_BATCH_MAX:
                 # New ids cannot collide with a job elsewhere: send them home beside the
                 # read of the partitions, still one round trip (home is where every
                 # lookup also looks, and workers consume it). The next calls spread.

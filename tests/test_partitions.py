@@ -92,6 +92,21 @@ def test_jobs_spread_over_the_partitions_and_are_found_by_id(
         assert (st.waiting, st.active, st.completed_total) == (0, 0, 202)
 
 
+def test_a_fresh_producers_large_first_batch_spreads_over_the_partitions(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    _set(redis_client, queue_name, 4)
+    with streamq.Producer(settings=settings(redis_url, log_level="warning")) as p:
+        # Larger than HOME_BATCH_MAX: the count is read first, so no partition (home
+        # included) gets the whole batch while the others get none of it.
+        p.enqueue_many(queue_name, [streamq.JobSpec("work")] * 400)
+    per = [
+        redis_client.xlen(QueueKeys(queue_name, tag=t).stream)
+        for t in partitions.partition_tags(queue_name, 4)
+    ]
+    assert sum(per) == 400 and max(per) < 160, per  # 100 each, give or take crc32
+
+
 def test_raising_the_count_loses_nothing_written_under_the_old_one(
     redis_url: str, redis_client: redis.Redis, queue_name: str
 ) -> None:

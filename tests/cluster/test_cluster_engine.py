@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
 import streamq
 from streamq import JobSpec
@@ -106,3 +107,26 @@ def test_a_schedule_on_a_partitioned_queue_fires_each_tick_once_with_two_workers
     count = runs(spawner.ledger)
     ticks = [j for j in count if j.startswith("rep:tick:")]
     assert len(ticks) >= 3 and all(count[j] == 1 for j in ticks), count
+
+
+def test_a_workers_reads_go_to_each_streams_master_without_asking_another_node(
+    cluster: EmbeddedCluster, queue: str, spawner: Spawner
+) -> None:
+    # XREADGROUP's keys are "movable": left to redis-py, each read first asks the client's
+    # default node for them (COMMAND GETKEYS), a round trip per read and a read refused
+    # while that node is down. Only this test's traffic runs meanwhile (no parallel tests).
+    masters = [redis.Redis.from_url(n.url) for n in cluster.nodes if n.role() == "master"]
+    with streamq.Producer(cluster.url) as p:
+        p.enqueue_many(queue, [JobSpec("noop")] * 300)
+        for node in masters:
+            node.config_resetstat()
+        w = spawner.start(queue, burst=True)
+        assert w.wait(60) == 0, w.output()[-2000:]
+        assert p.status(queue).completed_total == 300
+    stats = [node.info("commandstats") for node in masters]
+    for node in masters:
+        node.close()
+    reads = sum(s.get("cmdstat_xreadgroup", {}).get("calls", 0) for s in stats)
+    getkeys = sum(s.get("cmdstat_command|getkeys", {}).get("calls", 0) for s in stats)
+    assert reads >= 6, stats  # each partition's stream was read
+    assert getkeys == 0, f"{getkeys} COMMAND GETKEYS for {reads} reads"
