@@ -14,6 +14,19 @@ saturated if workers were added until Redis, not Python, was the limit. The issu
 (information only, never the exit code): with 6 partitions the busiest master carries <= 40 %
 of the total Redis CPU, and the projected capacity is >= 2.5x one node's.
 
+Two things are held the same for every setup, so the figures compare Redis, not luck:
+
+* **CPU pinning** (Linux, 2 or more CPUs): every Redis process on one CPU, this process
+  (producer and worker) on another. Unpinned, the busy Python worker and three masters
+  share 2 cores by the scheduler's whim: the masters then paid a third more per command
+  in context switches and cold caches than the one node did, a cost of the shared test
+  machine, not of the cluster (a cluster's masters run on hosts of their own). The masters
+  still share their one CPU with each other, which is the pessimistic side.
+* **No retention pass in the window**: finished records are kept (``keep_completed``
+  raised), since the once-a-second pass that deletes them fell inside a short drain or
+  not, by chance, and moved a setup's figure by a tenth. Deleting a record costs the same
+  on every setup; it is left out of all of them.
+
 Every setup runs once per round, ``--repeat`` rounds interleaved; the table shows each
 setup's run of median projected capacity (all rounds are in ``cluster.json``). A second
 table, from ``INFO commandstats``, shows where the extra Redis time of a partitioned queue
@@ -23,10 +36,12 @@ goes. :func:`run_check` is the loose ``--check`` part (6 partitions, 5,000 jobs)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +49,7 @@ import redis
 from redis.crc import key_slot
 
 import streamq
-from bench import apps
+from bench import apps, common
 from bench.common import (
     BenchFailure,
     Context,
@@ -44,7 +59,6 @@ from bench.common import (
     pct,
     redis_cpu_s,
     say,
-    settings_for,
     show,
     write_json,
 )
@@ -78,6 +92,39 @@ HEADERS = [
     "projected capacity jobs/s",
     "vs one node",
 ]
+
+
+#: Finished records kept during a drain (see the module docstring: no retention pass).
+KEEP_ALL = 1_000_000_000
+
+
+def settings_for(url: str) -> streamq.Settings:
+    """The bench's settings, keeping every finished record (no retention in the window)."""
+    return common.settings_for(url).with_changes(keep_completed=KEEP_ALL)
+
+
+@contextlib.contextmanager
+def pinned(redis_pids: list[int]) -> Iterator[str]:
+    """Every Redis process on one CPU, this process on another (see the module docstring);
+    this process's CPUs are given back on exit. Yields what was done, for the table."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield "not pinned (no sched_setaffinity here)"
+        return
+    mine = os.sched_getaffinity(0)
+    cpus = sorted(mine)
+    if len(cpus) < 2:
+        yield "not pinned (one CPU)"
+        return
+    try:
+        for pid in redis_pids:
+            os.sched_setaffinity(pid, {cpus[1]})
+        os.sched_setaffinity(0, {cpus[0]})
+        yield f"pinned: Redis on CPU {cpus[1]}, worker on CPU {cpus[0]}"
+    finally:
+        os.sched_setaffinity(0, mine)
+        for pid in redis_pids:
+            with contextlib.suppress(OSError):  # a server stopped meanwhile
+                os.sched_setaffinity(pid, mine)
 
 
 def _loop() -> str:
@@ -217,15 +264,26 @@ class _Setup:
         return f"{self.setup}, {self.partitions} partition(s)"
 
 
+def _fresh(st: _Setup) -> None:
+    """Empty servers before each run (outside the window), the partitions declared again:
+    with no retention pass, what earlier rounds kept would make every later one dearer
+    (larger sorted sets and key tables, rehashing) and the rounds unequal."""
+    for r in st.nodes:
+        r.flushall()
+    if st.partitions > 1:
+        with Admin(settings=settings_for(st.url)) as admin:
+            admin.set_partitions(st.queue, st.partitions)
+
+
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median projected capacity (one whole run, so its figures agree)."""
     ranked = sorted(runs, key=lambda m: m["projected_per_s"] or 0.0)
     return ranked[len(ranked) // 2]
 
 
-def _measure(ctx: Context, n: int) -> list[dict[str, Any]]:
+def _measure(ctx: Context, n: int) -> tuple[list[dict[str, Any]], str]:
     """Every setup once per round, ``ctx.repeat`` rounds (interleaved, so a noisy spell on
-    the machine hits them all alike); the median run of each."""
+    the machine hits them all alike); the median run of each, and how CPUs were pinned."""
     server = ctx.start_server("none", tag="cluster-single")
     base = ctx.tmp / f"cluster-{secrets.token_hex(3)}"
     setups: list[_Setup] = []
@@ -239,9 +297,6 @@ def _measure(ctx: Context, n: int) -> list[dict[str, Any]]:
             )
             for parts in PARTITIONS:
                 queue = ctx.queue(f"p{parts}")
-                if parts > 1:
-                    with Admin(settings=settings_for(cluster.url)) as admin:
-                        admin.set_partitions(queue, parts)
                 setups.append(
                     _Setup(
                         f"cluster x{MASTERS}",
@@ -253,15 +308,18 @@ def _measure(ctx: Context, n: int) -> list[dict[str, Any]]:
                         _spread(queue, parts, MASTERS),
                     )
                 )
-            for round_ in range(ctx.repeat):
-                for st in setups:
-                    label = st.label + (f" #{round_ + 1}" if ctx.repeat > 1 else "")
-                    _fill(st.url, st.queue, n, label)
-                    m = drain(
-                        st.url, st.nodes, st.queue, n, concurrency=ctx.concurrency, label=label
-                    )
-                    m.update(setup=st.setup, partitions=st.partitions, spread=st.spread)
-                    st.runs.append(m)
+            pids = [server.pid, *(node.server.pid for node in cluster.nodes)]
+            with pinned([p for p in pids if p is not None]) as how:
+                for round_ in range(ctx.repeat):
+                    for st in setups:
+                        label = st.label + (f" #{round_ + 1}" if ctx.repeat > 1 else "")
+                        _fresh(st)
+                        _fill(st.url, st.queue, n, label)
+                        m = drain(
+                            st.url, st.nodes, st.queue, n, concurrency=ctx.concurrency, label=label
+                        )
+                        m.update(setup=st.setup, partitions=st.partitions, spread=st.spread)
+                        st.runs.append(m)
     finally:
         for st in setups:
             for r in st.nodes:
@@ -275,7 +333,7 @@ def _measure(ctx: Context, n: int) -> list[dict[str, Any]]:
             for m in st.runs
         ]
         out.append(best)
-    return out
+    return out, how
 
 
 def _row(m: dict[str, Any], one: float | None) -> list[Any]:
@@ -309,14 +367,14 @@ def targets(single: dict[str, Any], six: dict[str, Any]) -> dict[str, Any]:
 def run(ctx: Context) -> dict[str, Any]:
     """The cluster table: one node, then 3 masters with 1, 3 and 6 partitions."""
     n = ctx.jobs
-    runs = _measure(ctx, n)
+    runs, how = _measure(ctx, n)
     one = runs[0]["projected_per_s"]
     med = f" (the run of median projected capacity of {ctx.repeat})" if ctx.repeat > 1 else ""
     show(
         f"cluster: one in-process worker x {ctx.concurrency} drains {n:,} no-op jobs{med}; "
         "Redis CPU from INFO cpu on each master; projected capacity = 1 / the busiest "
         "master's CPU per job (2 shared cores here: measured jobs/s is bounded by the "
-        "Python worker, not by Redis)",
+        f"Python worker, not by Redis); {how}; finished records kept (no retention pass)",
         HEADERS,
         [_row(m, one) for m in runs],
     )
@@ -345,7 +403,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 "master's boundary): the busiest master's share follows"
             )
     six = next(m for m in runs if m["setup"] != "single node" and m["partitions"] == PARTITIONS[-1])
-    result: dict[str, Any] = {"runs": runs, "targets": targets(runs[0], six)}
+    result: dict[str, Any] = {"runs": runs, "cpus": how, "targets": targets(runs[0], six)}
     t = result["targets"]
     say(
         f"  targets ({MASTERS} masters, {six['partitions']} partitions): busiest master "

@@ -12,9 +12,11 @@ from _worker_support import run_burst, run_until, settings
 
 import streamq
 from streamq._driver import SyncDriver
+from streamq.admin import Admin
 from streamq.protocol import partitions
 from streamq.protocol.keys import QueueKeys
 from streamq.worker import App, Worker
+from tests._support import await_until
 
 app = App()
 DONE: list[str] = []
@@ -191,3 +193,35 @@ def test_operators_see_a_partitioned_queue_as_one(
         assert [r.job_id for r in page] == [r.job_id for r in listed[55:]]
         found = admin.find_job(ids[5])
         assert [j.id for j in found] == [ids[5]] and found[0].state == "waiting"
+
+
+def test_pausing_a_partitioned_queue_stops_every_partition_until_resumed(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    _set(redis_client, queue_name, 3)
+    s = settings(redis_url, log_level="warning")
+    with streamq.Producer(settings=s) as p, Admin(settings=s) as admin:
+        ids = [r.job_id for r in p.enqueue_many(queue_name, [streamq.JobSpec("work")] * 60)]
+        per = [
+            redis_client.xlen(QueueKeys(queue_name, tag=t).stream)
+            for t in partitions.partition_tags(queue_name, 3)
+        ]
+        assert min(per) > 0, per  # every partition holds some
+        admin.pause(queue_name)  # the flag lives at home; it covers every partition
+
+        async def scenario() -> None:
+            w = Worker(app, [queue_name], settings=s)
+            task = asyncio.create_task(w.run())
+            try:
+                await await_until(lambda: w.paused == {queue_name}, 10, "the pause seen")
+                # A bounded look at a negative: a second of the paused worker, nothing runs.
+                await asyncio.sleep(1.0)
+                assert DONE == []
+                admin.resume(queue_name)
+                await await_until(lambda: len(DONE) >= 60, 15, "the jobs after the resume")
+            finally:
+                w.stop()
+                await task
+
+        asyncio.run(scenario())
+    assert sorted(DONE) == sorted(ids)

@@ -339,15 +339,17 @@ def _stuck_by_queue(st: WorkerState) -> dict[str, int]:
 
 
 async def refresh_paused(st: WorkerState) -> None:
-    """Read the pause flags of our queues (one pipeline) and log changes."""
-    flags = await st.driver.run(wops.paused_queues(st.keys))
-    now = {k.queue for k, paused in zip(st.keys, flags, strict=True) if paused}
+    """Read the pause flags of our queues (one pipeline) and log changes. A flag lives at
+    the queue's home only (see Admin.pause): a partition's would always be absent."""
+    homes = st.homes
+    flags = await st.driver.run(wops.paused_queues(homes))
+    now = {k.queue for k, paused in zip(homes, flags, strict=True) if paused}
     for q in now - st.paused:
         log_event("paused", queue=q, detail="no new jobs fetched until resumed")
     for q in st.paused - now:
         log_event("resumed", queue=q)
     st.paused = now
-    if len(now) < len(st.keys):
+    if len(now) < len(homes):
         st.unpaused.set()
 
 
