@@ -88,12 +88,14 @@ class QueueKeys:
     tag: str = ""
     # Built once: job() runs for every job on both the producer's and the worker's path.
     _job_prefix: str = field(init=False, repr=False, compare=False)
-    _stream: str = field(init=False, repr=False, compare=False)
+    #: The lane's stream: ready and running jobs; the group's PEL is the running set. (An
+    #: attribute, not a property: the worker reads it several times per job.)
+    stream: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_job_prefix", f"{self.base}:job:")
         name = "kstream" if self.lane == FLOW else "stream"
-        object.__setattr__(self, "_stream", f"{self.base}:{name}")
+        object.__setattr__(self, "stream", f"{self.base}:{name}")
 
     @property
     def base(self) -> str:
@@ -114,11 +116,6 @@ class QueueKeys:
     def meta(self) -> str:
         """The queue's metadata (home partition): ``partitions``, ``history``."""
         return f"{self.base}:meta"
-
-    @property
-    def stream(self) -> str:
-        """The lane's stream: ready and running jobs; the group's PEL is the running set."""
-        return self._stream
 
     @property
     def is_flow(self) -> bool:

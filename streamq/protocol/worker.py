@@ -47,7 +47,9 @@ class Fetched(NamedTuple):
 def _decode(queue: str, eid: Any, fields: Any, lane: str = "", tag: str = "") -> Fetched:
     try:
         entry = decode_entry(eid, fields)
-        return Fetched(queue, entry.entry_id, entry, lane=lane, tag=tag)
+        if lane or tag:
+            return Fetched(queue, entry.entry_id, entry, None, None, lane, False, tag)
+        return Fetched(queue, entry.entry_id, entry)  # positional, defaults: once per job
     except ValueError as exc:
         if lane and _is_wakeup(fields):
             return Fetched(queue, _s(eid), None, lane=lane, wakeup=True, tag=tag)

@@ -150,7 +150,7 @@ class Worker:
         self.running: dict[tuple[str, str], Running] = st.running
         #: Sync handlers still running past their time limit; each holds a slot.
         self.stuck: list[StuckHandler] = st.stuck
-        self._pool_runners: RunnerPool[wops.Fetched] = RunnerPool(
+        self._pool_runners: RunnerPool[tuple[wops.Fetched, Running | None]] = RunnerPool(
             self.concurrency, self._run_fetched, self._release_slot
         )
         self._pending = _Pending()
@@ -510,23 +510,24 @@ class Worker:
         """Begin running one delivered (or reclaimed) entry: a runner of the pool takes it."""
         e = f.entry
         st = self.state
+        run = None
         if e is not None:
             # Registered now, not when a runner starts it: its lease is renewed from here.
-            keys = st.lane_keys(f)
-            st.running[(keys.stream, e.entry_id)] = Running(
-                keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms()
-            )
+            # keys_of(f), the common case (a home's plain lane) first: once per job.
+            keys = st.by_queue[f.queue] if not (f.lane or f.tag) else st.keys_of(f)
+            run = Running(keys, e.job_id, e.entry_id, e.name, e.attempt, local_ms())
+            st.running[(keys.stream, e.entry_id)] = run
         st.executing += 1
-        self._pool_runners.submit(f)
+        self._pool_runners.submit((f, run))
 
-    async def _run_fetched(self, f: wops.Fetched) -> None:
+    async def _run_fetched(self, item: tuple[wops.Fetched, Running | None]) -> None:
+        f, run = item
         e = f.entry
-        if e is None:
+        if e is None or run is None:
             await self._dead_undecodable(self.state.keys_of(f), f)
             return
-        run = self.running.get((self.state.lane_keys(f).stream, e.entry_id))
-        if run is None:  # handed back meanwhile (shutdown): not ours to run any more
-            return
+        if self.running.get((run.keys.stream, e.entry_id)) is not run:
+            return  # handed back meanwhile (shutdown): not ours to run any more
         await self._execute(run, e.data, e.options, e.key, e.priority)
 
     def _release_slot(self) -> None:

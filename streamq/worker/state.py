@@ -130,10 +130,6 @@ class WorkerState:
         self.lanes = [*self.keys, *(k.flow_lane() for k in self.keys if k.is_home)]
         self.by_lane = {(k.queue, k.lane, k.tag): k for k in self.lanes}
 
-    def lane_keys(self, f: Fetched) -> QueueKeys:
-        """:meth:`keys_of`, with the common case (a queue's home plain lane) first."""
-        return self.by_queue[f.queue] if not (f.lane or f.tag) else self.keys_of(f)
-
     def keys_of(self, f: Fetched) -> QueueKeys:
         """The keys of the lane (and partition) a delivered entry came from."""
         return self.by_lane[(f.queue, f.lane, f.tag)]
