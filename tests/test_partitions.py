@@ -176,3 +176,14 @@ def test_operators_see_a_partitioned_queue_as_one(
         assert [r.job_id for r in page] == [r.job_id for r in listed[55:]]
         found = admin.find_job(ids[5])
         assert [j.id for j in found] == [ids[5]] and found[0].state == "waiting"
+
+
+def test_partition_labels_name_every_key_set_in_order() -> None:
+    home = QueueKeys("dispatch")
+    for meta, labels in [
+        (partitions.PartitionMeta(), ["0"]),
+        (partitions.PartitionMeta(4, (1, 4)), ["0", "1", "2", "3"]),
+        (partitions.PartitionMeta(3, (1, 2, 3)), ["0", "1/2", "1", "2"]),
+    ]:
+        assert partitions.partition_labels(meta) == labels
+        assert len(partitions.partition_keys(home, meta)) == len(labels)
