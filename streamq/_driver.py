@@ -12,7 +12,9 @@ methods that differ, so the single-server path does no extra work per command:
 * a pipeline is split by redis-py per node; a ``WAITAOF`` in it goes to the node of
   the script before it (on the same connection, so it waits for that script's writes);
 * an ``UNLINK`` of keys in several slots is split by slot (redis-py's ``unlink()``);
-* ``SCRIPT LOAD`` goes to every master (a script must be known wherever its keys live);
+* ``SCRIPT LOAD`` goes to every master (a script must be known wherever its keys live),
+  and so does a call flagged :data:`~streamq.protocol.calls.EVERY_MASTER` (on one server
+  it runs once; either way its parser gets the list of replies);
 * a ``SCAN`` step scans every master to its end and answers with cursor 0, so the
   protocol's SCAN loops (queue discovery, find-by-id) see the whole keyspace.
 """
@@ -38,7 +40,7 @@ from streamq.errors import (
     QueueFullError,
     StreamQError,
 )
-from streamq.protocol.calls import Call, Flow, Step
+from streamq.protocol.calls import EVERY_MASTER, Call, Flow, Step
 from streamq.protocol.scripts import ScriptLibrary, load_library
 
 __all__ = ["AsyncDriver", "SyncDriver"]
@@ -351,6 +353,10 @@ class SyncDriver:
         if _is_unlink(call):
             assert call.command is not None
             return call.parse(self.client.unlink(*call.command[1:]))
+        if call.options and EVERY_MASTER in call.options:
+            every = call.command or ()
+            nodes = self.client.get_primaries()
+            return call.parse([self.client.execute_command(*every, target_nodes=n) for n in nodes])
         if not _is_scan(call):
             return SyncDriver._one(self, _read_routed(self.client, call))
         rest, names = _scan_args(call), []
@@ -394,6 +400,8 @@ class SyncDriver:
 
     def _one(self, call: Call[T]) -> T:
         if call.script is None:
+            if call.options and EVERY_MASTER in call.options:
+                return call.parse([self.client.execute_command(*call.command or ())])
             return call.parse(self.client.execute_command(*call.command or (), **call.options))
         try:
             reply = self._script(_sends(self.library, call))
@@ -569,6 +577,14 @@ class AsyncDriver:
         if _is_unlink(call):
             assert call.command is not None
             return call.parse(await self.client.unlink(*call.command[1:]))
+        if call.options and EVERY_MASTER in call.options:
+            if self.client._initialize:
+                await self.client.initialize()
+            every = call.command or ()
+            nodes = self.client.get_primaries()
+            return call.parse(
+                [await self.client.execute_command(*every, target_nodes=n) for n in nodes]
+            )
         if not _is_scan(call):
             command = call.command
             if command is not None and len(command) > 1:
@@ -627,6 +643,8 @@ class AsyncDriver:
 
     async def _one(self, call: Call[T]) -> T:
         if call.script is None:
+            if call.options and EVERY_MASTER in call.options:
+                return call.parse([await self.client.execute_command(*call.command or ())])
             reply = await self.client.execute_command(*call.command or (), **call.options)
             return call.parse(reply)
         try:

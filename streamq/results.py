@@ -132,6 +132,12 @@ class QueueInfo:
     #: A partitioned queue's counts per partition (home first); empty when it has one.
     #: :attr:`status` is their sum.
     partitions: tuple[QueueStatus, ...] = ()
+    #: The name of each of :attr:`partitions`, in order: ``"0"`` (home) to ``"N-1"`` for
+    #: the current count, ``"p/n"`` for partition ``p`` of an earlier count ``n`` (see
+    #: :func:`~streamq.protocol.partitions.partition_labels`).
+    partition_labels: tuple[str, ...] = ()
+    #: How many partitions new jobs are spread over (1: unpartitioned).
+    partition_count: int = 1
 
     @property
     def queue(self) -> str:
@@ -142,6 +148,12 @@ class QueueInfo:
     def held(self) -> int:
         """Flow jobs waiting on their key's turn or a limit (:attr:`FlowStatus.held`)."""
         return self.flow.held
+
+    def labels(self) -> tuple[str, ...]:
+        """:attr:`partition_labels`, or the indexes when they were not given."""
+        if len(self.partition_labels) == len(self.partitions):
+            return self.partition_labels
+        return tuple(str(i) for i in range(len(self.partitions)))
 
     def as_dict(self) -> dict[str, Any]:
         """A flat, JSON-ready mapping (every :class:`QueueStatus` field plus the others;
@@ -166,9 +178,17 @@ class QueueInfo:
             "workers": self.workers,
             "stuck_handlers": self.stuck_handlers,
             **_flow_fields(self.flow),
+            "partition_count": self.partition_count,
             "partitions": [
-                {"waiting": p.waiting, "active": p.active, "delayed": p.delayed, "dead": p.dead}
-                for p in self.partitions
+                {
+                    "partition": label,
+                    "waiting": p.waiting,
+                    "active": p.active,
+                    "delayed": p.delayed,
+                    "failed": p.failed,
+                    "dead": p.dead,
+                }
+                for label, p in zip(self.labels(), self.partitions, strict=True)
             ],
         }
 

@@ -540,5 +540,10 @@ def test_partitions_are_shown_and_raised_but_never_lowered(cli: Run, queue_name:
     assert code == 0 and f"{queue_name}: 4 partitions, waiting " in out
     code, out, _ = cli("status", queue_name, "--json")
     (row,) = orjson.loads(out)
-    assert row["waiting"] == 2 and len(row["partitions"]) == 4
+    assert row["waiting"] == 2 and len(row["partitions"]) == 4 and row["partition_count"] == 4
     assert sum(p["waiting"] for p in row["partitions"]) == 2
+    assert [p["partition"] for p in row["partitions"]] == ["0", "1", "2", "3"]
+    # Raised again: the partitions of the earlier count are still listed, and named.
+    assert cli("partitions", queue_name, "5")[0] == 0
+    code, out, _ = cli("status", queue_name)
+    assert f"{queue_name}: 5 partitions (+ 1/4, 2/4, 3/4 of earlier counts), waiting " in out

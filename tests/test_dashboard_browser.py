@@ -29,6 +29,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_pla
 from playwright.sync_api import Error as PlaywrightError
 
 from streamq import AsyncProducer, JobSpec, Producer, RedisSettings, Settings
+from streamq.admin import Admin
 from streamq.job import Job
 from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
@@ -624,3 +625,72 @@ def test_the_dashboard_shows_held_jobs_and_the_busiest_keys_of_a_queue(
         assert problems == []
     finally:
         page.context.close()
+
+
+# ---------------------------------------------------------------------------- partitions
+
+
+def test_a_partitioned_queue_is_one_row_with_its_jobs_per_partition_in_the_detail(
+    browser: Browser, base_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    with Admin(settings=settings) as admin:
+        admin.set_partitions(QUEUE, 2)
+        with Producer(settings=settings) as producer:
+            for n in range(6):  # spread over home and partition 1 of 2
+                producer.enqueue(QUEUE, "dispatch", {"n": -n})
+        admin.set_partitions(QUEUE, 4)
+        # A new producer: one that has seen 2 partitions keeps them for up to 5 s.
+        with Producer(settings=settings) as producer:
+            for n in range(25):
+                producer.enqueue(QUEUE, "dispatch", {"n": n})
+            producer.enqueue(QUEUE, "dispatch", {"n": 99}, delay=3600)
+            producer.enqueue(OTHER, "scheduled_publish", {})
+        (info,) = admin.status([QUEUE])
+    for width, height, name in ((375, 812, "phone"), (1440, 1000, "desktop")):
+        page, problems = open_page(browser, width, height)
+        try:
+            open_dashboard(page, base_url)
+            rows = page.locator(f'#queues tr[data-queue="{QUEUE}"]')
+            assert rows.count() == 1  # one row for the queue, its partitions added up
+            assert count(rows, "waiting") == "31" and count(rows, "delayed") == "1"
+            assert "4 partitions" in rows.locator("th").inner_text()
+            rows.click()
+            box = page.locator("#partitions")
+            box.wait_for()
+            summary = page.locator("#partitions-summary").inner_text()
+            assert summary.startswith("4 partitions (+1 of earlier counts)"), summary
+            parts = page.locator("#partition-counts tbody tr")
+            assert [parts.nth(i).get_attribute("data-partition") for i in range(5)] == [
+                "0",
+                "1/2",
+                "1",
+                "2",
+                "3",
+            ]
+            assert parts.nth(0).locator("th").inner_text() == "0 (home)"
+            assert parts.nth(1).locator("th").inner_text() == "1 of earlier 2"
+            shown = [
+                int(parts.nth(i).locator('td[data-count="waiting"]').inner_text()) for i in range(5)
+            ]
+            assert shown == [p.waiting for p in info.partitions] and sum(shown) == 31
+            delayed = [
+                int(parts.nth(i).locator('td[data-count="delayed"]').inner_text()) for i in range(5)
+            ]
+            assert sum(delayed) == 1
+            assert_clean_text(box.inner_text())
+            assert_clean_text(rows.inner_text())
+            # An unpartitioned queue has no breakdown.
+            page.locator(f'#queues tr[data-queue="{OTHER}"]').click()
+            page.locator("#detail-title", has_text=OTHER).wait_for()
+            box.wait_for(state="hidden")
+            page.locator(f'#queues tr[data-queue="{QUEUE}"]').click()
+            box.wait_for()
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= width, name
+            # The breakdown fits the card: no sideways scroll inside its box either.
+            fits = "t => t.scrollWidth <= t.closest('.scroll').clientWidth"
+            assert page.locator("#partition-counts").evaluate(fits), name
+            shot(page, tmp_path, f"partitions-{name}")
+            box.screenshot(path=str(tmp_path / f"dashboard-partitions-{name}-box.png"))
+            assert problems == [], problems
+        finally:
+            page.context.close()

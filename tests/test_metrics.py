@@ -17,10 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from streamq import AsyncProducer, Producer, RedisSettings, Settings
+from streamq.admin import Admin
 from streamq.protocol.keys import BUCKETS_MS, QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.web import create_app
 from streamq.web.fleet import parse_histogram
+from streamq.web.metrics import JOB_STATES
 from streamq.worker import App, Worker
 
 TOKEN = "metrics-token-for-tests"
@@ -198,6 +200,114 @@ def test_metrics_count_what_a_real_worker_did(client: TestClient, settings: Sett
     assert sample(s, "streamq_jobs", **q, state="dead") == 1
     assert sample(s, "streamq_jobs", **q, state="completed") == 3
     assert sample(s, "streamq_jobs", **q, state="waiting") == 0
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def _partition_samples(s: Samples, queue: str, state: str) -> dict[str, float]:
+    """``streamq_partition_jobs`` of ``queue`` in ``state``, by partition label."""
+    out = {}
+    for (name, labels), value in s.items():
+        ls = dict(labels)
+        if name == "streamq_partition_jobs" and ls["queue"] == queue and ls["state"] == state:
+            out[ls["partition"]] = value
+    return out
+
+
+def test_a_partitioned_queue_is_one_queue_with_a_breakdown_per_partition(
+    client: TestClient, settings: Settings
+) -> None:
+    with Admin(settings=settings) as admin:
+        admin.set_partitions(QUEUE, 4)
+        with Producer(settings=settings) as producer:
+            for n in range(40):
+                producer.enqueue(QUEUE, "send", {"n": n})
+            producer.enqueue(QUEUE, "send", {}, delay=3600)
+            producer.enqueue("plain", "send", {})
+        (info,) = admin.status([QUEUE])
+
+    s, types = scrape(client)
+
+    q = {"queue": QUEUE}
+    assert sample(s, "streamq_jobs", **q, state="waiting") == 40
+    assert sample(s, "streamq_jobs", **q, state="delayed") == 1
+    assert sample(s, "streamq_consumer_lag", **q) == 40
+    assert types["streamq_partition_jobs"] == "gauge"
+    assert sample(s, "streamq_queue_partitions", **q) == 4
+    waiting = _partition_samples(s, QUEUE, "waiting")
+    assert set(waiting) == {"0", "1", "2", "3"}
+    assert waiting == {str(i): p.waiting for i, p in enumerate(info.partitions)}
+    assert sum(waiting.values()) == 40 and sum(1 for n in waiting.values() if n) >= 3
+    for state in JOB_STATES:  # the breakdown adds up to the queue's count
+        per = _partition_samples(s, QUEUE, state)
+        assert sum(per.values()) == sample(s, "streamq_jobs", **q, state=state), state
+    # Bounded: 6 states a partition for the partitioned queue, none for the plain one.
+    assert sum(1 for name, _ in s if name == "streamq_partition_jobs") == 4 * len(JOB_STATES)
+    assert _partition_samples(s, "plain", "waiting") == {}
+    assert ("streamq_queue_partitions", (("queue", "plain"),)) not in s
+
+
+def test_metrics_of_unpartitioned_queues_have_no_partition_families(client: TestClient) -> None:
+    r = client.get("/metrics", headers=AUTH)
+    assert "streamq_partition_jobs" not in r.text and "streamq_queue_partitions" not in r.text
+
+
+def test_a_raised_count_labels_the_earlier_partitions_by_their_count(
+    client: TestClient, settings: Settings
+) -> None:
+    with Admin(settings=settings) as admin:
+        admin.set_partitions(QUEUE, 2)
+        with Producer(settings=settings) as producer:
+            for n in range(10):
+                producer.enqueue(QUEUE, "send", {"n": n})
+        admin.set_partitions(QUEUE, 3)
+    with Producer(settings=settings) as producer:
+        for n in range(10, 20):
+            producer.enqueue(QUEUE, "send", {"n": n})
+
+    s, _ = scrape(client)
+
+    waiting = _partition_samples(s, QUEUE, "waiting")
+    # Home, partition 1 of the earlier count 2, partitions 1 and 2 of the current count 3.
+    assert set(waiting) == {"0", "1/2", "1", "2"}
+    assert sum(waiting.values()) == 20 == sample(s, "streamq_jobs", queue=QUEUE, state="waiting")
+    assert sample(s, "streamq_queue_partitions", queue=QUEUE) == 3
+
+
+def test_counters_and_histograms_of_a_partitioned_queue_add_up_its_partitions(
+    client: TestClient, settings: Settings
+) -> None:
+    app = App()
+
+    @app.handler("ok")
+    def ok(job: Any) -> int:
+        return 1
+
+    with Admin(settings=settings) as admin:
+        admin.set_partitions(QUEUE, 4)
+    with Producer(settings=settings) as producer:
+        for n in range(20):
+            producer.enqueue(QUEUE, "ok", {"n": n})
+        producer.enqueue(QUEUE, "missing", {}, max_retries=0)
+    asyncio.run(asyncio.wait_for(Worker(app, [QUEUE], settings=settings).run(burst=True), 30))
+
+    s, _ = scrape(client)
+    q = {"queue": QUEUE}
+    assert sample(s, "streamq_jobs_completed_total", **q) == 20
+    assert sample(s, "streamq_jobs_dead_total", **q) == 1
+    assert sample(s, "streamq_jobs", **q, state="completed") == 20
+    assert sample(s, "streamq_job_duration_seconds_count", **q) == 20  # ran: the 20 "ok"
+    assert sample(s, "streamq_job_duration_seconds_bucket", **q, le="+Inf") == 20
+    done = _partition_samples(s, QUEUE, "completed")
+    assert sum(done.values()) == 20 and sum(1 for n in done.values() if n) >= 3
+    # The dashboard's throughput adds the partitions up too (the workers count each job in
+    # its own partition).
+    r = client.get(f"/api/queues/{QUEUE}/throughput", headers=AUTH)
+    assert r.status_code == 200
+    minutes = r.json()["minutes"]
+    assert sum(m["completed"] for m in minutes) == 20
+    assert sum(m["failed"] for m in minutes) == 1
 
 
 # --------------------------------------------------------------------------- auth, outages

@@ -225,3 +225,14 @@ def test_pausing_a_partitioned_queue_stops_every_partition_until_resumed(
 
         asyncio.run(scenario())
     assert sorted(DONE) == sorted(ids)
+
+
+def test_partition_labels_name_every_key_set_in_order() -> None:
+    home = QueueKeys("dispatch")
+    for meta, labels in [
+        (partitions.PartitionMeta(), ["0"]),
+        (partitions.PartitionMeta(4, (1, 4)), ["0", "1", "2", "3"]),
+        (partitions.PartitionMeta(3, (1, 2, 3)), ["0", "1/2", "1", "2"]),
+    ]:
+        assert partitions.partition_labels(meta) == labels
+        assert len(partitions.partition_keys(home, meta)) == len(labels)

@@ -72,7 +72,8 @@ def make_certificates(directory: Path) -> TlsFiles:
         "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
         "basicConstraints = critical, CA:FALSE\n"
         "keyUsage = critical, digitalSignature\n"
-        "extendedKeyUsage = serverAuth\n"
+        # clientAuth too: cluster nodes present it to each other (bus, replication).
+        "extendedKeyUsage = serverAuth, clientAuth\n"
     )
     openssl(
         directory,

@@ -100,16 +100,23 @@ def period_arg(text: str) -> str:
 
 
 def partition_lines(infos: list[QueueInfo]) -> list[str]:
-    """One line per partitioned queue: its partitions' waiting and running counts, for
-    ``streamq status`` (a queue of one partition prints none)."""
-    return [
-        f"{i.queue}: {len(i.partitions)} partitions, waiting "
-        + "/".join(str(p.waiting) for p in i.partitions)
-        + ", running "
-        + "/".join(str(p.active) for p in i.partitions)
-        for i in infos
-        if i.partitions
-    ]
+    """One line per partitioned queue: its partition count and each partition's waiting and
+    running counts, home first, for ``streamq status`` (a queue of one partition prints
+    none). After a raise, the partitions of earlier counts (still consumed) come with
+    them, and the line names them (``p/n``: partition p of n)."""
+    lines = []
+    for i in infos:
+        if not i.partitions:
+            continue
+        earlier = [label for label in i.labels() if "/" in label]
+        extra = f" (+ {', '.join(earlier)} of earlier counts)" if earlier else ""
+        lines.append(
+            f"{i.queue}: {i.partition_count} partitions{extra}, waiting "
+            + "/".join(str(p.waiting) for p in i.partitions)
+            + ", running "
+            + "/".join(str(p.active) for p in i.partitions)
+        )
+    return lines
 
 
 def flow_lines(infos: list[QueueInfo]) -> list[str]:

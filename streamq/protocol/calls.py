@@ -15,11 +15,13 @@ from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "EVERY_MASTER",
     "Arg",
     "Call",
     "Code",
     "Flow",
     "Step",
+    "on_every_master",
     "parse_time_ms",
     "ping",
     "raw",
@@ -70,6 +72,19 @@ Step = Call[Any] | list[Call[Any]]
 
 #: A multi-step operation: yields steps, receives their parsed replies, returns ``T``.
 Flow = Generator[Step, Any, T]
+
+
+#: The :attr:`Call.options` flag the drivers act on instead of passing it to redis-py: send
+#: the raw command to every master of a cluster (one server: to it) and hand ``parse`` the
+#: list of replies. Only for a call on its own, never in a pipeline.
+EVERY_MASTER = "streamq_every_master"
+
+
+def on_every_master(*command: Arg, parse: Callable[[list[Any]], T]) -> Call[T]:
+    """A raw, keyless command sent to every master (a server-wide fact such as INFO, where
+    the one node a cluster client would pick is not the one that matters): ``parse`` gets
+    one reply per master (one in all on a single server or behind Sentinel)."""
+    return Call(None, command=command, parse=parse, options={EVERY_MASTER: True})
 
 
 def raw(*command: Arg, parse: Callable[[Any], Any] = _identity, **options: Any) -> Call[Any]:

@@ -15,7 +15,7 @@ from streamq.errors import (
     WaitTimeoutError,
 )
 from streamq.job import Job, JobOptions, JobState
-from streamq.protocol.calls import Arg, Call, Code, Flow, raw
+from streamq.protocol.calls import Arg, Call, Code, Flow, on_every_master, raw
 from streamq.protocol.calls import text as _s
 from streamq.protocol.codec import decode_json
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -132,21 +132,47 @@ def _enqueue_flow(
     )
 
 
-def check_waitaof() -> Flow[None]:
-    """Refuse durable enqueues on a server without WAITAOF (Redis < 7.2) or without AOF,
-    before anything is written."""
-    info = yield raw("INFO")
-    version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+def _version(info: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+
+
+def _ports(infos: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(str(i.get("tcp_port", "?")) for i in infos)
+
+
+def _refuse_without_waitaof(infos: list[dict[str, Any]]) -> None:
+    """ServerError unless every server of ``infos`` (one, or every master of a cluster:
+    a durable write may land on any of them) has WAITAOF and AOF on."""
     # Valkey reports redis_version 7.2.x for compatibility and has WAITAOF.
-    if version < (7, 2):
+    lacking = [i for i in infos if _version(i) < (7, 2)]
+    if lacking:
+        which = (
+            "this server lacks"
+            if len(infos) == 1
+            else f"{len(lacking)} of {len(infos)} masters (port {_ports(lacking)}) lack"
+        )
         raise ServerError(
-            "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey >= 8); this server lacks "
+            f"durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey >= 8); {which} "
             "it: use durable=False, or the strict profile (appendfsync always) instead"
         )
-    if str(info.get("aof_enabled", "0")) != "1":
-        raise ServerError(
-            "durable enqueue needs AOF: the server has appendonly off (see redis.conf)"
+    off = [i for i in infos if str(i.get("aof_enabled", "0")) != "1"]
+    if off:
+        which = (
+            "the server has"
+            if len(infos) == 1
+            else f"{len(off)} of {len(infos)} masters (port {_ports(off)}) have"
         )
+        raise ServerError(f"durable enqueue needs AOF: {which} appendonly off (see redis.conf)")
+
+
+def check_waitaof() -> Flow[None]:
+    """Refuse durable enqueues on a server without WAITAOF (Redis < 7.2) or without AOF,
+    before anything is written. On a cluster every master is asked: the write goes to the
+    master of its queue's (or partition's) slot, any of them, and a check made once must
+    hold for the next queue too. A master that changes afterwards (a replica without AOF
+    promoted, ``CONFIG SET appendonly no``) is caught by WAITAOF itself: the enqueue then
+    raises :class:`DurabilityError` or the server's error, not a silent success."""
+    yield on_every_master("INFO", parse=_refuse_without_waitaof)
 
 
 def durable_enqueue(

@@ -18,12 +18,13 @@ malformed value is 0, never an error):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streamq.protocol.calls import Call, Flow, raw, server_time
 from streamq.protocol.calls import text as _s
 from streamq.protocol.keys import BUCKETS_MS, QueueKeys
+from streamq.protocol.partitions import PartitionMeta, partition_keys, read_meta
 from streamq.protocol.queues import discover, queue_status
 from streamq.results import Counters, Histogram, MinuteCount, QueueMetrics
 
@@ -34,6 +35,7 @@ __all__ = [
     "parse_histogram",
     "read_counters",
     "read_histograms",
+    "sum_counters",
     "throughput",
 ]
 
@@ -125,43 +127,83 @@ def read_counters(keys: QueueKeys) -> Call[Counters]:
     )
 
 
+def _read_hist_fields(keys: QueueKeys) -> Call[dict[str, Any]]:
+    return raw("HGETALL", keys.histograms, parse=_hash)
+
+
+def _histograms_of(fields: Sequence[Mapping[str, Any]]) -> tuple[Histogram, Histogram]:
+    """The duration and lateness histograms of the histogram hashes of a queue's partitions
+    added up field by field (per-bucket counts and sums add; a malformed value is 0)."""
+    if len(fields) == 1:
+        merged: Mapping[str, Any] = fields[0]
+    else:
+        total: dict[str, float] = {}
+        for one in fields:
+            for name, value in one.items():
+                total[name] = total.get(name, 0.0) + _float(value)
+        merged = {name: repr(v) for name, v in total.items()}
+    return parse_histogram(merged, "dur"), parse_histogram(merged, "late")
+
+
 def read_histograms(keys: QueueKeys) -> Call[tuple[Histogram, Histogram]]:
     """The job-duration and delayed-lateness histograms of one queue."""
-
-    def parse(reply: Any) -> tuple[Histogram, Histogram]:
-        fields = _hash(reply)
-        return parse_histogram(fields, "dur"), parse_histogram(fields, "late")
-
-    return raw("HGETALL", keys.histograms, parse=parse)
+    return raw("HGETALL", keys.histograms, parse=lambda r: _histograms_of([_hash(r)]))
 
 
-def throughput(keys: QueueKeys, minutes: int = THROUGHPUT_MINUTES) -> Flow[list[MinuteCount]]:
+def sum_counters(found: Sequence[Counters]) -> Counters:
+    """The counters of a queue's partitions added up."""
+    return Counters(*(sum(getattr(c, f) for c in found) for f in COUNTER_FIELDS))
+
+
+def throughput(
+    keys: QueueKeys, minutes: int = THROUGHPUT_MINUTES, *, meta: PartitionMeta | None = None
+) -> Flow[list[MinuteCount]]:
     """Completed jobs and failed attempts per minute over the last ``minutes`` minutes
-    (the current one included), oldest first, by the Redis clock."""
+    (the current one included), oldest first, by the Redis clock; with ``meta``, of every
+    partition of the queue added up (the workers count each job in its own partition)."""
     now_ms = yield server_time()
     last = now_ms // 60_000
     span = range(last - minutes + 1, last + 1)
     fields: list[str] = []
     for minute in span:
         fields += [str(minute), f"{minute}:f"]
-    reply = yield raw("HMGET", keys.throughput, *fields)
+    parts = partition_keys(keys, meta) if meta is not None else [keys]
+    replies = yield [raw("HMGET", k.throughput, *fields) for k in parts]
     return [
-        MinuteCount(minute, _int(reply[2 * i]), _int(reply[2 * i + 1]))
+        MinuteCount(
+            minute,
+            sum(_int(r[2 * i]) for r in replies),
+            sum(_int(r[2 * i + 1]) for r in replies),
+        )
         for i, minute in enumerate(span)
     ]
 
 
 def fleet_metrics(prefix: str) -> Flow[list[QueueMetrics]]:
-    """:class:`QueueMetrics` of every queue under ``prefix``; one round trip for the
-    counters and histograms of all queues after :func:`~streamq.protocol.queues.queue_status`."""
+    """:class:`QueueMetrics` of every queue under ``prefix``: one round trip for the counters,
+    histograms and partition counts of all queues after
+    :func:`~streamq.protocol.queues.queue_status`, and one more for the other partitions of
+    the partitioned ones (their counters and histograms are added to the queue's)."""
     queues = yield from discover(prefix)
-    keys = [QueueKeys(q, prefix) for q in queues]
-    if not keys:
+    homes = [QueueKeys(q, prefix) for q in queues]
+    if not homes:
         return []
-    infos = yield from queue_status(keys)
-    replies = yield [c for k in keys for c in (read_counters(k), read_histograms(k))]
-    out = []
+    infos = yield from queue_status(homes)
+    replies = yield [
+        c for k in homes for c in (read_counters(k), _read_hist_fields(k), read_meta(k))
+    ]
+    rows = [replies[3 * i : 3 * i + 3] for i in range(len(homes))]
+    extra = {i: partition_keys(k, rows[i][2])[1:] for i, k in enumerate(homes)}
+    flat = [k for ks in extra.values() for k in ks]
+    more = (
+        (yield [c for k in flat for c in (read_counters(k), _read_hist_fields(k))]) if flat else []
+    )
+    out, at = [], 0
     for i, info in enumerate(infos):
-        counters, (duration, lateness) = replies[2 * i], replies[2 * i + 1]
+        n = len(extra[i])
+        mine = more[2 * at : 2 * (at + n)]
+        at += n
+        counters = sum_counters([rows[i][0], *mine[0::2]])
+        duration, lateness = _histograms_of([rows[i][1], *mine[1::2]])
         out.append(QueueMetrics(info, counters, duration, lateness))
     return out

@@ -36,6 +36,7 @@ __all__ = [
     "PartitionMeta",
     "lookup_keys",
     "partition_keys",
+    "partition_labels",
     "partition_of",
     "partition_tags",
     "read_meta",
@@ -94,6 +95,19 @@ def partition_keys(home: QueueKeys, meta: PartitionMeta) -> list[QueueKeys]:
             if tag not in seen:
                 seen[tag] = home.partition(tag)
     return list(seen.values())
+
+
+def partition_labels(meta: PartitionMeta) -> list[str]:
+    """A name for each key set of :func:`partition_keys`, in its order: ``"p"`` for
+    partition ``p`` of the current count (home is ``"0"``), ``"p/n"`` for partition ``p``
+    of an earlier count ``n`` (its jobs are still consumed after the count grew). What
+    ``/metrics`` and the dashboard label a partition with: at most the sum of the counts
+    the queue has had."""
+    out = ["0"]
+    for n in meta.history:
+        suffix = "" if n == meta.partitions else f"/{n}"
+        out += [f"{p}{suffix}" for p in range(1, n)]
+    return out
 
 
 def write_keys(home: QueueKeys, meta: PartitionMeta, job_id: str) -> QueueKeys:

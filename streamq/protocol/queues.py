@@ -277,6 +277,8 @@ def _with_partitions(
                 home,
                 status=sum_status([home.status, *(p.status for p in mine)]),
                 partitions=(home.status, *(p.status for p in mine)),
+                partition_labels=tuple(partition_ops.partition_labels(metas[i])),
+                partition_count=metas[i].partitions,
                 lag=home.lag + sum(p.lag for p in mine),
                 oldest_waiting_age_ms=max(ages) if ages else None,
             )

@@ -15,10 +15,18 @@ ports for both the client port and the cluster bus), then forms the cluster itse
    ``cluster_state:ok`` with every slot served, all nodes agree on each other's roles, and
    every replica's link to its master is up. The error names what did not converge.
 
+With ``tls=TlsFiles(...)`` every node listens with TLS only (``tls-port``, plain ``port 0``)
+and speaks TLS on the cluster bus and to its master too (``tls-cluster yes``,
+``tls-replication yes``): :attr:`EmbeddedCluster.url` is then ``rediss+cluster://``, and
+clients need the CA (:meth:`EmbeddedCluster.client_kwargs`, or ``REDIS_TLS_CA_FILE``).
+The nodes are TLS clients of each other, so the certificate must allow client use too
+(``extendedKeyUsage = serverAuth, clientAuth``); one with ``serverAuth`` only is refused
+on the bus ("unsupported certificate") and the cluster never forms.
+
 It is test infrastructure (and for anyone who wants a throwaway cluster); the engine's own
-cluster support builds on it. :attr:`EmbeddedCluster.url` is a ``redis+cluster://`` string
-for that upcoming support; today, connect with ``redis.cluster.RedisCluster`` and
-:attr:`EmbeddedCluster.startup_nodes`.
+cluster support builds on it: :attr:`EmbeddedCluster.url` is the ``redis+cluster://`` URL
+streamq connects with (``redis.cluster.RedisCluster`` takes
+:attr:`EmbeddedCluster.startup_nodes`).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from redis.retry import Retry
 
 from streamq.errors import ServerError
 from streamq.server.binaries import find_server_binary
-from streamq.server.conf import HOST, Profile
+from streamq.server.conf import HOST, Profile, TlsFiles
 from streamq.server.process import _PORT_CLASH, _START_ATTEMPTS, EmbeddedServer, _free_port
 from streamq.server.topology import Topology
 
@@ -222,6 +230,9 @@ def cluster_mode_refusal(binary: Path) -> str | None:
 
 
 def _admin_client(server: EmbeddedServer, timeout: float = 2.0) -> redis.Redis:
+    tls: dict[str, Any] = {}
+    if server.tls is not None:
+        tls = {"ssl": True, "ssl_ca_certs": str(server.tls.ca_file)}
     return redis.Redis(
         host=HOST,
         port=server.port,
@@ -230,6 +241,7 @@ def _admin_client(server: EmbeddedServer, timeout: float = 2.0) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
+        **tls,
     )
 
 
@@ -244,7 +256,9 @@ class EmbeddedCluster(Topology):
     takes over within about that time plus an election (a second or two); too short on a
     loaded machine and a merely slow node is failed over. ``profile`` is the persistence
     profile of every node (``"none"`` by default: a test cluster needs no disk).
-    ``timeout`` bounds the whole formation in :meth:`start`.
+    ``tls`` (:class:`~streamq.server.TlsFiles`) runs every node, its bus and replication
+    over TLS only (see the module doc). ``timeout`` bounds the whole formation in
+    :meth:`start`.
 
     Each :meth:`start` forms a fresh cluster (earlier node configs are discarded); there is
     no restart. Use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -264,6 +278,7 @@ class EmbeddedCluster(Topology):
         node_timeout_ms: int = 2000,
         profile: Profile = "none",
         timeout: float = 30.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         if masters < 1:
             raise ValueError(f"masters must be at least 1, not {masters}")
@@ -282,6 +297,7 @@ class EmbeddedCluster(Topology):
         )
         self._masters = masters
         self._replicas_per_master = replicas_per_master
+        self._tls = tls.resolved() if tls is not None else None
         self.node_timeout_ms = node_timeout_ms
         self._nodes: list[EmbeddedNode] = []
         self._clients: dict[int, redis.Redis] = {}
@@ -306,14 +322,24 @@ class EmbeddedCluster(Topology):
 
     @property
     def url(self) -> str:
-        """``redis+cluster://:password@127.0.0.1:p1,127.0.0.1:p2,...``: every node's address,
-        for the engine's upcoming cluster support (nothing parses it yet). Contains the
-        secret: never log it."""
+        """``redis+cluster://:password@127.0.0.1:p1,127.0.0.1:p2,...`` (``rediss+cluster://``
+        with TLS): every node's address. Contains the secret: never log it."""
         if not self._nodes:
             raise ServerError("the cluster has not been started yet")
         auth = f":{quote(self._password, safe='')}@" if self._password else ""
         hosts = ",".join(f"{host}:{port}" for host, port in self.startup_nodes)
-        return f"redis+cluster://{auth}{hosts}"
+        scheme = "rediss" if self._tls is not None else "redis"
+        return f"{scheme}+cluster://{auth}{hosts}"
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The TLS files (absolute paths) when the nodes run with TLS, else ``None``."""
+        return self._tls
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Extra client arguments: the CA to verify the nodes against when they run with
+        TLS (nothing otherwise), as :meth:`EmbeddedServer.client_kwargs`."""
+        return {} if self._tls is None else {"ssl_ca_certs": str(self._tls.ca_file)}
 
     @property
     def running(self) -> bool:
@@ -383,6 +409,8 @@ class EmbeddedCluster(Topology):
             extra = _node_config(nodes_conf, bus_port, self.node_timeout_ms)
             if self._password is not None:
                 extra.append(("masterauth", self._password))
+            if self._tls is not None:  # the bus and replication too: there is no plain port
+                extra += [("tls-cluster", "yes"), ("tls-replication", "yes")]
             server = EmbeddedServer(
                 node_dir,
                 port=port,
@@ -390,6 +418,7 @@ class EmbeddedCluster(Topology):
                 binary=binary,
                 profile=self._profile,
                 extra_config=extra,
+                tls=self._tls,
             )
             try:
                 return server.start(), bus_port

@@ -52,8 +52,11 @@ class WebAdmin(AsyncAdmin):
     """:class:`~streamq.admin.AsyncAdmin` plus what the web app alone needs."""
 
     async def throughput(self, queue: str, minutes: int = THROUGHPUT_MINUTES) -> list[MinuteCount]:
-        """Per-minute completed/failed counts of ``queue``, oldest first."""
-        return await self._driver.run(throughput(self.keys(queue), minutes))
+        """Per-minute completed/failed counts of ``queue`` (all its partitions), oldest
+        first."""
+        return await self._driver.run(
+            self._routed(queue, lambda home, meta: throughput(home, minutes, meta=meta))
+        )
 
     async def fleet_metrics(self) -> list[QueueMetrics]:
         """:class:`QueueMetrics` of every queue found under the prefix."""

@@ -30,9 +30,19 @@ metric                                      type       meaning
 ``streamq_jobs_reclaimed_total{queue}``     counter    entries taken over from a stalled worker
 ``streamq_job_duration_seconds{queue}``     histogram  handler run time
 ``streamq_delayed_lateness_seconds{queue}`` histogram  promotion time minus due time
+``streamq_queue_partitions{queue}``          gauge      partitions of a partitioned queue
+``streamq_partition_jobs``                  gauge      ``{queue,partition,state}``: the states
+                                                       of ``streamq_jobs`` per partition of a
+                                                       partitioned queue (0 = home; ``p/n``:
+                                                       partition p of an earlier count n)
 ``streamq_redis_up``                        gauge      1 if this scrape could read Redis
 ``streamq_scrape_duration_seconds``         gauge      time spent reading Redis
 ==========================================  =========  =====================================
+
+A partitioned queue (see :mod:`streamq.protocol.partitions`) is one ``queue`` in every
+family, its counts, counters and histograms added up over its partitions; only the two
+``partition`` families break it down (at most 6 series per partition, nothing for an
+unpartitioned queue).
 
 *Failed* has one meaning here as in ``streamq status`` and :class:`QueueStatus`: a job that
 ended in the failed state (and so got a dead-letter entry). A failed attempt that will run
@@ -147,6 +157,7 @@ class FleetCollector:
         took.add_metric([], self.scrape_s)
         yield took
         yield from self._gauges()
+        yield from self._partitions()
         yield from self._counters()
         yield from self._histograms()
 
@@ -216,6 +227,31 @@ class FleetCollector:
             live.add_metric([name], float(info.workers))
         yield from (jobs, lag, age, paused, live, stuck)
         yield from (held, limited, at_concurrency, running)
+
+    def _partitions(self) -> Iterator[Metric]:
+        """The per-partition breakdown of partitioned queues (nothing at all, not even the
+        families, when no queue is partitioned)."""
+        parted = [q.info for q in self.queues if q.info.partitions]
+        if not parted:
+            return
+        count = GaugeMetricFamily(
+            "streamq_queue_partitions",
+            "Partitions new jobs of the queue are spread over (partitioned queues only).",
+            labels=["queue"],
+        )
+        jobs = GaugeMetricFamily(
+            "streamq_partition_jobs",
+            "Jobs by state in each partition of a partitioned queue (partition 0 is home; "
+            "p/n is partition p of an earlier count n); they add up to streamq_jobs.",
+            labels=["queue", "partition", "state"],
+        )
+        for info in parted:
+            count.add_metric([info.queue], float(info.partition_count))
+            for label, part in zip(info.labels(), info.partitions, strict=True):
+                for state in JOB_STATES:
+                    jobs.add_metric([info.queue, label, state], float(getattr(part, state)))
+        yield count
+        yield jobs
 
     def _counters(self) -> Iterator[Metric]:
         for metric, field, doc in _COUNTERS:

@@ -273,6 +273,33 @@
       el("td", { text: k.key }), el("td", { class: "num", text: fmt(k.held) }))));
   }
 
+  // A partitioned queue's count and its jobs per partition (hidden for an unpartitioned
+  // queue). "p/n" is partition p of an earlier count n, still consumed after a raise.
+  const PARTITION_COUNTS = ["waiting", "active", "delayed", "failed", "dead"];
+  function partitionName(label) {
+    const [p, n] = String(label).split("/");
+    return n === undefined ? p + (p === "0" ? " (home)" : "") : `${p} of earlier ${n}`;
+  }
+
+  function renderPartitions(q) {
+    const parts = q.partitions || [];
+    $("partitions").hidden = parts.length === 0;
+    if (!parts.length) return;
+    const busiest = parts.reduce((a, b) => (b.waiting > a.waiting ? b : a), parts[0]);
+    const share = q.waiting ? Math.round((busiest.waiting / q.waiting) * 100) : 0;
+    const earlier = parts.length - q.partition_count;
+    $("partitions-summary").textContent = `${fmt(q.partition_count)} partitions` +
+      (earlier > 0 ? ` (+${fmt(earlier)} of earlier counts)` : "") +
+      (q.waiting ? ` · most waiting: partition ${partitionName(busiest.partition)}, ${share} %` : "");
+    fill($("partition-counts").tBodies[0], parts.map((p) => el("tr", { dataset: { partition: p.partition } },
+      el("th", { scope: "row", text: partitionName(p.partition) }),
+      PARTITION_COUNTS.map((name) => el("td", {
+        class: "num" + (name === "dead" && p.dead ? " alert" : ""),
+        dataset: { count: name },
+        text: fmt(p[name]),
+      })))));
+  }
+
   function renderQueues(data, throughput) {
     $("no-queues").hidden = data.page.total > 0;
     const rows = data.queues.map((q) => el(
@@ -287,7 +314,8 @@
         },
       },
       el("th", { scope: "row" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: q.queue }),
-        q.paused ? badge("paused", "bad") : null),
+        q.paused ? badge("paused", "bad") : null,
+        q.partition_count > 1 ? badge(`${q.partition_count} partitions`) : null),
       COUNTS.map((name) => countCell(q, name)),
       heldCell(q),
       el("td", { class: "num", dataset: { count: "lag" } }, el("span", { class: "n", text: fmt(q.lag) })),
@@ -720,6 +748,7 @@
         $("pause").disabled = info.paused;
         $("resume").disabled = !info.paused;
         renderTabs(info);
+        renderPartitions(info);
         renderFlow(info);
         renderChart(throughput[info.queue] || []);
         await loadList(info.queue);

@@ -1,0 +1,87 @@
+"""A durable enqueue on a cluster is checked on every master, not on the one node a
+cluster client sends a keyless INFO to (its *default node*): the write goes to the master
+of its queue's or partition's slot, and a master with AOF off there must refuse the
+enqueue before anything is written, as a single server without AOF does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import redis
+
+import streamq
+from streamq.admin import Admin
+from streamq.protocol.keys import QueueKeys
+from streamq.server import EmbeddedCluster
+
+
+def _has_waitaof(embedded: EmbeddedCluster) -> bool:
+    server = embedded.nodes[0].server
+    return server.is_valkey or server.version >= (7, 2)
+
+
+def _keys_of(embedded: EmbeddedCluster, queue: str) -> list[bytes]:
+    """Every key of ``queue`` (its partitions too) on every master."""
+    found: list[bytes] = []
+    for node in embedded.masters():
+        with redis.Redis.from_url(node.url) as direct:
+            found += direct.keys(f"*{queue}*")
+    return found
+
+
+def test_a_durable_enqueue_is_refused_when_the_master_taking_the_write_has_aof_off(
+    cluster_factory: Callable[..., EmbeddedCluster], queue_name: str
+) -> None:
+    embedded = cluster_factory(profile="default")  # AOF everysec on every node
+    if not _has_waitaof(embedded):
+        # Redis 7.0: no master has WAITAOF; the refusal says how many, before any write.
+        lack = r"3 of 3 masters \(port .*\) lack"
+        with (
+            streamq.Producer(embedded.url, durable=True) as producer,
+            pytest.raises(streamq.ServerError, match=lack),
+        ):
+            producer.enqueue(queue_name, "noop", {})
+        assert _keys_of(embedded, queue_name) == []
+        return
+    # Every master has AOF: durable enqueues go through, on a queue spread over all three.
+    with Admin(url=embedded.url) as admin:
+        admin.set_partitions(queue_name, 6)
+    with streamq.Producer(embedded.url, durable=True, durable_timeout=10) as producer:
+        assert all(producer.enqueue(queue_name, "noop", {"n": n}).created for n in range(12))
+    assert sum(1 for n in embedded.masters() if _keys_of_node(n.url, queue_name)) == 3
+    with streamq.Producer(embedded.url, durable=True) as producer:
+        client = producer._client  # whose default node a keyless INFO would go to
+        default = client.get_default_node()
+        # A queue whose master is not that node: a check of the default node alone passes.
+        target = next(
+            f"{queue_name}-{i}"
+            for i in range(1000)
+            if client.get_node_from_key(QueueKeys(f"{queue_name}-{i}").stream).port != default.port
+        )
+        owner = client.get_node_from_key(QueueKeys(target).stream).port
+        master = next(n for n in embedded.masters() if n.port == owner)
+        with redis.Redis.from_url(master.url) as direct:
+            direct.config_set("appendonly", "no")
+        refusal = rf"needs AOF: 1 of 3 masters \(port {owner}\) have appendonly off"
+        with pytest.raises(streamq.ServerError, match=refusal):
+            producer.enqueue(target, "noop", {})
+        assert producer.enqueue(target, "noop", {}, durable=False).created  # plain still works
+
+    async def refused_async() -> None:
+        async with streamq.AsyncProducer(embedded.url, durable=True) as producer:
+            with pytest.raises(streamq.ServerError, match=refusal):
+                await producer.enqueue(f"{target}-async", "noop", {})
+
+    asyncio.run(refused_async())
+    # Nothing was written by the refused enqueues: the one plain job is all there is.
+    with Admin(url=embedded.url) as admin:
+        (info,) = admin.status([target])
+    assert info.status.waiting == 1
+    assert _keys_of(embedded, f"{target}-async") == []
+
+
+def _keys_of_node(url: str, queue: str) -> list[bytes]:
+    with redis.Redis.from_url(url) as direct:
+        return direct.keys(f"*{queue}~*") + direct.keys(f"*{{{queue}}}*")
