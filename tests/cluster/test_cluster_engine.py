@@ -130,3 +130,33 @@ def test_a_workers_reads_go_to_each_streams_master_without_asking_another_node(
     getkeys = sum(s.get("cmdstat_command|getkeys", {}).get("calls", 0) for s in stats)
     assert reads >= 6, stats  # each partition's stream was read
     assert getkeys == 0, f"{getkeys} COMMAND GETKEYS for {reads} reads"
+
+
+def test_one_worker_serves_every_partition_in_turn_none_starved_none_hoarded(
+    cluster: EmbeddedCluster, queue: str, spawner: Spawner
+) -> None:
+    # 6 partitions over 3 masters, 240 jobs (~40 a partition) of 20 ms each, one worker of
+    # concurrency 6: it reads the partitions' slots in turn, asking each for its share of
+    # the free slots. In the order the jobs started, every stretch of 60 starts (a quarter of the
+    # queue) holds each partition's jobs near its sixth: none waits for the others to
+    # drain first, and none takes more than its turn.
+    from streamq.protocol.partitions import partition_of
+
+    with streamq.Producer(cluster.url) as p:
+        jobs = [JobSpec("sleep", {"ms": 20}) for _ in range(240)]
+        ids = [r.job_id for r in p.enqueue_many(queue, jobs)]
+        per = [sum(1 for j in ids if partition_of(j, 6) == n) for n in range(6)]
+        assert min(per) >= 25, per  # crc32 of random ids: each partition holds ~40
+        w = spawner.start(queue, concurrency=6, burst=True)
+        assert w.wait(90) == 0, w.output()[-2000:]
+    order = [job_id for job_id, *_ in sorted(read_ledger(spawner.ledger), key=lambda r: r[3])]
+    assert sorted(order) == sorted(ids)
+    for start in range(0, 180, 60):
+        stretch = order[start : start + 60]
+        counts = [sum(1 for j in stretch if partition_of(j, 6) == n) for n in range(6)]
+        expected = [60 * c / 240 for c in per]
+        assert all(abs(c - e) <= 8 for c, e in zip(counts, expected, strict=True)), (
+            start,
+            counts,
+            expected,
+        )
