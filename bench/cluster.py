@@ -134,8 +134,10 @@ def _loop() -> str:
 def _fill(url: str, queue: str, n: int, label: str) -> None:
     progress = Progress(f"{label}: enqueue", n)
     with streamq.Producer(settings=settings_for(url)) as producer:
-        for start in range(0, n, BATCH):
-            batch = range(start, min(start + BATCH, n))
+        # One job first: a producer's first call to a queue goes home while it learns the
+        # partition count; the batches after it spread.
+        for start in [0, *range(1, n, BATCH)]:
+            batch = range(start, min(start + (1 if start == 0 else BATCH), n))
             producer.enqueue_many(queue, [streamq.JobSpec("noop", i) for i in batch])
             progress.update(batch.stop)
     progress.done()

@@ -52,9 +52,9 @@ __all__ = ["AsyncProducer", "JobSpec", "Producer"]
 T = TypeVar("T")
 #: Seconds a producer trusts what it read of a queue's partitions.
 META_TTL_S = 5.0
-#: The largest batch a producer sends to a queue's home beside the read of its partitions
-#: (when that read is due): a larger one reads first and spreads, so one stale cache does
-#: not put a whole batch on one master.
+#: The largest batch a producer sends to a partitioned queue's home beside the read of its
+#: partitions (when that read is due): a larger one reads first and spreads, so a producer
+#: whose batches come further apart than META_TTL_S does not put every one on one master.
 HOME_BATCH_MAX = 16
 
 Delay = float | int | timedelta
@@ -276,7 +276,9 @@ class _Base:
         hit = self._metas.get(queue)
         is_durable = self.durable if durable is None else durable
         if hit is None or hit[1] <= time.monotonic():
-            if fresh and not is_durable and len(prepared) <= HOME_BATCH_MAX:
+            # Unknown (first call) counts as unpartitioned, the common case: one round trip.
+            known = hit[0].partitions if hit is not None else 1
+            if fresh and not is_durable and (known == 1 or len(prepared) <= HOME_BATCH_MAX):
                 # New ids cannot collide with a job elsewhere: send them home beside the
                 # read of the partitions, still one round trip (home is where every
                 # lookup also looks, and workers consume it). The next calls spread.
