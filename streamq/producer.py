@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from streamq import connection
 from streamq._driver import AsyncDriver, SyncDriver
 from streamq.config import Settings
-from streamq.errors import ConfigError
+from streamq.errors import ConfigError, DurabilityError
 from streamq.job import (
     EXPLICIT_BACKOFF,
     EXPLICIT_RETRIES,
@@ -336,9 +336,17 @@ class _Base:
         if not self._durable_checked:
             yield from jobs.check_waitaof()
             self._durable_checked = True
-        return (
-            yield from jobs.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
-        )
+        try:
+            return (
+                yield from jobs.durable_enqueue(
+                    call, self.durable_replicas, self.durable_timeout_ms
+                )
+            )
+        except DurabilityError:
+            # The server may have changed since the check (AOF off, a failover): check
+            # again before the next durable write, so it is refused before writing.
+            self._durable_checked = False
+            raise
 
 
 class Producer(_Base):
