@@ -41,7 +41,7 @@ from streamq.errors import (
     QueueFullError,
     StreamQError,
 )
-from streamq.protocol.calls import EVERY_MASTER, Call, Flow, Step
+from streamq.protocol.calls import EVERY_MASTER, Call, Flow, Step, TolerantCall
 from streamq.protocol.scripts import ScriptLibrary, load_library
 
 __all__ = ["AsyncDriver", "SyncDriver"]
@@ -195,8 +195,8 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
     ``("pipe", calls)`` and ``("load", script name)`` steps and receives their replies.
     Scripts the server forgot (NOSCRIPT after a restart or SCRIPT FLUSH) are loaded and
     only the calls that failed (and a WAITAOF after one) are sent again. An error reply
-    is raised, the first in order, unless its call has
-    :attr:`~streamq.protocol.calls.Call.on_error`."""
+    is raised, the first in order, unless its call is a
+    :class:`~streamq.protocol.calls.TolerantCall`."""
     replies: list[Any] = yield ("pipe", calls)
     missing = {
         c.script for c, r in zip(calls, replies, strict=True) if c.script and _is_noscript(r)
@@ -215,7 +215,7 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
     for c, r in zip(calls, replies, strict=True):
         if isinstance(r, Exception):
             # In order: an earlier call's error is raised before a later one is read.
-            if c.on_error is None or not isinstance(r, rexc.ResponseError):
+            if not isinstance(c, TolerantCall) or not isinstance(r, rexc.ResponseError):
                 raise r
             out.append(c.on_error(str(r)))
             continue

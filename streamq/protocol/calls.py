@@ -21,6 +21,7 @@ __all__ = [
     "Code",
     "Flow",
     "Step",
+    "TolerantCall",
     "on_every_master",
     "parse_time_ms",
     "ping",
@@ -65,10 +66,16 @@ class Call(Generic[T]):
     #: connection error, when the first may have run) and in pipelines (which redis-py
     #: may resend whole); None: ``args``.
     resend_args: Sequence[Arg] | None = None
-    #: In a pipeline: the server's error reply to this call (its message) goes to this
-    #: instead of being raised, so a flow sees it beside the other calls' replies (a
-    #: WAITAOF refused after the script before it wrote). None: the error is raised.
-    on_error: Callable[[str], T] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TolerantCall(Call[T]):
+    """A :class:`Call` whose server error reply, in a pipeline, goes to ``on_error`` (the
+    error's message) instead of being raised, so a flow sees it beside the other calls'
+    replies: a WAITAOF refused after the script before it wrote. A subclass, not a field
+    of :class:`Call`: one more field costs every call ~0.1 us to build."""
+
+    on_error: Callable[[str], T] = field(default=_identity)
 
 
 #: What a flow yields: one call, or a list of calls sent as one pipeline.

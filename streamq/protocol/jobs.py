@@ -15,7 +15,7 @@ from streamq.errors import (
     WaitTimeoutError,
 )
 from streamq.job import Job, JobOptions, JobState
-from streamq.protocol.calls import Arg, Call, Code, Flow, on_every_master, raw
+from streamq.protocol.calls import Arg, Call, Code, Flow, TolerantCall, on_every_master, raw
 from streamq.protocol.calls import text as _s
 from streamq.protocol.codec import decode_json
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -189,7 +189,7 @@ def durable_enqueue(
     :class:`DurabilityError` (with the job ids) when WAITAOF does not confirm it, or
     refuses to run once the script has written (AOF turned off since
     :func:`check_waitaof`, a replica without AOF promoted)."""
-    wait = Call(None, command=("WAITAOF", 1, replicas, timeout_ms), on_error=_Refused)
+    wait = TolerantCall(None, command=("WAITAOF", 1, replicas, timeout_ms), on_error=_Refused)
     results, ack = yield [call, wait]
     if isinstance(ack, _Refused):
         why = (
