@@ -143,3 +143,32 @@ def test_a_durable_enqueue_to_a_master_whose_aof_was_turned_off_raises_durabilit
     with Admin(url=embedded.url) as admin:
         (info,) = admin.status([queue])
     assert info.status.waiting == 5  # n = 0..4: every written job is there, none lost
+
+
+def test_a_durable_batch_over_partitions_is_all_written_and_names_every_unconfirmed_job(
+    cluster_factory: Callable[..., EmbeddedCluster], queue_name: str
+) -> None:
+    """A batch over 6 partitions (3 masters), one master's AOF turned off after the check:
+    the partitions there are refused WAITAOF, the others confirm; every job is written and
+    the DurabilityError names exactly the jobs on that master."""
+    embedded = cluster_factory(profile="default")
+    if not _has_waitaof(embedded):
+        pytest.skip("Redis 7.0 has no WAITAOF: durable enqueues are refused up front there")
+    with Admin(url=embedded.url) as admin:
+        admin.set_partitions(queue_name, 6)
+    with streamq.Producer(embedded.url, durable=True) as producer:
+        assert producer.enqueue(queue_name, "noop", {}).created  # checked here, AOF on
+        client = producer._client
+        master = next(n for n in embedded.masters() if n.port != client.get_default_node().port)
+        with redis.Redis.from_url(master.url) as direct:
+            direct.config_set("appendonly", "no")
+        ids = [f"b-{n}" for n in range(24)]
+        with pytest.raises(streamq.DurabilityError, match="appendonly") as refused:
+            producer.enqueue_many(
+                queue_name, [streamq.JobSpec("noop", {"n": i}, job_id=i) for i in ids]
+            )
+        assert all(producer.get_job(queue_name, i) is not None for i in ids)  # all written
+    with redis.Redis.from_url(master.url) as direct:
+        there = {k.decode().rsplit(":", 1)[1] for k in direct.keys(f"*{queue_name}*:job:b-*")}
+    assert there and len(there) < len(ids)  # some partitions on that master, not all
+    assert sorted(refused.value.job_ids) == sorted(there)
