@@ -14,7 +14,8 @@ methods that differ, so the single-server path does no extra work per command:
 * an ``UNLINK`` of keys in several slots is split by slot (redis-py's ``unlink()``);
 * ``SCRIPT LOAD`` goes to every master (a script must be known wherever its keys live),
   and so does a call flagged :data:`~streamq.protocol.calls.EVERY_MASTER` (on one server
-  it runs once; either way its parser gets the list of replies);
+  it runs once; either way its parser gets a (node, reply) pair per master: ``host:port``
+  on a cluster, the driver's ``where`` on one server);
 * a ``SCAN`` step scans every master to its end and answers with cursor 0, so the
   protocol's SCAN loops (queue discovery, find-by-id) see the whole keyspace.
 """
@@ -40,7 +41,7 @@ from streamq.errors import (
     QueueFullError,
     StreamQError,
 )
-from streamq.protocol.calls import EVERY_MASTER, Call, Flow, Step
+from streamq.protocol.calls import EVERY_MASTER, Call, Flow, Step, TolerantCall
 from streamq.protocol.scripts import ScriptLibrary, load_library
 
 __all__ = ["AsyncDriver", "SyncDriver"]
@@ -193,7 +194,9 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
     """How both drivers run a list of calls as one pipeline, written once: yields
     ``("pipe", calls)`` and ``("load", script name)`` steps and receives their replies.
     Scripts the server forgot (NOSCRIPT after a restart or SCRIPT FLUSH) are loaded and
-    only the calls that failed are sent again."""
+    only the calls that failed (and a WAITAOF after one) are sent again. An error reply
+    is raised, the first in order, unless its call is a
+    :class:`~streamq.protocol.calls.TolerantCall`."""
     replies: list[Any] = yield ("pipe", calls)
     missing = {
         c.script for c, r in zip(calls, replies, strict=True) if c.script and _is_noscript(r)
@@ -201,14 +204,21 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
     if missing:
         for name in sorted(missing):
             yield ("load", name)
-        redo = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        failed = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        # A WAITAOF after a refused script waited for nothing: it goes again after it.
+        waits = [i for i in range(failed[0] + 1, len(calls)) if _is_waitaof(calls[i])]
+        redo = sorted({*failed, *waits})
         again = yield ("pipe", [calls[i] for i in redo])
         for i, r in zip(redo, again, strict=True):
             replies[i] = r
     out = []
     for c, r in zip(calls, replies, strict=True):
         if isinstance(r, Exception):
-            raise r
+            # In order: an earlier call's error is raised before a later one is read.
+            if not isinstance(c, TolerantCall) or not isinstance(r, rexc.ResponseError):
+                raise r
+            out.append(c.on_error(str(r)))
+            continue
         out.append(c.parse(r))
     return out
 
@@ -248,6 +258,10 @@ def _word(arg: Any) -> str:
 
 def _is_scan(call: Call[Any]) -> bool:
     return call.command is not None and str(call.command[0]).upper() == "SCAN"
+
+
+def _is_waitaof(call: Call[Any]) -> bool:
+    return call.command is not None and _word(call.command[0]).upper() == "WAITAOF"
 
 
 def _is_unlink(call: Call[Any]) -> bool:
@@ -356,7 +370,9 @@ class SyncDriver:
         if call.options and EVERY_MASTER in call.options:
             every = call.command or ()
             nodes = self.client.get_primaries()
-            return call.parse([self.client.execute_command(*every, target_nodes=n) for n in nodes])
+            return call.parse(
+                [(n.name, self.client.execute_command(*every, target_nodes=n)) for n in nodes]
+            )
         if not _is_scan(call):
             return SyncDriver._one(self, _read_routed(self.client, call))
         rest, names = _scan_args(call), []
@@ -401,7 +417,7 @@ class SyncDriver:
     def _one(self, call: Call[T]) -> T:
         if call.script is None:
             if call.options and EVERY_MASTER in call.options:
-                return call.parse([self.client.execute_command(*call.command or ())])
+                return call.parse([(self.where, self.client.execute_command(*call.command or ()))])
             return call.parse(self.client.execute_command(*call.command or (), **call.options))
         try:
             reply = self._script(_sends(self.library, call))
@@ -583,7 +599,7 @@ class AsyncDriver:
             every = call.command or ()
             nodes = self.client.get_primaries()
             return call.parse(
-                [await self.client.execute_command(*every, target_nodes=n) for n in nodes]
+                [(n.name, await self.client.execute_command(*every, target_nodes=n)) for n in nodes]
             )
         if not _is_scan(call):
             command = call.command
@@ -644,7 +660,8 @@ class AsyncDriver:
     async def _one(self, call: Call[T]) -> T:
         if call.script is None:
             if call.options and EVERY_MASTER in call.options:
-                return call.parse([await self.client.execute_command(*call.command or ())])
+                reply = await self.client.execute_command(*call.command or ())
+                return call.parse([(self.where, reply)])
             reply = await self.client.execute_command(*call.command or (), **call.options)
             return call.parse(reply)
         try:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from streamq import connection
 from streamq._driver import AsyncDriver, SyncDriver
 from streamq.config import Settings
-from streamq.errors import ConfigError
+from streamq.errors import ConfigError, DurabilityError
 from streamq.job import (
     EXPLICIT_BACKOFF,
     EXPLICIT_RETRIES,
@@ -289,7 +289,7 @@ class _Base:
         call = jobs.enqueue(self.keys(queue), prepared, fresh=fresh)
         if not is_durable:
             return call
-        return self._durable_flow(call)
+        return self._durable_flow(self._confirmed(call))
 
     def _home_enqueue(self, queue: str, prepared: list[PreparedJob]) -> Flow[list[EnqueueResult]]:
         home = self.keys(queue)
@@ -309,13 +309,11 @@ class _Base:
         if meta.partitions == 1:
             call = jobs.enqueue(home, prepared, fresh=fresh)
             if is_durable:
-                return (yield from self._durable_flow(call))
+                return (yield from self._durable_flow(self._confirmed(call)))
             results: list[EnqueueResult] = yield call
             return results
-        flow = routed.enqueue(
-            home, meta, prepared, fresh, self._durable_flow if is_durable else None
-        )
-        return (yield from flow)
+        flow = routed.enqueue(home, meta, prepared, fresh, self._confirmed if is_durable else None)
+        return (yield from (self._durable_flow(flow) if is_durable else flow))
 
     def _meta(self, queue: str) -> Flow[PartitionMeta]:
         """The queue's partitions, read again at most every :data:`META_TTL_S` (a raised
@@ -334,13 +332,22 @@ class _Base:
         meta = yield from self._meta(queue)
         return (yield from op(self.keys(queue), meta))
 
-    def _durable_flow(self, call: Call[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
+    def _confirmed(self, call: Call[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
+        """``call`` with its WAITAOF (one partition's write of a durable enqueue)."""
+        return jobs.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
+
+    def _durable_flow(self, write: Flow[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
+        """``write`` (a durable enqueue, every partition of it) after the one-time check."""
         if not self._durable_checked:
             yield from jobs.check_waitaof()
             self._durable_checked = True
-        return (
-            yield from jobs.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
-        )
+        try:
+            return (yield from write)
+        except DurabilityError:
+            # The server may have changed since the check (AOF off, a failover): check
+            # again before the next durable write, so it is refused before writing.
+            self._durable_checked = False
+            raise
 
 
 class Producer(_Base):

@@ -170,9 +170,10 @@ def _literal_command(elts: list[ast.expr]) -> str | None:
 
 def commands_in_python() -> set[str]:
     """Every command streamq's Python code spells out: ``raw("X", ...)``,
-    ``execute_command("X", ...)`` and command tuples ``("X", key, ...)``; plus redis-py's
-    ``config_get``. Left out: the launcher (streamq/server/, it runs as the admin) and the
-    CLI's table headers (cli.py sends through Admin/Producer)."""
+    ``execute_command("X", ...)``, ``on_every_master("X", ...)`` and command tuples
+    ``("X", key, ...)``; plus redis-py's ``config_get``. Left out: the launcher
+    (streamq/server/, it runs as the admin) and the CLI's table headers (cli.py sends
+    through Admin/Producer)."""
     found: set[str] = set()
     for path in sorted((ROOT / "streamq").rglob("*.py")):
         if path.parent.name == "server" or path.name == "cli.py":
@@ -197,7 +198,7 @@ def commands_in_python() -> set[str]:
             elif isinstance(node, ast.Call):
                 func = node.func
                 fname = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-                if fname in ("raw", "execute_command"):
+                if fname in ("raw", "execute_command", "on_every_master"):
                     cmd = _literal_command(list(node.args))
                 elif fname == "config_get":
                     cmd = "config|get"

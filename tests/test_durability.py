@@ -147,3 +147,69 @@ def test_durable_enqueue_is_refused_when_aof_is_off(
 def test_bad_durability_settings_are_refused() -> None:
     with pytest.raises(streamq.ConfigError):
         streamq.Producer("redis://127.0.0.1:1/0", durable=True, durable_timeout=0)
+
+
+def test_a_durable_enqueue_after_aof_was_turned_off_raises_durability_error_with_its_ids(
+    server_factory, queue_name: str, figures: dict[str, Any]
+) -> None:
+    """AOF turned off after the producer's one-time check: WAITAOF refuses, the job is
+    written, and the caller gets a DurabilityError naming it (not redis-py's error)."""
+    srv = server_factory(prefer="valkey")  # Valkey 8 has WAITAOF; AOF on (default profile)
+    figures["server"] = _kind(srv)
+    client = redis.Redis.from_url(srv.url)
+    with streamq.Producer(srv.url, durable=True) as p:
+        assert p.enqueue(queue_name, "send", {"n": 0}).created  # checked once, here
+        client.config_set("appendonly", "no")
+        with pytest.raises(streamq.DurabilityError, match="appendonly") as refused:
+            p.enqueue(queue_name, "send", {"n": 1}, job_id="after-aof-off")
+        figures["sync_error"] = str(refused.value)
+        assert refused.value.job_ids == ["after-aof-off"]
+        assert "written" in str(refused.value)
+        job = p.get_job(queue_name, "after-aof-off")
+        assert job is not None and job.data == {"n": 1}
+        # The next durable enqueue checks the server again: refused before any write.
+        with pytest.raises(streamq.ServerError, match="appendonly off"):
+            p.enqueue(queue_name, "send", job_id="never-written")
+        assert p.get_job(queue_name, "never-written") is None
+
+    async def scenario() -> None:
+        async with streamq.AsyncProducer(srv.url, durable=True) as ap:
+            client.config_set("appendonly", "yes")
+            assert (await ap.enqueue(queue_name, "send", {"n": 2})).created
+            client.config_set("appendonly", "no")
+            with pytest.raises(streamq.DurabilityError, match="appendonly") as refused:
+                await ap.enqueue_many(
+                    queue_name, [streamq.JobSpec("send", n, job_id=f"async-{n}") for n in (3, 4)]
+                )
+            figures["async_error"] = str(refused.value)
+            assert refused.value.job_ids == ["async-3", "async-4"]
+            assert all([await ap.get_job(queue_name, f"async-{n}") for n in (3, 4)])
+
+    asyncio.run(scenario())
+    figures["stream_length"] = client.xlen(QueueKeys(queue_name).stream)
+    assert client.xlen(QueueKeys(queue_name).stream) == 5
+    client.close()
+
+
+def test_a_durable_enqueue_the_server_forgot_the_script_of_still_waits_after_its_write(
+    server_factory, queue_name: str, figures: dict[str, Any]
+) -> None:
+    """SCRIPT FLUSH (or a restart) between two durable enqueues: the first pipeline's
+    script is refused (NOSCRIPT) and its WAITAOF waits for nothing; the script sent again
+    must take a WAITAOF of its own along, or its write is never confirmed."""
+    srv = server_factory(prefer="valkey")
+    client = redis.Redis.from_url(srv.url)
+    with streamq.Producer(srv.url, durable=True) as p:
+        p.enqueue(queue_name, "warmup")
+        client.script_flush()
+        before = _commands(client)
+        assert p.enqueue(queue_name, "send").created
+        after = _commands(client)
+    sent = {
+        k.removeprefix("cmdstat_"): after[k] - before.get(k, 0)
+        for k in ("cmdstat_evalsha", "cmdstat_script|load", "cmdstat_waitaof")
+    }
+    figures["commands_sent_after_script_flush"] = sent
+    # EVALSHA (NOSCRIPT) + WAITAOF, SCRIPT LOAD, then EVALSHA + WAITAOF again.
+    assert sent == {"evalsha": 2, "script|load": 1, "waitaof": 2}
+    client.close()

@@ -35,7 +35,7 @@ ALLOWED = (
 )
 
 #: Names that build an operation: the protocol vocabulary.
-BUILDERS = {"raw", "Call"}
+BUILDERS = {"raw", "Call", "TolerantCall", "on_every_master"}
 #: redis-py methods that send whatever they are given.
 SENDERS = {"execute_command", "evalsha", "eval", "pipeline", "register_script"}
 

@@ -44,7 +44,7 @@ from streamq.protocol.keys import GROUP, QueueKeys
 from streamq.server import EmbeddedServer
 from streamq.worker import maintenance
 from streamq.worker.__main__ import load_app, loop_runner
-from streamq.worker.checks import check_server
+from streamq.worker.checks import check_masters, check_server
 from streamq.worker.runner import Worker
 
 JOB_FIELDS = ("queue", "job_id", "name", "attempt")
@@ -444,6 +444,28 @@ def test_check_server_warns_about_eviction_and_missing_aof() -> None:
     assert any("AOF is off" in w for w in info.warnings)
     unknown = check_server({"redis_version": "7.0.0", "maxmemory_policy": "noeviction"}, None)
     assert unknown.rdb_enabled is None and any("persistence is off" in w for w in unknown.warnings)
+
+
+def test_check_masters_names_the_masters_each_warning_or_refusal_is_about() -> None:
+    good = {"redis_version": "7.2.4", "maxmemory_policy": "noeviction", "aof_enabled": "1"}
+    lru = {**good, "maxmemory_policy": "allkeys-lru"}
+    info = check_masters(
+        {"a:1": (good, "3600 1"), "b:2": (lru, "3600 1"), "c:3": (lru, ""), "d:4": (good, "")}
+    )
+    assert info.warnings == (
+        "maxmemory-policy is 'allkeys-lru', not 'noeviction' on 2 of 4 masters (b:2, c:3): "
+        "Redis may EVICT queued jobs under memory pressure. Set 'maxmemory-policy "
+        "noeviction' (see redis.conf).",
+    )
+    assert info.masters == ("a:1", "b:2", "c:3", "d:4") and info.rdb_enabled is False
+    no_aof = {**good, "aof_enabled": "0"}
+    info = check_masters({"a:1": (good, ""), "b:2": (no_aof, ""), "c:3": (no_aof, "60 1")})
+    persistence, aof = info.warnings
+    assert persistence.startswith("persistence is off on 1 of 3 masters (b:2): no AOF")
+    assert aof.startswith("AOF is off on 1 of 3 masters (c:3): a Redis crash")
+    old = {**good, "redis_version": "6.0.16"}
+    with pytest.raises(ServerError, match=r"Redis 6\.0\.16 is too old on 1 of 2 masters \(b:2\)"):
+        check_masters({"a:1": (good, ""), "b:2": (old, "")})
 
 
 # ---------------------------------------------------------------------- shutdown robustness

@@ -21,6 +21,7 @@ __all__ = [
     "Code",
     "Flow",
     "Step",
+    "TolerantCall",
     "on_every_master",
     "parse_time_ms",
     "ping",
@@ -67,6 +68,16 @@ class Call(Generic[T]):
     resend_args: Sequence[Arg] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TolerantCall(Call[T]):
+    """A :class:`Call` whose server error reply, in a pipeline, goes to ``on_error`` (the
+    error's message) instead of being raised, so a flow sees it beside the other calls'
+    replies: a WAITAOF refused after the script before it wrote. A subclass, not a field
+    of :class:`Call`: one more field costs every call ~0.1 us to build."""
+
+    on_error: Callable[[str], T] = field(default=_identity)
+
+
 #: What a flow yields: one call, or a list of calls sent as one pipeline.
 Step = Call[Any] | list[Call[Any]]
 
@@ -75,15 +86,17 @@ Flow = Generator[Step, Any, T]
 
 
 #: The :attr:`Call.options` flag the drivers act on instead of passing it to redis-py: send
-#: the raw command to every master of a cluster (one server: to it) and hand ``parse`` the
-#: list of replies. Only for a call on its own, never in a pipeline.
+#: the raw command to every master of a cluster (one server: to it) and hand ``parse`` a
+#: ``(node, reply)`` pair per master (``host:port`` on a cluster; on one server, where the
+#: driver points). Only for a call on its own, never in a pipeline.
 EVERY_MASTER = "streamq_every_master"
 
 
-def on_every_master(*command: Arg, parse: Callable[[list[Any]], T]) -> Call[T]:
+def on_every_master(*command: Arg, parse: Callable[[list[tuple[str, Any]]], T]) -> Call[T]:
     """A raw, keyless command sent to every master (a server-wide fact such as INFO, where
     the one node a cluster client would pick is not the one that matters): ``parse`` gets
-    one reply per master (one in all on a single server or behind Sentinel)."""
+    one ``(node, reply)`` pair per master, the node named so a message can name the one at
+    fault (one pair in all on a single server or behind Sentinel)."""
     return Call(None, command=command, parse=parse, options={EVERY_MASTER: True})
 
 

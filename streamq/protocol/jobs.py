@@ -15,7 +15,7 @@ from streamq.errors import (
     WaitTimeoutError,
 )
 from streamq.job import Job, JobOptions, JobState
-from streamq.protocol.calls import Arg, Call, Code, Flow, on_every_master, raw
+from streamq.protocol.calls import Arg, Call, Code, Flow, TolerantCall, on_every_master, raw
 from streamq.protocol.calls import text as _s
 from streamq.protocol.codec import decode_json
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -136,31 +136,31 @@ def _version(info: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
 
 
-def _ports(infos: Sequence[dict[str, Any]]) -> str:
-    return ", ".join(str(i.get("tcp_port", "?")) for i in infos)
+def _names(masters: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    return ", ".join(name for name, _ in masters)
 
 
-def _refuse_without_waitaof(infos: list[dict[str, Any]]) -> None:
+def _refuse_without_waitaof(infos: list[tuple[str, dict[str, Any]]]) -> None:
     """ServerError unless every server of ``infos`` (one, or every master of a cluster:
     a durable write may land on any of them) has WAITAOF and AOF on."""
     # Valkey reports redis_version 7.2.x for compatibility and has WAITAOF.
-    lacking = [i for i in infos if _version(i) < (7, 2)]
+    lacking = [(n, i) for n, i in infos if _version(i) < (7, 2)]
     if lacking:
         which = (
             "this server lacks"
             if len(infos) == 1
-            else f"{len(lacking)} of {len(infos)} masters (port {_ports(lacking)}) lack"
+            else f"{len(lacking)} of {len(infos)} masters ({_names(lacking)}) lack"
         )
         raise ServerError(
             f"durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey >= 8); {which} "
             "it: use durable=False, or the strict profile (appendfsync always) instead"
         )
-    off = [i for i in infos if str(i.get("aof_enabled", "0")) != "1"]
+    off = [(n, i) for n, i in infos if str(i.get("aof_enabled", "0")) != "1"]
     if off:
         which = (
             "the server has"
             if len(infos) == 1
-            else f"{len(off)} of {len(infos)} masters (port {_ports(off)}) have"
+            else f"{len(off)} of {len(infos)} masters ({_names(off)}) have"
         )
         raise ServerError(f"durable enqueue needs AOF: {which} appendonly off (see redis.conf)")
 
@@ -175,12 +175,35 @@ def check_waitaof() -> Flow[None]:
     yield on_every_master("INFO", parse=_refuse_without_waitaof)
 
 
+class _Refused(NamedTuple):
+    """WAITAOF's error reply (the server's message), as the flow receives it."""
+
+    message: str
+
+
 def durable_enqueue(
     call: Call[list[EnqueueResult]], replicas: int, timeout_ms: int
 ) -> Flow[list[EnqueueResult]]:
     """The enqueue script and WAITAOF in one pipeline (one round trip): returns once the
-    write is fsynced locally (and on ``replicas`` replicas)."""
-    results, ack = yield [call, raw("WAITAOF", 1, replicas, timeout_ms)]
+    write is fsynced locally (and on ``replicas`` replicas). Raises
+    :class:`DurabilityError` (with the job ids) when WAITAOF does not confirm it, or
+    refuses to run once the script has written (AOF turned off since
+    :func:`check_waitaof`, a replica without AOF promoted)."""
+    wait = TolerantCall(None, command=("WAITAOF", 1, replicas, timeout_ms), on_error=_Refused)
+    results, ack = yield [call, wait]
+    if isinstance(ack, _Refused):
+        why = (
+            "AOF is off there now (turned off, or a replica without AOF took over, since "
+            "this producer checked it)"
+            if "appendonly" in ack.message
+            else "it cannot confirm the fsync"
+        )
+        raise DurabilityError(
+            f"the jobs were written but are not confirmed durable: the server that took "
+            f"the write refused WAITAOF ({ack.message.rstrip('.')}): {why}; check or "
+            "cancel them by id (DurabilityError.job_ids)",
+            [r.job_id for r in results],
+        )
     local, remote = int(ack[0]), int(ack[1])
     if local < 1 or remote < replicas:
         raise DurabilityError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from streamq.errors import DurabilityError
 from streamq.job import Job
 from streamq.protocol import dlq, jobs, queues
 from streamq.protocol.calls import Call, Flow
@@ -45,7 +46,11 @@ def enqueue(
     durable: Callable[[Call[list[EnqueueResult]]], Flow[list[EnqueueResult]]] | None = None,
 ) -> Flow[list[EnqueueResult]]:
     """Enqueue ``prepared`` into their partitions: plain jobs by id, flow jobs at home; one
-    pipeline (``durable``: each partition's call with its WAITAOF, one after the other)."""
+    pipeline (``durable``: each partition's call with its WAITAOF, one after the other).
+
+    A partition whose WAITAOF does not confirm (:class:`DurabilityError`) does not stop the
+    others: every job is written, and one DurabilityError at the end names every job not
+    confirmed, so the caller knows exactly which to check (none is left unwritten)."""
     groups: dict[QueueKeys, list[int]] = {}
     for i, j in enumerate(prepared):
         k = home if j.is_flow else write_keys(home, meta, j.job_id)
@@ -54,9 +59,19 @@ def enqueue(
     if durable is None:
         replies = yield calls
     else:
-        replies = []
+        replies, failed = [], []
         for call in calls:
-            replies.append((yield from durable(call)))
+            try:
+                replies.append((yield from durable(call)))
+            except DurabilityError as exc:
+                failed.append(exc)
+        if failed:
+            raise DurabilityError(
+                str(failed[0])
+                if len(failed) == 1
+                else f"{len(failed)} of {len(calls)} partitions: {failed[0]}",
+                [job_id for exc in failed for job_id in exc.job_ids],
+            )
     out: list[EnqueueResult | None] = [None] * len(prepared)
     for idx, results in zip(groups.values(), replies, strict=True):
         for i, r in zip(idx, results, strict=True):

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from streamq.protocol.calls import Arg, Call, Code, Flow
+from streamq.protocol.calls import Arg, Call, Code, Flow, on_every_master
 from streamq.protocol.calls import text as _s
 from streamq.protocol.codec import Entry, decode_entry
 from streamq.protocol.keys import GROUP, QueueKeys
@@ -452,20 +452,23 @@ def heartbeat(keys: QueueKeys, consumer: str, now_ms: int, info: bytes) -> list[
 # ---------------------------------------------------------------------- start-up
 
 
-def server_info() -> Call[Any]:
-    """INFO, for :func:`streamq.worker.checks.check_server`."""
-    return Call(None, command=("INFO",))
+def server_info() -> Call[dict[str, dict[str, Any]]]:
+    """INFO of every master (one server: of it), by node, for
+    :func:`streamq.worker.checks.check_masters`: each master holds queues of its own."""
+    return on_every_master("INFO", parse=dict)
 
 
-def save_setting() -> Call[str]:
-    """The server's ``save`` setting (CONFIG GET; a least-privilege user may be refused:
-    the caller tolerates NOPERM)."""
+def _save(cfg: Any) -> str:
+    pairs = dict(zip(cfg[0::2], cfg[1::2], strict=False)) if isinstance(cfg, list) else cfg
+    return _s(pairs.get(b"save", pairs.get("save", b"")))
 
-    def parse(cfg: Any) -> str:
-        pairs = dict(zip(cfg[0::2], cfg[1::2], strict=False)) if isinstance(cfg, list) else cfg
-        return _s(pairs.get(b"save", pairs.get("save", b"")))
 
-    return Call(None, command=("CONFIG", "GET", "save"), parse=parse)
+def save_setting() -> Call[dict[str, str]]:
+    """Every master's ``save`` setting, by node (CONFIG GET; a least-privilege user may be
+    refused: the caller tolerates NOPERM)."""
+    return on_every_master(
+        "CONFIG", "GET", "save", parse=lambda replies: {n: _save(r) for n, r in replies}
+    )
 
 
 # ---------------------------------------------------------------------- odd entries

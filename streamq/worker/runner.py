@@ -41,7 +41,7 @@ from streamq.protocol.codec import encode_payload
 from streamq.protocol.keys import QueueKeys, validate_queue_name
 from streamq.worker import maintenance
 from streamq.worker.app import App, Registered
-from streamq.worker.checks import ServerInfo, check_server
+from streamq.worker.checks import ServerInfo, check_masters
 from streamq.worker.flowview import FlowView as _FlowView
 from streamq.worker.logs import log_event
 from streamq.worker.outage import OUTAGE, Backoff, retrying
@@ -200,15 +200,16 @@ class Worker:
         return self.state.stopping.is_set()
 
     async def startup(self) -> None:
-        """Check the server, load scripts and create the consumer groups."""
-        info = await self.driver.run(wops.server_info())
-        save: str | None
+        """Check the server (every master of a cluster), load scripts and create the
+        consumer groups."""
+        infos = await self.driver.run(wops.server_info())
+        saves: dict[str, str]
         try:
             # Through the driver, so an outage here is retried like the rest of startup.
-            save = await self.driver.run(wops.save_setting())
+            saves = await self.driver.run(wops.save_setting())
         except ResponseError:
-            save = None  # CONFIG not allowed for this user (least-privilege ACL): skip
-        self.server = check_server(info, save)
+            saves = {}  # CONFIG not allowed for this user (least-privilege ACL): skip
+        self.server = check_masters({n: (i, saves.get(n)) for n, i in infos.items()})
         await self.driver.load_all()
         await maintenance.refresh_partitions(self.state)  # every partition from the start
         await self.ensure_groups()
