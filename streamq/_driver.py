@@ -205,8 +205,16 @@ def _pipeline_plan(calls: list[Call[Any]]) -> Generator[tuple[str, Any], Any, li
         for name in sorted(missing):
             yield ("load", name)
         failed = [i for i, r in enumerate(replies) if _is_noscript(r)]
-        # A WAITAOF after a refused script waited for nothing: it goes again after it.
-        waits = [i for i in range(failed[0] + 1, len(calls)) if _is_waitaof(calls[i])]
+        # A WAITAOF after a refused script waited for nothing: it goes again after it. Only
+        # that one: on a cluster each WAITAOF waits on the node of the script before it (a
+        # partitioned durable batch has one per partition), and one of a script that ran
+        # is already its confirmation; sent again it would land behind another script.
+        waits, last = [], None
+        for i, c in enumerate(calls):
+            if c.script is not None:
+                last = i
+            elif _is_waitaof(c) and last in failed:
+                waits.append(i)
         redo = sorted({*failed, *waits})
         again = yield ("pipe", [calls[i] for i in redo])
         for i, r in zip(redo, again, strict=True):

@@ -312,7 +312,9 @@ class _Base:
                 return (yield from self._durable_flow(self._confirmed(call)))
             results: list[EnqueueResult] = yield call
             return results
-        flow = routed.enqueue(home, meta, prepared, fresh, self._confirmed if is_durable else None)
+        flow = routed.enqueue(
+            home, meta, prepared, fresh, self._confirmed_many if is_durable else None
+        )
         return (yield from (self._durable_flow(flow) if is_durable else flow))
 
     def _meta(self, queue: str) -> Flow[PartitionMeta]:
@@ -335,6 +337,12 @@ class _Base:
     def _confirmed(self, call: Call[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
         """``call`` with its WAITAOF (one partition's write of a durable enqueue)."""
         return jobs.durable_enqueue(call, self.durable_replicas, self.durable_timeout_ms)
+
+    def _confirmed_many(
+        self, calls: list[Call[list[EnqueueResult]]]
+    ) -> Flow[list[list[EnqueueResult]]]:
+        """``calls`` (one per partition) each with its WAITAOF, all in one pipeline."""
+        return jobs.durable_enqueue_many(calls, self.durable_replicas, self.durable_timeout_ms)
 
     def _durable_flow(self, write: Flow[list[EnqueueResult]]) -> Flow[list[EnqueueResult]]:
         """``write`` (a durable enqueue, every partition of it) after the one-time check."""

@@ -181,16 +181,15 @@ class _Refused(NamedTuple):
     message: str
 
 
-def durable_enqueue(
-    call: Call[list[EnqueueResult]], replicas: int, timeout_ms: int
-) -> Flow[list[EnqueueResult]]:
-    """The enqueue script and WAITAOF in one pipeline (one round trip): returns once the
-    write is fsynced locally (and on ``replicas`` replicas). Raises
-    :class:`DurabilityError` (with the job ids) when WAITAOF does not confirm it, or
-    refuses to run once the script has written (AOF turned off since
-    :func:`check_waitaof`, a replica without AOF promoted)."""
-    wait = TolerantCall(None, command=("WAITAOF", 1, replicas, timeout_ms), on_error=_Refused)
-    results, ack = yield [call, wait]
+def _waitaof(replicas: int, timeout_ms: int) -> TolerantCall[Any]:
+    return TolerantCall(None, command=("WAITAOF", 1, replicas, timeout_ms), on_error=_Refused)
+
+
+def _confirmed(
+    results: list[EnqueueResult], ack: Any, replicas: int, timeout_ms: int
+) -> list[EnqueueResult]:
+    """``results`` when ``ack`` (WAITAOF's reply after their write) confirms them, else
+    :class:`DurabilityError` naming their jobs."""
     if isinstance(ack, _Refused):
         why = (
             "AOF is off there now (turned off, or a replica without AOF took over, since "
@@ -211,7 +210,46 @@ def durable_enqueue(
             f"{timeout_ms} ms (wanted 1 and {replicas})",
             [r.job_id for r in results],
         )
-    return results  # type: ignore[no-any-return]
+    return results
+
+
+def durable_enqueue(
+    call: Call[list[EnqueueResult]], replicas: int, timeout_ms: int
+) -> Flow[list[EnqueueResult]]:
+    """The enqueue script and WAITAOF in one pipeline (one round trip): returns once the
+    write is fsynced locally (and on ``replicas`` replicas). Raises
+    :class:`DurabilityError` (with the job ids) when WAITAOF does not confirm it, or
+    refuses to run once the script has written (AOF turned off since
+    :func:`check_waitaof`, a replica without AOF promoted)."""
+    results, ack = yield [call, _waitaof(replicas, timeout_ms)]
+    return _confirmed(results, ack, replicas, timeout_ms)
+
+
+def durable_enqueue_many(
+    calls: Sequence[Call[list[EnqueueResult]]], replicas: int, timeout_ms: int
+) -> Flow[list[list[EnqueueResult]]]:
+    """:func:`durable_enqueue` of several enqueue scripts (one per partition of a queue,
+    so on several masters) in one pipeline, each followed by its own WAITAOF (a cluster
+    pipeline sends it to the node of the script before it): the fsync waits overlap
+    instead of adding up, one per partition (with appendfsync everysec, up to a second
+    each). Every call is written; one :class:`DurabilityError` at the end names every job
+    not confirmed."""
+    replies = yield [x for c in calls for x in (c, _waitaof(replicas, timeout_ms))]
+    out: list[list[EnqueueResult]] = []
+    failed: list[DurabilityError] = []
+    for results, ack in zip(replies[::2], replies[1::2], strict=True):
+        try:
+            out.append(_confirmed(results, ack, replicas, timeout_ms))
+        except DurabilityError as exc:
+            failed.append(exc)
+    if failed:
+        raise DurabilityError(
+            str(failed[0])
+            if len(failed) == 1
+            else f"{len(failed)} of {len(calls)} partitions: {failed[0]}",
+            [job_id for exc in failed for job_id in exc.job_ids],
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------- reading

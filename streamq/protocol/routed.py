@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from streamq.errors import DurabilityError
 from streamq.job import Job
 from streamq.protocol import dlq, jobs, queues
 from streamq.protocol.calls import Call, Flow
@@ -43,10 +42,12 @@ def enqueue(
     meta: PartitionMeta,
     prepared: Sequence[PreparedJob],
     fresh: bool,
-    durable: Callable[[Call[list[EnqueueResult]]], Flow[list[EnqueueResult]]] | None = None,
+    durable: Callable[[list[Call[list[EnqueueResult]]]], Flow[list[list[EnqueueResult]]]]
+    | None = None,
 ) -> Flow[list[EnqueueResult]]:
     """Enqueue ``prepared`` into their partitions: plain jobs by id, flow jobs at home; one
-    pipeline (``durable``: each partition's call with its WAITAOF, one after the other).
+    pipeline (``durable``, e.g. :func:`~streamq.protocol.jobs.durable_enqueue_many`: every
+    partition's call with its WAITAOF, still one pipeline, so the fsync waits overlap).
 
     A partition whose WAITAOF does not confirm (:class:`DurabilityError`) does not stop the
     others: every job is written, and one DurabilityError at the end names every job not
@@ -59,19 +60,7 @@ def enqueue(
     if durable is None:
         replies = yield calls
     else:
-        replies, failed = [], []
-        for call in calls:
-            try:
-                replies.append((yield from durable(call)))
-            except DurabilityError as exc:
-                failed.append(exc)
-        if failed:
-            raise DurabilityError(
-                str(failed[0])
-                if len(failed) == 1
-                else f"{len(failed)} of {len(calls)} partitions: {failed[0]}",
-                [job_id for exc in failed for job_id in exc.job_ids],
-            )
+        replies = yield from durable(calls)
     out: list[EnqueueResult | None] = [None] * len(prepared)
     for idx, results in zip(groups.values(), replies, strict=True):
         for i, r in zip(idx, results, strict=True):

@@ -9,6 +9,7 @@ import asyncio
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -261,6 +262,44 @@ def test_a_durable_enqueue_waits_for_the_fsync_on_the_master_that_took_the_write
     # refused (NOSCRIPT) and its WAITAOF waits for nothing; the script goes again after
     # SCRIPT LOAD, and a WAITAOF with it (before, none did: the write went unconfirmed).
     assert calls == {True: 2, False: 0}
+
+
+def test_a_durable_batch_on_a_partitioned_queue_waits_for_every_fsync_in_one_round_trip(
+    cluster: EmbeddedCluster,
+    cluster_factory: Callable[..., EmbeddedCluster],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each partition's enqueue and its WAITAOF go in one pipeline: the fsync waits overlap.
+    They were sent one partition after the other, so a durable batch over 6 partitions
+    waited for up to 6 fsyncs in turn (appendfsync everysec: ~3 s a batch, measured)."""
+    kind = cluster.nodes[0].server
+    if kind.version < (7, 2) and not kind.is_valkey:
+        pytest.skip("WAITAOF needs Redis >= 7.2 (this kind has no durable enqueue)")
+    embedded = cluster_factory(profile="default")
+    queue = f"t-dp-{secrets.token_hex(3)}"
+    with Admin(embedded.url) as admin:
+        admin.set_partitions(queue, 6)
+    with streamq.Producer(embedded.url, durable=True, durable_replicas=1, durable_timeout=10) as p:
+        p.enqueue(queue, "noop", {})  # reads the partition count
+        driver: Any = p._driver
+        sent = driver._pipeline
+        pipelines: list[int] = []
+
+        def counted(calls: list[Any]) -> list[Any]:
+            pipelines.append(len(calls))
+            return sent(calls)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(driver, "_pipeline", counted)
+        ids = [r.job_id for r in p.enqueue_many(queue, [JobSpec("noop", {}) for _ in range(60)])]
+        found = {p.get_job(queue, j).state for j in ids}  # type: ignore[union-attr]
+    assert found == {streamq.JobState.WAITING}
+    assert pipelines[:1] == [12], pipelines  # 6 scripts, each with its WAITAOF
+    waits = {}
+    for node in embedded.masters():
+        with redis.Redis.from_url(node.url) as direct:
+            stats = direct.info("commandstats").get("cmdstat_waitaof", {})
+            waits[node.port] = int(stats.get("calls", 0))
+    assert sum(waits.values()) == 1 + 6 and all(waits.values()), waits
 
 
 def test_scripts_flushed_from_every_master_are_loaded_again_unseen(
