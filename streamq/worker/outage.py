@@ -1,4 +1,4 @@
-"""Riding out a Redis outage: back off 50 ms, doubling to 0.5 s, and log each miss.
+"""Riding out a Redis outage: back off 50 ms, doubling to 0.25 s, and log each miss.
 
 One policy for every loop of the worker (fetch, flush, maintenance, start-up, hand-back):
 a full Redis (``QueueFullError``, which refuses writes for a while) is treated as an outage
@@ -21,15 +21,17 @@ __all__ = ["OUTAGE", "Backoff", "retrying"]
 OUTAGE = (ConnectionFailedError, QueueFullError)
 
 FIRST_S = 0.05
-#: A Cluster or Sentinel failover is an outage of about two seconds: with a 1 s cap a loop
-#: could sleep on for up to a second after the new master took over (measured: scenario 14
-#: of the chaos suite resumed 0.55-0.6 s after the failover, over its budget once in four).
-#: Two tries a second per loop is still nothing for a server that is back.
-MAX_S = 0.5
+#: A Cluster or Sentinel failover is an outage of about two seconds, and a loop asleep when
+#: the new master takes over sleeps on for up to this long. With cluster-node-timeout 1 s
+#: the election alone ends 2.1-2.4 s after a master's SIGKILL (chaos scenarios 14/14b,
+#: measured), leaving the workers 0.6-0.9 s of issue #12's "node timeout + 2 s": at 0.5 s
+#: the first completion came 0.14-0.35 s after the promotion, at 0.25 s the worst case is
+#: half that. Four tries a second per loop is still nothing for a server that is back.
+MAX_S = 0.25
 
 
 class Backoff:
-    """The wait before the next try: 50 ms, doubling to 0.5 s; :meth:`reset` after a success."""
+    """The wait before the next try: 50 ms, doubling to 0.25 s; :meth:`reset` after a success."""
 
     __slots__ = ("delay",)
 
