@@ -15,6 +15,7 @@ process running it died, froze or handed it back mid-run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -26,6 +27,8 @@ from typing import Any
 
 import redis
 
+from streamq.protocol.keys import GROUP
+from streamq.protocol.partitions import PartitionMeta, lookup_keys, partition_keys
 from tests._support import ROOT as ROOT  # re-exported: report.py reads it from here
 from tests._support import child_env
 from tests._worker_support import WorkerProcess, keys_of, pending_count
@@ -209,22 +212,44 @@ class Fleet:
 # ---------------------------------------------------------------------- inspection
 
 
-def states(client: redis.Redis, queue: str, ids: Sequence[str]) -> dict[str, str | None]:
-    """The ``s`` field of each job record (None: no record)."""
+def states(
+    client: redis.Redis, queue: str, ids: Sequence[str], meta: PartitionMeta | None = None
+) -> dict[str, str | None]:
+    """The ``s`` field of each job record (None: no record). With ``meta`` (a partitioned
+    queue) each id is looked up wherever it may be (its partition, then home)."""
     k = keys_of(queue)
     out: dict[str, str | None] = {}
     for i in range(0, len(ids), 2000):
         chunk = ids[i : i + 2000]
+        where = [lookup_keys(k, meta, j) if meta else [k] for j in chunk]
         pipe = client.pipeline(transaction=False)
-        for jid in chunk:
-            pipe.hget(k.job(jid), "s")
-        for jid, s in zip(chunk, pipe.execute(), strict=True):
-            out[jid] = s.decode() if s is not None else None
+        for jid, candidates in zip(chunk, where, strict=True):
+            for keys in candidates:
+                pipe.hget(keys.job(jid), "s")
+        replies = iter(pipe.execute())
+        for jid, candidates in zip(chunk, where, strict=True):
+            found = [s for s in (next(replies) for _ in candidates) if s is not None]
+            out[jid] = found[0].decode() if found else None
     return out
 
 
+def pending_total(client: redis.Redis, queue: str, meta: PartitionMeta | None = None) -> int:
+    """The consumer group's pending entries, over every partition of ``meta`` when given."""
+    if meta is None:
+        return pending_count(client, queue)
+    total = 0
+    for keys in partition_keys(keys_of(queue), meta):
+        with contextlib.suppress(redis.ResponseError):  # no group yet
+            total += int(client.xpending(keys.stream, GROUP)["pending"])
+    return total
+
+
 def settle(
-    client: redis.Redis, queue: str, ids: Sequence[str], timeout: float = SETTLE_TIMEOUT_S
+    client: redis.Redis,
+    queue: str,
+    ids: Sequence[str],
+    timeout: float = SETTLE_TIMEOUT_S,
+    meta: PartitionMeta | None = None,
 ) -> dict[str, str | None]:
     """Wait until every id is in a final state and the PEL is empty; return the states.
 
@@ -235,10 +260,12 @@ def settle(
     pending = unique
     final: dict[str, str | None] = {}
     while True:
-        now = states(client, queue, pending)
+        now = states(client, queue, pending, meta)
         final.update(now)
         pending = [j for j, s in now.items() if s not in FINAL]
-        if (not pending and pending_count(client, queue) == 0) or time.monotonic() >= deadline:
+        if (
+            not pending and pending_total(client, queue, meta) == 0
+        ) or time.monotonic() >= deadline:
             return {j: final[j] for j in unique}
         time.sleep(0.1)
 
@@ -290,6 +317,7 @@ def verify_ledger(
     interrupted_jobs: Counter[str] | None = None,
     final_states: dict[str, str | None] | None = None,
     extra_ids: Iterable[str] = (),
+    meta: PartitionMeta | None = None,
 ) -> LedgerCheck:
     """Check the exact ledger: every accepted id final, PEL empty, repeats explained.
 
@@ -297,9 +325,10 @@ def verify_ledger(
     process (killed, frozen or died mid-run) or by an interruption recorded for the job
     (``interrupted_jobs``: hand-backs, lease losses), one repeat per interruption.
     ``extra_ids`` are checked like accepted ones (jobs enqueued by the engine itself, such
-    as schedule ticks)."""
+    as schedule ticks). With ``meta`` (a partitioned queue), records and PELs are
+    looked up in every partition."""
     ids = list(dict.fromkeys([*ledger.accepted, *extra_ids]))
-    st = final_states if final_states is not None else states(client, queue, ids)
+    st = final_states if final_states is not None else states(client, queue, ids, meta)
     tally = Counter(st.get(j) for j in ids)
     lost = [j for j in ids if st.get(j) not in FINAL]
     runs = ledger.runs()
@@ -327,7 +356,7 @@ def verify_ledger(
         dead=tally["failed"],
         cancelled=tally["cancelled"],
         lost=lost,
-        pel=pending_count(client, queue),
+        pel=pending_total(client, queue, meta),
         duplicated=duplicated,
         extra_runs=extra,
         unexplained=unexplained,

@@ -12,7 +12,6 @@ redis7 and say why.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import subprocess
@@ -30,11 +29,12 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 import streamq
+from streamq.admin import Admin
 from streamq.errors import StreamQError
 from streamq.protocol.codec import new_job_id
 from streamq.protocol.keys import QueueKeys
+from streamq.protocol.partitions import PartitionMeta, partition_keys
 from streamq.server import EmbeddedCluster, EmbeddedNode, EmbeddedSentinel, EmbeddedServer
-from tests._report_plugin import REPORT_ENV
 from tests._support import wait_until
 from tests.chaos._chaos_support import (
     Fleet,
@@ -45,21 +45,26 @@ from tests.chaos._chaos_support import (
     verify_ledger,
 )
 
-# A worker died on uvloop's "handler is closed" in a fresh CI run (fixed in _driver.py,
-# with a regression test in tests/cluster/test_cluster_errors.py). These scenarios kill
-# masters on a 2-core host and time the recovery: they run in the report run (make chaos),
-# whose figures docs/reliability.md shows, not in make test, until they have a record of
-# passing on CI hosts.
-_REPORT_ONLY = pytest.mark.skipif(
-    not os.environ.get(REPORT_ENV),
-    reason="failover chaos runs in make chaos (python -m tests.chaos.report), not make test",
-)
+# These ran only in the report run (make chaos) after a worker died on uvloop's "handler
+# is closed" on a fresh CI host (fixed in _driver.py; regression test in
+# tests/cluster/test_cluster_errors.py). Back in make test: the whole file (~65 s on 2
+# cores) passed 8 runs in a row, each scenario 8 of 8, in its present form.
+pytestmark = [pytest.mark.chaos]
 
-
-pytestmark = [pytest.mark.chaos, _REPORT_ONLY]
-
-NODE_TIMEOUT_MS = 1000  # cluster-node-timeout of the scenarios' clusters
+NODE_TIMEOUT_MS = 1000  # cluster-node-timeout of the slot-migration scenario's cluster
+#: cluster-node-timeout of the master-kill scenarios. Their bound (issue #12) is this + 2 s,
+#: and a replica is promoted about this + up to half of it (the failure reports' gossip)
+#: + 0.5-1 s (Redis' election delay) after the kill: what is left for the clients is
+#: about 1 s - half the timeout, so a longer timeout leaves less (at 2000 ms, none).
+#: Measured on 2 cores at 1000 ms: promoted 2.1-2.5 s after the kill (the cluster healthy
+#: again up to 2.9 s), the bound missed once in 12 runs; at 500 ms, 32 runs: promoted
+#: 1.3-2.0 s, the workers completing again 0.01-0.47 s later, gaps 1.5-2.4 s.
+KILL_NODE_TIMEOUT_MS = 500
 RESUME_MARGIN_S = 2.0  # workers consume again within the failover's own time + this
+#: Issue #12's bound for a Cluster master kill: consuming again within
+#: cluster-node-timeout + 2 s of the kill.
+RECOVERY_LIMIT_S = KILL_NODE_TIMEOUT_MS / 1000 + RESUME_MARGIN_S
+PARTITIONS = 6  # the master-kill scenarios' queue: 2 partitions on each of 3 masters
 LOAD_S = (1.5, 2.5)  # load before the fault
 AFTER_S = 2.0  # load after the topology has settled
 BACKLOG = 3000  # ~6 s of work for two workers of concurrency 8
@@ -175,16 +180,24 @@ def _owner(embedded: EmbeddedCluster, queue: str) -> EmbeddedNode:
     return next(n for n in embedded.nodes if n.port == port)
 
 
-def _completion_gap(client: redis.Redis, queue: str, t_fault: float) -> tuple[float, float]:
+def _completion_gap(
+    client: redis.Redis, queue: str, t_fault: float, keys: QueueKeys | None = None
+) -> tuple[float, float]:
     """Unix times of the last completion recorded before ``t_fault`` and of the first after
-    it, read from the queue's completed set (scored by the Redis clock, the same host's).
-    A completion the failover rolled back is not there: the gap can only look longer."""
-    k = QueueKeys(queue)
+    it, read from the completed set of ``keys`` (default: the queue's home), scored by the
+    Redis clock (the same host's). A completion the failover rolled back is not there: the
+    gap can only look longer."""
+    k = keys or QueueKeys(queue)
     ms = t_fault * 1000
     before = client.zrevrangebyscore(k.completed, ms, "-inf", start=0, num=1, withscores=True)
     after = client.zrangebyscore(k.completed, f"({ms}", "+inf", start=0, num=1, withscores=True)
     inf = float("inf")
     return (before[0][1] / 1000 if before else -inf), (after[0][1] / 1000 if after else inf)
+
+
+def _completions(client: redis.Redis, keys: QueueKeys, start: float, end: float) -> int:
+    """Completions recorded in ``keys``' completed set from ``start`` to ``end`` (unix s)."""
+    return int(client.zcount(keys.completed, f"{start * 1000}", f"({end * 1000}"))
 
 
 def _recovery_figures(
@@ -210,13 +223,16 @@ def _check(
     figures: dict[str, Any],
     *,
     t_settled: float,
+    meta: PartitionMeta | None = None,
 ) -> LedgerCheck:
     """Settle, check the ledger, fill the common figures.
 
     A repeated run is explained by a reclaim, a lease loss, or the failover: a run that
     started before the topology settled again may have had its completion (or its delivery)
     rolled back with the unreplicated writes of the dead node."""
-    final = settle(client, queue, ledger.accepted)
+    t0 = time.monotonic()
+    final = settle(client, queue, ledger.accepted, meta=meta)
+    figures["settle_s"] = round(time.monotonic() - t0, 3)
     reclaimed = Counter(e.get("job_id") for e in fleet.events("reclaimed"))
     losses = fleet.lease_losses()
     rolled_back = Counter(r.job_id for r in ledger.runs() if r.wall <= t_settled)
@@ -226,8 +242,9 @@ def _check(
         ledger,
         interrupted_jobs=reclaimed + losses + rolled_back,
         final_states=final,
+        meta=meta,
     )
-    refused = states(client, queue, feeder.refused_ids)
+    refused = states(client, queue, feeder.refused_ids, meta)
     written = [j for j, s in refused.items() if s is not None]
     figures.update(
         check.figures(),
@@ -242,35 +259,152 @@ def _check(
     return check
 
 
+class PromotionWatch(threading.Thread):
+    """From :meth:`start` (just before the kill), polls ``CLUSTER NODES`` on a surviving
+    master every 10 ms: the wall times at which it first flagged the victim ``fail``
+    (failure reports from a majority) and first named one of its replicas a master."""
+
+    def __init__(self, embedded: EmbeddedCluster, victim: EmbeddedNode) -> None:
+        super().__init__(daemon=True)
+        self.survivor = next(n for n in embedded.masters() if n is not victim)
+        self.victim, self.password = victim, embedded.password
+        self.replicas = {n.node_id for n in embedded.nodes if n.master_id == victim.node_id}
+        self.failed_at: float | None = None
+        self.promoted_at: float | None = None
+        self.error: Exception | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:  # reported by the figures (promoted_s None) and here
+            self.error = exc
+
+    def _watch(self) -> None:
+        node = self.survivor
+        with redis.Redis(node.host, node.port, password=self.password, socket_timeout=1) as r:
+            while not self._stop_event.is_set() and self.promoted_at is None:
+                try:
+                    text = r.execute_command("CLUSTER", "NODES").decode()
+                except redis.RedisError:
+                    text = ""
+                now = time.time()
+                for line in text.splitlines():
+                    node_id, _, flags, *_ = [*line.split(), "", "", ""]
+                    if node_id == self.victim.node_id and "fail" in flags.split(","):
+                        self.failed_at = self.failed_at or now
+                    if node_id in self.replicas and "master" in flags.split(","):
+                        self.promoted_at = now
+                self._stop_event.wait(0.01)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+        assert not self.is_alive(), "the promotion watch did not stop"
+
+
+def _serve_partial_coverage(embedded: EmbeddedCluster) -> None:
+    """``cluster-require-full-coverage no`` on every node: the masters that are up keep
+    serving their slots while a dead master's slots wait for its replica (by default the
+    whole cluster refuses every command from the moment a master is flagged failed until
+    its replica takes over)."""
+    for node in embedded.nodes:
+        with redis.Redis.from_url(node.url) as direct:
+            direct.config_set("cluster-require-full-coverage", "no")
+
+
+def _partition_figures(
+    client: redis.Redis,
+    lanes: list[QueueKeys],
+    owners: dict[str, int],
+    victim_port: int,
+    t_kill: float,
+    t_promoted: float,
+) -> dict[str, Any]:
+    """Per partition: its master (the victim's or another), its completions in the second
+    before the kill, between the kill and the promotion, and in the second after it."""
+    rows = []
+    for i, lane in enumerate(lanes):
+        rows.append(
+            {
+                "partition": i,
+                "on_victim": owners[lane.stream] == victim_port,
+                "before_1s": _completions(client, lane, t_kill - 1, t_kill),
+                "outage": _completions(client, lane, t_kill, t_promoted),
+                "after_1s": _completions(client, lane, t_promoted, t_promoted + 1),
+            }
+        )
+    others = [r for r in rows if not r["on_victim"]]
+    return {
+        "partitions": rows,
+        "other_partitions_completed_during_outage": sum(r["outage"] for r in others),
+        "other_partitions_idle_during_outage": sum(1 for r in others if r["outage"] == 0),
+    }
+
+
 def _master_kill_under_load(
     embedded: EmbeddedCluster,
     ledger: Ledger,
     fleet_factory: Callable[..., Fleet],
     queue: str,
     figures: dict[str, Any],
+    *,
+    partitions: int = 1,
     **producer: Any,
-) -> tuple[LedgerCheck, Feeder, float]:
-    """A backlog, two workers and a feeder on ``queue``; SIGKILL the master of its slot;
-    wait for the promotion; a little more load. Returns the check, the feeder and the time
-    the failover was over."""
+) -> tuple[LedgerCheck, Feeder, float, PartitionMeta]:
+    """A backlog, two workers and a feeder on ``queue`` (spread over ``partitions``); SIGKILL
+    the master of the queue's home slot; wait for the promotion and the cluster healthy
+    again; a little more load. Returns the check, the feeder, the time the failover was
+    over and the queue's partitions."""
     figures["server"] = _kind(embedded.nodes[0].server)
-    victim = _owner(embedded, queue)
+    home = QueueKeys(queue)
+    with Admin(embedded.url) as admin:
+        meta = admin.set_partitions(queue, partitions) if partitions > 1 else PartitionMeta()
+    lanes = partition_keys(home, meta)
+    with _cluster_client(embedded) as probe:
+        owners = {k.stream: probe.get_node_from_key(k.stream).port for k in lanes}
+    victim = next(n for n in embedded.nodes if n.port == owners[home.stream])
+    t0 = time.monotonic()
     early = _backlog(embedded.url, queue, ledger, **producer)
+    figures["backlog_enqueue_s"] = round(time.monotonic() - t0, 3)
     fleet = fleet_factory(embedded.url, queue, concurrency=8, env=WORKER_ENV)
     fleet.start(), fleet.start()
     with _feeding(embedded.url, queue, ledger, **producer) as feeder:
         feeder.accepted_at.update(early)
         wait_until(lambda: len(ledger.runs()) > 200, 20, "the load to start")
         time.sleep(random.uniform(*LOAD_S))  # load before the fault
+        watch = PromotionWatch(embedded, victim)
+        watch.start()
         t_kill = time.time()
         embedded.kill(victim)
-        embedded.wait_ok(timeout=NODE_TIMEOUT_MS / 1000 + 20)
+        embedded.wait_ok(timeout=KILL_NODE_TIMEOUT_MS / 1000 + 20)
         t_settled = time.time()
+        watch.stop()
         promoted = _owner(embedded, queue)
         time.sleep(AFTER_S)  # load on the new master
+    t_promoted = watch.promoted_at or t_settled
     with _cluster_client(embedded) as client:
-        check = _check(client, queue, ledger, fleet, feeder, figures, t_settled=t_settled)
-        gap = _completion_gap(client, queue, t_kill)
+        check = _check(
+            client, queue, ledger, fleet, feeder, figures, t_settled=t_settled, meta=meta
+        )
+        # The recovery of the partitions that were down: the slowest of them.
+        down = [k for k in lanes if owners[k.stream] == victim.port]
+        gaps = [_completion_gap(client, queue, t_kill, k) for k in down]
+        gap = max(gaps, key=lambda g: g[1] - g[0])
+        if partitions > 1:
+            figures.update(
+                _partition_figures(client, lanes, owners, victim.port, t_kill, t_promoted)
+            )
+            live = [k for k in lanes if owners[k.stream] != victim.port]
+            reclaimed = [e.get("job_id", "") for e in fleet.events("reclaimed")]
+            # A job of a partition whose master stayed up was never cut off: a reclaim of
+            # it means a worker lost entries delivered to it, which waited for the lease.
+            # Reported, not asserted: redis-py's asyncio cluster client, retrying a pipeline
+            # after a connection error to the dead master, closes every node's connections,
+            # a read in flight on a live master among them (seen in 1 run of 8).
+            figures["reclaimed_in_live_partitions"] = sum(
+                1 for j in reclaimed if any(client.exists(k.job(j)) for k in live)
+            )
         lost_age = [t_kill - feeder.accepted_at.get(j, 0.0) for j in check.lost]
         after = [t for t in feeder.accepted_at.values() if t > t_kill]
         figures.update(
@@ -280,19 +414,27 @@ def _master_kill_under_load(
             if feeder.refused_at
             else None,
         )
-        failover_s = t_settled - t_kill
-        spec_limit = NODE_TIMEOUT_MS / 1000 + RESUME_MARGIN_S
         figures.update(
-            faults=f"SIGKILL of the queue's master ({embedded.size} nodes)",
+            faults=f"SIGKILL of the master of the queue's home slot ({embedded.size} nodes, "
+            f"{partitions} partition(s), {len(down)} of them on it)",
+            cluster_node_timeout_ms=KILL_NODE_TIMEOUT_MS,
             promoted_a_replica=promoted is not victim and not victim.running,
-            **_recovery_figures(gap, t_kill, t_settled, failover_s + RESUME_MARGIN_S),
-            cluster_node_timeout_plus_2_s=spec_limit,
-            within_cluster_node_timeout_plus_2_s=gap[1] - gap[0] <= spec_limit,
+            **_recovery_figures(gap, t_kill, t_settled, RECOVERY_LIMIT_S),
+            # The timeline: the victim flagged failed by a majority, a replica elected
+            # (both outside streamq), then the workers' first completion on it.
+            fail_flagged_s=_since(watch.failed_at, t_kill),
+            promotion_watch_error=repr(watch.error) if watch.error else None,
+            promoted_s=_since(watch.promoted_at, t_kill),
+            first_completion_after_promotion_s=_since(gap[1], t_promoted),
             lost_acknowledged_s_before_kill=[round(min(lost_age), 3), round(max(lost_age), 3)]
             if lost_age
             else [],
         )
-    return check, feeder, t_settled
+    return check, feeder, t_settled, meta
+
+
+def _since(t: float | None, origin: float) -> float | None:
+    return None if t is None or t in (float("inf"), float("-inf")) else round(t - origin, 3)
 
 
 def test_a_cluster_master_sigkilled_under_durable_load_loses_no_acknowledged_job(
@@ -303,29 +445,32 @@ def test_a_cluster_master_sigkilled_under_durable_load_loses_no_acknowledged_job
     queue_name: str,
     figures: dict[str, Any],
 ) -> None:
-    """14. Cluster master SIGKILL under load, durable_replicas=1.
+    """14. Cluster master SIGKILL under load, durable_replicas=1, a queue in 6 partitions.
 
     3 masters with 2 replicas each (AOF everysec; so the promoted master still has a
-    replica to confirm durable writes), cluster-node-timeout 1 s. Two worker processes
-    consume a queue while a producer enqueues batches with durable=True,
-    durable_replicas=1 (WAITAOF: the local fsync and one replica's); the master of the
-    queue's slot is SIGKILLed and a replica promoted. Every acknowledged job must end
-    completed, the PEL empty, the producer must enqueue again once the cluster is healthy,
-    and the workers must complete jobs again (last completion
-    before the kill to first after it) within the failover's own time + 2 s (the kill to
-    the cluster healthy again). Whether that was also within cluster-node-timeout + 2 s
-    is reported beside it: the replica's election alone takes about a second more than
-    the node timeout, so that target leaves the workers well under a second."""
+    replica to confirm durable writes), cluster-node-timeout 0.5 s,
+    cluster-require-full-coverage no. The queue is spread over 6 partitions (2 on each
+    master). Two worker processes consume it while a producer enqueues batches with
+    durable=True, durable_replicas=1 (WAITAOF: the local fsync and one replica's); the
+    master of the queue's home slot (and of one other partition) is SIGKILLed and a
+    replica promoted. Every acknowledged job must end completed, the PEL of every
+    partition empty, the partitions on the other masters must complete jobs between the
+    kill and the promotion, the producer
+    must enqueue again once the cluster is healthy, and the workers must complete jobs in
+    the partitions that were down again within cluster-node-timeout + 2 s (last completion
+    before the kill to first after it)."""
     _skip_without_waitaof(cluster_binary)
     embedded = cluster_factory(
-        node_timeout_ms=NODE_TIMEOUT_MS, replicas_per_master=2, profile="default"
+        node_timeout_ms=KILL_NODE_TIMEOUT_MS, replicas_per_master=2, profile="default"
     )
-    check, _, _ = _master_kill_under_load(
+    _serve_partial_coverage(embedded)
+    check, _, _, _ = _master_kill_under_load(
         embedded,
         ledger,
         fleet_factory,
         queue_name,
         figures,
+        partitions=PARTITIONS,
         durable=True,
         durable_replicas=1,
         durable_timeout=5,
@@ -335,7 +480,8 @@ def test_a_cluster_master_sigkilled_under_durable_load_loses_no_acknowledged_job
     assert figures["workers_alive"], "a worker died during the failover"
     assert figures["producer_acks_after_failover"] > 0, "the producer did not resume"
     assert figures["refused_but_written_unfinished"] == 0
-    assert figures["recovery_completion_gap_s"] <= figures["recovery_limit_s"]
+    assert figures["other_partitions_idle_during_outage"] == 0, figures["partitions"]
+    assert figures["recovery_completion_gap_s"] <= RECOVERY_LIMIT_S, figures
 
 
 def test_a_cluster_master_sigkilled_under_plain_load_counts_what_it_loses(
@@ -346,26 +492,29 @@ def test_a_cluster_master_sigkilled_under_plain_load_counts_what_it_loses(
     queue_name: str,
     figures: dict[str, Any],
 ) -> None:
-    """14b. Cluster master SIGKILL under load, no durable enqueue.
+    """14b. Cluster master SIGKILL under load, no durable enqueue, a queue in 6 partitions.
 
-    As scenario 14 on 3 masters with 1 replica each and no persistence, with plain
+    As scenario 14 on 3 masters with 1 replica each, no persistence and the default
+    cluster-require-full-coverage (yes: the whole cluster refuses commands from the
+    moment the master is flagged failed until its replica takes over, so the other
+    partitions pause too; their completions are reported, not asserted), with plain
     enqueues: an enqueue the master acknowledged but had not replicated yet dies with it.
     The loss is counted, never hidden: every acknowledged job is completed, dead or lost,
     a lost one has no record left (nothing half-done) and was acknowledged before the
-    failover ended (none after), the PEL is empty and the workers resume as in scenario
-    14. Run on redis7, the kind that has no durable enqueue (on
-    valkey8, scenario 14 runs the same fault with durable enqueues)."""
+    failover ended (none after), every PEL is empty and the workers resume within
+    cluster-node-timeout + 2 s as in scenario 14. Run on redis7, the kind that has no
+    durable enqueue (on valkey8, scenario 14 runs the same fault with durable enqueues)."""
     if _binary_kind(cluster_binary)[0] == "valkey":
         pytest.skip(
             "runs on redis7, the kind without WAITAOF; valkey8 runs this fault with "
             "durable enqueues (scenario 14), and the suite's time is kept short"
         )
-    embedded = cluster_factory(node_timeout_ms=NODE_TIMEOUT_MS)
-    check, feeder, t_settled = _master_kill_under_load(
-        embedded, ledger, fleet_factory, queue_name, figures
+    embedded = cluster_factory(node_timeout_ms=KILL_NODE_TIMEOUT_MS)
+    check, feeder, t_settled, meta = _master_kill_under_load(
+        embedded, ledger, fleet_factory, queue_name, figures, partitions=PARTITIONS
     )
     with _cluster_client(embedded) as client:
-        left = states(client, queue_name, check.lost)
+        left = states(client, queue_name, check.lost, meta)
     accounted = check.completed + check.dead + check.cancelled + len(check.lost)
     late = [j for j in check.lost if feeder.accepted_at.get(j, 0.0) > t_settled]
     figures.update(
@@ -380,7 +529,7 @@ def test_a_cluster_master_sigkilled_under_plain_load_counts_what_it_loses(
     assert figures["workers_alive"], "a worker died during the failover"
     assert figures["producer_acks_after_failover"] > 0, "the producer did not resume"
     assert figures["refused_but_written_unfinished"] == 0
-    assert figures["recovery_completion_gap_s"] <= figures["recovery_limit_s"]
+    assert figures["recovery_completion_gap_s"] <= RECOVERY_LIMIT_S, figures
 
 
 def _migrate_slot_under_load(
