@@ -22,6 +22,7 @@ from streamq.admin import Admin
 from streamq.errors import AuthenticationFailedError, ConnectionFailedError
 from streamq.producer import JobSpec
 from streamq.protocol.keys import QueueKeys
+from streamq.protocol.partitions import partition_keys
 from streamq.server import EmbeddedCluster, EmbeddedNode
 from streamq.testing import QueueTester
 from tests._worker_support import Spawner
@@ -278,7 +279,11 @@ def test_a_durable_batch_on_a_partitioned_queue_waits_for_every_fsync_in_one_rou
     embedded = cluster_factory(profile="default")
     queue = f"t-dp-{secrets.token_hex(3)}"
     with Admin(embedded.url) as admin:
-        admin.set_partitions(queue, 6)
+        meta = admin.set_partitions(queue, 6)
+    lanes = partition_keys(QueueKeys(queue), meta)[-6:]  # the 6 partitions of the count 6
+    node = embedded.nodes[0]
+    with RedisCluster(host=node.host, port=node.port, password=embedded.password) as probe:
+        owners = [probe.get_node_from_key(k.stream).port for k in lanes]
     with streamq.Producer(embedded.url, durable=True, durable_replicas=1, durable_timeout=10) as p:
         p.enqueue(queue, "noop", {})  # reads the partition count
         driver: Any = p._driver
@@ -290,16 +295,26 @@ def test_a_durable_batch_on_a_partitioned_queue_waits_for_every_fsync_in_one_rou
             return sent(calls)  # type: ignore[no-any-return]
 
         monkeypatch.setattr(driver, "_pipeline", counted)
-        ids = [r.job_id for r in p.enqueue_many(queue, [JobSpec("noop", {}) for _ in range(60)])]
+        before = _waitaof_calls(embedded)
+        specs = [JobSpec("noop", {}) for _ in range(120)]  # every partition gets some
+        ids = [r.job_id for r in p.enqueue_many(queue, specs)]
+        after = _waitaof_calls(embedded)
         found = {p.get_job(queue, j).state for j in ids}  # type: ignore[union-attr]
     assert found == {streamq.JobState.WAITING}
     assert pipelines[:1] == [12], pipelines  # 6 scripts, each with its WAITAOF
-    waits = {}
+    # Each master waited for the fsync of each of its partitions' writes, itself.
+    waited = {port: n - before.get(port, 0) for port, n in after.items()}
+    assert waited == {port: owners.count(port) for port in after}, (waited, owners)
+
+
+def _waitaof_calls(embedded: EmbeddedCluster) -> dict[int, int]:
+    """WAITAOF commands each master has run."""
+    calls = {}
     for node in embedded.masters():
         with redis.Redis.from_url(node.url) as direct:
             stats = direct.info("commandstats").get("cmdstat_waitaof", {})
-            waits[node.port] = int(stats.get("calls", 0))
-    assert sum(waits.values()) == 1 + 6 and all(waits.values()), waits
+            calls[node.port] = int(stats.get("calls", 0))
+    return calls
 
 
 def test_scripts_flushed_from_every_master_are_loaded_again_unseen(
