@@ -57,6 +57,9 @@ HAND_BACK_TIMEOUT_S = 5.0
 #: On a Redis Cluster, the longest a worker on queues in several slots blocks on one of
 #: them: the others are read again after at most this long.
 CLUSTER_IDLE_BLOCK_MS = 100
+#: How long a worker leaves alone a slot group whose read met an outage (its master down)
+#: before reading it again: the live groups are read meanwhile.
+GROUP_DOWN_S = 0.5
 #: Name prefix of the threads that run sync handlers.
 JOB_THREAD = "streamq-job"
 
@@ -141,9 +144,24 @@ class Worker:
         #: On a Cluster a read cannot span slots: see :meth:`_read_by_slot`.
         self._cluster = connection.is_cluster(self.client)
         self._turn = 0
+        #: Slot group (its first stream) -> until when it is left alone (see _read_by_slot).
+        self._group_down: dict[str, float] = {}
+        #: Reads, takes and reclaims: their own client on a Cluster (see WorkerState.reader).
+        self.read_client = self.client
+        self.reader = self.driver
+        if self._cluster:
+            self.read_client = connection.async_client(self.settings.redis, retry_attempts=1)
+            self.read_client.set_response_callback("XREADGROUP", wops.raw_reply)
+            self.reader = AsyncDriver(self.read_client, self.settings.redis.describe())
         #: What the job path and the maintenance loops share (see :mod:`.state`).
         self.state = st = WorkerState(
-            self.settings, self.keys, self.consumer, self.driver, self.concurrency, promote_poll_ms
+            self.settings,
+            self.keys,
+            self.consumer,
+            self.driver,
+            self.concurrency,
+            promote_poll_ms,
+            reader=self.reader,
         )
         st.start, st.fail, st.stop = self.start, self._fail, self.stop
         #: (stream, entry id) -> job (executing or awaiting flush); the state's dict, shared.
@@ -254,7 +272,7 @@ class Worker:
     async def run(self, *, burst: bool = False) -> None:
         """Run until stopped (or, with ``burst``, until there is nothing left to do)."""
         if not await self._start():
-            await self.client.aclose()
+            await self._close_clients()
             log_event("worker_stopped", consumer=self.consumer, processed=0, failed=0)
             return
         loops = [
@@ -317,7 +335,7 @@ class Worker:
         await _cancel_and_wait([renew, flush])
         await maintenance.unregister(self.state)
         self._threads.close()
-        await self.client.aclose()
+        await self._close_clients()
         log_event(
             "worker_stopped",
             consumer=self.consumer,
@@ -381,6 +399,11 @@ class Worker:
             except TimeoutError:
                 continue
 
+    async def _close_clients(self) -> None:
+        await self.client.aclose()
+        if self.read_client is not self.client:
+            await self.read_client.aclose()
+
     async def _start(self) -> bool:
         """:meth:`startup`, retried through a Redis outage until it works (True) or the
         worker is told to stop (False): a SIGTERM must not wait for Redis to come back."""
@@ -440,7 +463,7 @@ class Worker:
                 if self._cluster:
                     got = await self._read_by_slot(lanes, free, block)
                 else:
-                    got = await self.driver.run(
+                    got = await self.reader.run(
                         wops.fetch(lanes, self.consumer, _per_stream(lanes, free), block)
                     )
                 backoff.reset()
@@ -460,36 +483,60 @@ class Worker:
         self, lanes: list[QueueKeys], free: int, block: int | None
     ) -> list[wops.Fetched]:
         """A read on a Redis Cluster, where one XREADGROUP cannot span hash slots: one read
-        per slot group (each queue is one), without blocking, until the free slots are
-        spoken for; when none had anything, one short blocking read on the next group in
-        turn. One connection, no read left in flight; idle queues in other slots are seen
-        within ``CLUSTER_IDLE_BLOCK_MS``."""
+        per slot group (each queue or partition is one), without blocking, each stream
+        asking for its share of the free slots (so no partition takes the slots of the
+        others), the groups in turn; then, while slots are left, the groups that filled
+        their share are read again for the rest (a partition with more work than the others
+        is not held to a share meanwhile). A group whose read met an outage (its master
+        down) is skipped for ``GROUP_DOWN_S`` while the others go on. When none had
+        anything, one short blocking read on the next group in turn. No read left in
+        flight; idle queues in other slots are seen within ``CLUSTER_IDLE_BLOCK_MS``."""
         groups = _slot_groups(lanes)
         if len(groups) == 1:
             count = _per_stream(lanes, free)
-            return await self.driver.run(wops.fetch(lanes, self.consumer, count, block))
+            return await self.reader.run(wops.fetch(lanes, self.consumer, count, block))
         self._turn = (self._turn + 1) % len(groups)
         order = groups[self._turn :] + groups[: self._turn]
+        now = time.monotonic()
+        # A group whose master is down is left alone for a moment: each read of it costs a
+        # failed connection and the cluster client's pause, which would slow the live ones.
+        up = [g for g in order if self._group_down.get(g[0].stream, 0.0) <= now]
+        order = up or order  # all down: read anyway, so the outage reaches the backoff
         got: list[wops.Fetched] = []
         left = free
-        for group in order:
-            if left <= 0:
-                break
-            count = _per_stream(group, left)
-            try:
-                part = await self.driver.run(wops.fetch(group, self.consumer, count, None))
-            except OUTAGE:
-                # One master down (a partition's failover): what the others delivered is
-                # in our PEL already; dropped here it would wait for a reclaim (a stall).
-                if got:
+        share = _per_stream(lanes, free)
+        failure: BaseException | None = None
+        for rest in (False, True):
+            full: list[list[QueueKeys]] = []
+            for group in order:
+                if left <= 0:
                     break
-                raise
-            got += part
-            left -= sum(1 for f in part if not f.wakeup)
+                streams = sum(1 for k in group if not k.is_flow) or 1
+                count = _per_stream(group, left) if rest else min(share, max(1, left // streams))
+                try:
+                    part = await self.reader.run(wops.fetch(group, self.consumer, count, None))
+                except OUTAGE as exc:
+                    # One master down (a partition's failover): the others go on; what they
+                    # delivered is in our PEL already (dropped, it would wait for a reclaim).
+                    self._group_down[group[0].stream] = time.monotonic() + GROUP_DOWN_S
+                    failure = exc
+                    continue
+                self._group_down.pop(group[0].stream, None)
+                got += part
+                n = sum(1 for f in part if not f.wakeup)
+                left -= n
+                if n >= count * streams:
+                    full.append(group)  # it may hold more
+            if left <= 0 or not full:
+                break
+            order = full
+        if not got and failure is not None:
+            raise failure
         if not got and block is not None:
             short = min(block, CLUSTER_IDLE_BLOCK_MS)
-            count = _per_stream(order[0], free)
-            got = await self.driver.run(wops.fetch(order[0], self.consumer, count, short))
+            first = up[0] if up else groups[self._turn]
+            count = _per_stream(first, free)
+            got = await self.reader.run(wops.fetch(first, self.consumer, count, short))
         # Wake-ups last, as a single read returns them (see _FlowView.read).
         return [f for f in got if not f.wakeup] + [f for f in got if f.wakeup]
 
@@ -501,7 +548,7 @@ class Worker:
                 continue
             n = flow.share(k.queue, free - started)
             try:
-                taken = await self.driver.run(
+                taken = await self.reader.run(
                     wops.take(k, self.consumer, n, flow.wakeups.pop(k.queue, []))
                 )
             except QueueFullError:

@@ -98,6 +98,11 @@ class WorkerState:
     driver: AsyncDriver
     concurrency: int
     promote_poll_ms: int
+    #: The driver of the calls that deliver entries to us (reads, takes, reclaims). On a
+    #: Cluster it has a client of its own: redis-py closes every connection of a cluster
+    #: client when one command meets a connection error, which would cut a read in flight
+    #: on a live master and strand what it delivered in our PEL until the lease ran out.
+    reader: AsyncDriver | None = None
     by_queue: dict[str, QueueKeys] = field(init=False)
     #: Every queue's two lanes: the plain stream and the flow lane (kstream).
     lanes: list[QueueKeys] = field(init=False)
