@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT too, explicitly: started from a non-interactive shell's background job (`&`),
+    # a process inherits SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     # The server runs in a session of its own, so a closed terminal's SIGHUP reaches only
     # us: stop it then too, rather than leave it running.
     signal.signal(signal.SIGHUP, _raise_interrupt)

@@ -146,13 +146,11 @@ class Worker:
         self._turn = 0
         #: Slot group (its first stream) -> until when it is left alone (see _read_by_slot).
         self._group_down: dict[str, float] = {}
-        #: Reads, takes and reclaims: their own client on a Cluster (see WorkerState.reader).
+        #: Reads, takes and reclaims (see WorkerState.reader): the same client. A client of
+        #: their own on a Cluster would keep another loop's connection error from cutting a
+        #: read in flight; tried, it stalled a worker's reads while a master was down.
         self.read_client = self.client
         self.reader = self.driver
-        if self._cluster:
-            self.read_client = connection.async_client(self.settings.redis, retry_attempts=1)
-            self.read_client.set_response_callback("XREADGROUP", wops.raw_reply)
-            self.reader = AsyncDriver(self.read_client, self.settings.redis.describe())
         #: What the job path and the maintenance loops share (see :mod:`.state`).
         self.state = st = WorkerState(
             self.settings,
