@@ -481,14 +481,11 @@ class Worker:
         self, lanes: list[QueueKeys], free: int, block: int | None
     ) -> list[wops.Fetched]:
         """A read on a Redis Cluster, where one XREADGROUP cannot span hash slots: one read
-        per slot group (each queue or partition is one), without blocking, each stream
-        asking for its share of the free slots (so no partition takes the slots of the
-        others), the groups in turn; then, while slots are left, the groups that filled
-        their share are read again for the rest (a partition with more work than the others
-        is not held to a share meanwhile). A group whose read met an outage (its master
-        down) is skipped for ``GROUP_DOWN_S`` while the others go on. When none had
-        anything, one short blocking read on the next group in turn. No read left in
-        flight; idle queues in other slots are seen within ``CLUSTER_IDLE_BLOCK_MS``."""
+        per slot group (each queue or partition is one), without blocking, starting from
+        the next group in turn, until the free slots are spoken for. A group whose read met
+        an outage (its master down) is skipped for ``GROUP_DOWN_S`` while the others go on.
+        When none had anything, one short blocking read on the next group in turn. No read
+        left in flight; idle queues in other slots are seen within ``CLUSTER_IDLE_BLOCK_MS``."""
         groups = _slot_groups(lanes)
         if len(groups) == 1:
             count = _per_stream(lanes, free)
@@ -502,32 +499,26 @@ class Worker:
         order = up or order  # all down: read anyway, so the outage reaches the backoff
         got: list[wops.Fetched] = []
         left = free
-        share = _per_stream(lanes, free)
         failure: BaseException | None = None
-        for rest in (False, True):
-            full: list[list[QueueKeys]] = []
-            for group in order:
-                if left <= 0:
-                    break
-                streams = sum(1 for k in group if not k.is_flow) or 1
-                count = _per_stream(group, left) if rest else min(share, max(1, left // streams))
-                try:
-                    part = await self.reader.run(wops.fetch(group, self.consumer, count, None))
-                except OUTAGE as exc:
-                    # One master down (a partition's failover): the others go on; what they
-                    # delivered is in our PEL already (dropped, it would wait for a reclaim).
-                    self._group_down[group[0].stream] = time.monotonic() + GROUP_DOWN_S
-                    failure = exc
-                    continue
-                self._group_down.pop(group[0].stream, None)
-                got += part
-                n = sum(1 for f in part if not f.wakeup)
-                left -= n
-                if n >= count * streams:
-                    full.append(group)  # it may hold more
-            if left <= 0 or not full:
+        for group in order:
+            if left <= 0:
                 break
-            order = full
+            # The first group in turn may fill every free slot: a complete call per
+            # partition then covers a full batch (asking each for a sixth of the slots made
+            # the batches, and so the Redis calls per job, six times smaller). The turn
+            # moves on every read, so over a few reads each partition gets its share.
+            count = _per_stream(group, left)
+            try:
+                part = await self.reader.run(wops.fetch(group, self.consumer, count, None))
+            except OUTAGE as exc:
+                # One master down (a partition's failover): the others go on; what they
+                # delivered is in our PEL already (dropped, it would wait for a reclaim).
+                self._group_down[group[0].stream] = time.monotonic() + GROUP_DOWN_S
+                failure = exc
+                continue
+            self._group_down.pop(group[0].stream, None)
+            got += part
+            left -= sum(1 for f in part if not f.wakeup)
         if not got and failure is not None:
             raise failure
         if not got and block is not None:
