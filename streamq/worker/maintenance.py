@@ -128,7 +128,7 @@ async def reclaim_pass(st: WorkerState, cursors: dict[str, str]) -> None:
             if free <= 0:
                 return
             cursor = cursors.get(keys.stream, "0-0")
-            r = await (st.reader or st.driver).run(
+            r = await st.driver.run(
                 wops.reclaim(keys, st.consumer, st.settings.lease_ms, cursor, free)
             )
             cursors[keys.stream] = r.cursor

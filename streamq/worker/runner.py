@@ -146,11 +146,6 @@ class Worker:
         self._turn = 0
         #: Slot group (its first stream) -> until when it is left alone (see _read_by_slot).
         self._group_down: dict[str, float] = {}
-        #: Reads, takes and reclaims (see WorkerState.reader): the same client. A client of
-        #: their own on a Cluster would keep another loop's connection error from cutting a
-        #: read in flight; tried, it stalled a worker's reads while a master was down.
-        self.read_client = self.client
-        self.reader = self.driver
         #: What the job path and the maintenance loops share (see :mod:`.state`).
         self.state = st = WorkerState(
             self.settings,
@@ -159,7 +154,6 @@ class Worker:
             self.driver,
             self.concurrency,
             promote_poll_ms,
-            reader=self.reader,
         )
         st.start, st.fail, st.stop = self.start, self._fail, self.stop
         #: (stream, entry id) -> job (executing or awaiting flush); the state's dict, shared.
@@ -270,7 +264,7 @@ class Worker:
     async def run(self, *, burst: bool = False) -> None:
         """Run until stopped (or, with ``burst``, until there is nothing left to do)."""
         if not await self._start():
-            await self._close_clients()
+            await self.client.aclose()
             log_event("worker_stopped", consumer=self.consumer, processed=0, failed=0)
             return
         loops = [
@@ -333,7 +327,7 @@ class Worker:
         await _cancel_and_wait([renew, flush])
         await maintenance.unregister(self.state)
         self._threads.close()
-        await self._close_clients()
+        await self.client.aclose()
         log_event(
             "worker_stopped",
             consumer=self.consumer,
@@ -397,11 +391,6 @@ class Worker:
             except TimeoutError:
                 continue
 
-    async def _close_clients(self) -> None:
-        await self.client.aclose()
-        if self.read_client is not self.client:
-            await self.read_client.aclose()
-
     async def _start(self) -> bool:
         """:meth:`startup`, retried through a Redis outage until it works (True) or the
         worker is told to stop (False): a SIGTERM must not wait for Redis to come back."""
@@ -461,7 +450,7 @@ class Worker:
                 if self._cluster:
                     got = await self._read_by_slot(lanes, free, block)
                 else:
-                    got = await self.reader.run(
+                    got = await self.driver.run(
                         wops.fetch(lanes, self.consumer, _per_stream(lanes, free), block)
                     )
                 backoff.reset()
@@ -489,7 +478,7 @@ class Worker:
         groups = _slot_groups(lanes)
         if len(groups) == 1:
             count = _per_stream(lanes, free)
-            return await self.reader.run(wops.fetch(lanes, self.consumer, count, block))
+            return await self.driver.run(wops.fetch(lanes, self.consumer, count, block))
         self._turn = (self._turn + 1) % len(groups)
         order = groups[self._turn :] + groups[: self._turn]
         now = time.monotonic()
@@ -509,7 +498,7 @@ class Worker:
             # moves on every read, so over a few reads each partition gets its share.
             count = _per_stream(group, left)
             try:
-                part = await self.reader.run(wops.fetch(group, self.consumer, count, None))
+                part = await self.driver.run(wops.fetch(group, self.consumer, count, None))
             except OUTAGE as exc:
                 # One master down (a partition's failover): the others go on; what they
                 # delivered is in our PEL already (dropped, it would wait for a reclaim).
@@ -525,7 +514,7 @@ class Worker:
             short = min(block, CLUSTER_IDLE_BLOCK_MS)
             first = up[0] if up else groups[self._turn]
             count = _per_stream(first, free)
-            got = await self.reader.run(wops.fetch(first, self.consumer, count, short))
+            got = await self.driver.run(wops.fetch(first, self.consumer, count, short))
         # Wake-ups last, as a single read returns them (see _FlowView.read).
         return [f for f in got if not f.wakeup] + [f for f in got if f.wakeup]
 
@@ -537,7 +526,7 @@ class Worker:
                 continue
             n = flow.share(k.queue, free - started)
             try:
-                taken = await self.reader.run(
+                taken = await self.driver.run(
                     wops.take(k, self.consumer, n, flow.wakeups.pop(k.queue, []))
                 )
             except QueueFullError:

@@ -98,11 +98,6 @@ class WorkerState:
     driver: AsyncDriver
     concurrency: int
     promote_poll_ms: int
-    #: The driver of the calls that deliver entries to us (reads, takes, reclaims); the
-    #: job path's when None. (redis-py closes every connection of a cluster client when one
-    #: command meets a connection error, which can cut a read in flight on a live master:
-    #: its entries then wait in our PEL for the lease. A reader of its own is the way out.)
-    reader: AsyncDriver | None = None
     by_queue: dict[str, QueueKeys] = field(init=False)
     #: Every queue's two lanes: the plain stream and the flow lane (kstream).
     lanes: list[QueueKeys] = field(init=False)

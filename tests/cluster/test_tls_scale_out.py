@@ -13,9 +13,9 @@ Skipped (with the reason) only for a server binary built without TLS: the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -35,37 +35,38 @@ def _no_tls(binary: Path) -> str:
     return f"{binary} was built without TLS support (it refuses tls-port)"
 
 
+T = TypeVar("T")
+
+
 @pytest.fixture
 def tls_files(tmp_path: Path) -> TlsFiles:
     return make_certificates(tmp_path / "pki")
 
 
-@pytest.fixture
-def tls_cluster(
-    cluster_factory: Callable[..., EmbeddedCluster], cluster_binary: Path, tls_files: TlsFiles
-) -> Iterator[EmbeddedCluster]:
-    """3 masters + 3 replicas, TLS only, password-protected."""
+def _tls_or_skip(start: Callable[[], T], binary: Path) -> T:
+    """``start()``, or a skip naming ``binary`` when it was built without TLS."""
     try:
-        embedded = cluster_factory(tls=tls_files)
+        return start()
     except ServerError as exc:
         if "built without TLS support" not in str(exc):
             raise
-        pytest.skip(_no_tls(cluster_binary))
-    yield embedded
+        pytest.skip(_no_tls(binary))
+
+
+@pytest.fixture
+def tls_cluster(
+    cluster_factory: Callable[..., EmbeddedCluster], cluster_binary: Path, tls_files: TlsFiles
+) -> EmbeddedCluster:
+    """3 masters + 3 replicas, TLS only, password-protected."""
+    return _tls_or_skip(lambda: cluster_factory(tls=tls_files), cluster_binary)
 
 
 @pytest.fixture
 def tls_sentinel(
     sentinel_factory: Callable[..., EmbeddedSentinel], sentinel_binary: Path, tls_files: TlsFiles
-) -> Iterator[EmbeddedSentinel]:
+) -> EmbeddedSentinel:
     """A primary, a replica and three sentinels, TLS only, password-protected."""
-    try:
-        setup = sentinel_factory(tls=tls_files)
-    except ServerError as exc:
-        if "built without TLS support" not in str(exc):
-            raise
-        pytest.skip(_no_tls(sentinel_binary))
-    yield setup
+    return _tls_or_skip(lambda: sentinel_factory(tls=tls_files), sentinel_binary)
 
 
 def test_streamq_runs_jobs_on_a_cluster_over_tls_only(
