@@ -284,6 +284,8 @@ class LedgerCheck:
     extra_runs: int  # runs beyond the first of those pairs
     unexplained: list[str]  # ids that ran more than once without an interruption
     never_ran: list[str]  # completed, yet the worker-side ledger has no run of them
+    #: The runs (pid, wall time) of the first few unexplained ids: what a failure shows.
+    unexplained_runs: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -304,7 +306,7 @@ class LedgerCheck:
         assert not self.never_ran, f"completed without a recorded run: {self.never_ran[:5]}"
         assert not self.unexplained, (
             f"{len(self.unexplained)} jobs ran twice with no worker interrupted mid-run, "
-            f"e.g. {self.unexplained[:5]}"
+            f"e.g. (pid, wall) of their runs: {self.unexplained_runs}"
         )
 
 
@@ -361,6 +363,9 @@ def verify_ledger(
         extra_runs=extra,
         unexplained=unexplained,
         never_ran=never_ran,
+        unexplained_runs={
+            j: [(r.pid, round(r.wall, 3)) for r in runs if r.job_id == j] for j in unexplained[:3]
+        },
     )
 
 
