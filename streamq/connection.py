@@ -46,7 +46,15 @@ from redis.retry import Retry
 from streamq.config import Endpoints, RedisSettings
 from streamq.errors import AuthenticationFailedError, ConnectionFailedError
 
-__all__ = ["AsyncClient", "SyncClient", "async_client", "is_cluster", "sync_client"]
+__all__ = [
+    "AsyncClient",
+    "SyncClient",
+    "async_client",
+    "follow_primary",
+    "is_cluster",
+    "is_sentinel",
+    "sync_client",
+]
 
 T = TypeVar("T")
 
@@ -60,6 +68,13 @@ AsyncClient = aredis.Redis | acluster.RedisCluster
 def is_cluster(client: object) -> bool:
     """True for a redis-py cluster client (sync or asyncio)."""
     return isinstance(client, redis.cluster.RedisCluster | acluster.RedisCluster)
+
+
+def is_sentinel(client: object) -> bool:
+    """True for a client of the primary that sentinels name (sync or asyncio)."""
+    pool = getattr(client, "connection_pool", None)
+    kinds = redis.sentinel.SentinelConnectionPool | asentinel.SentinelConnectionPool
+    return isinstance(pool, kinds)
 
 
 class _Retry(Retry):
@@ -325,3 +340,27 @@ def async_client(settings: RedisSettings, *, retry_attempts: int = 3) -> AsyncCl
     if urlsplit(settings.to_url()).scheme == "redis":
         kw["connection_class"] = _HiredisPackConnection
     return aredis.Redis.from_url(settings.to_url(), **kw)
+
+
+async def follow_primary(client: AsyncClient) -> tuple[str, int] | None:
+    """On a Sentinel client, ask the sentinels which node is the primary now; when it is not
+    the one this client's connections reach, close them all, in use too, so the next
+    command goes to the one named. Returns the new address when it moved (``None``: no move,
+    or not a Sentinel client).
+
+    redis-py asks the sentinels only when it opens a connection. A primary that stalled
+    past ``down-after-milliseconds`` (a frozen VM, a disk stall) and came back is failed
+    over, but stays a master to the clients still connected to it until the sentinels
+    demote it (8 s or more after it answers again); whatever they do there meanwhile is
+    discarded when it is. A command cut here fails like any connection error and is
+    retried on the new primary."""
+    if not is_sentinel(client):
+        return None
+    pool: Any = getattr(client, "connection_pool", None)
+    before = pool.master_address
+    now = await pool.get_master_address()  # closes the idle connections when it moved
+    if before is None or now == before:
+        return None
+    await pool.disconnect(inuse_connections=True)
+    host, port = now
+    return str(host), int(port)

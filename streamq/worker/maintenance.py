@@ -18,8 +18,9 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import orjson
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
+from streamq import connection
 from streamq.errors import ConnectionFailedError
 from streamq.protocol import partitions as partition_ops
 from streamq.protocol import queues as queue_ops
@@ -36,6 +37,7 @@ __all__ = [
     "hand_back",
     "housekeeping_loop",
     "pause_watch",
+    "primary_watch",
     "promote_loop",
     "reclaim_pass",
     "reclaim_period",
@@ -53,6 +55,9 @@ STALE_WORKER_MS = 3_600_000
 THROUGHPUT_KEEP_MIN = 120
 #: Stuck handlers listed in a heartbeat (the count is always whole).
 STUCK_LISTED = 20
+#: How often a worker on Sentinel asks the sentinels which node is the primary: one
+#: command a second per worker, against a rerun window of 8 s or more (primary_watch).
+PRIMARY_WATCH_S = 1.0
 
 
 async def _forever(what: str, period_s: float, body: Callable[[], Awaitable[float | None]]) -> None:
@@ -380,6 +385,23 @@ async def pause_watch(st: WorkerState) -> None:
         await refresh_partitions(st)
 
     await _forever("pause", 0.5, body)
+
+
+async def primary_watch(st: WorkerState) -> None:
+    """On Sentinel, follow a failover within a second even while every connection stays
+    up: a primary that stalled, was failed over and came back would otherwise keep this
+    worker (reads, completions) until the sentinels demote it, work that is then rolled
+    back and run again (see :func:`streamq.connection.follow_primary`)."""
+
+    async def body() -> None:
+        try:
+            moved = await connection.follow_primary(st.driver.client)
+        except RedisError as exc:  # no sentinel answered: each new connection asks again
+            raise ConnectionFailedError(f"no sentinel answered: {exc}") from exc
+        if moved is not None:
+            log_event("primary_moved", WARN, primary=f"{moved[0]}:{moved[1]}")
+
+    await _forever("primary", PRIMARY_WATCH_S, body)
 
 
 async def burst_watch(st: WorkerState) -> None:

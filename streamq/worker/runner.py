@@ -276,6 +276,8 @@ class Worker:
             maintenance.housekeeping_loop(self.state),
             maintenance.pause_watch(self.state),
         ]
+        if connection.is_sentinel(self.client):
+            loops.append(maintenance.primary_watch(self.state))
         if burst:
             loops.append(maintenance.burst_watch(self.state))
         self._tasks = [asyncio.create_task(c) for c in loops]

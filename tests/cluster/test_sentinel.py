@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 import streamq
-from streamq import RedisSettings
+from streamq import RedisSettings, connection
 from streamq.admin import Admin
 from streamq.errors import AuthenticationFailedError
 from streamq.server import EmbeddedSentinel
@@ -105,3 +106,69 @@ def test_bad_sentinel_settings_are_refused_by_name(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         EmbeddedSentinel(tmp_path, **kwargs)
+
+
+def test_a_client_leaves_a_primary_that_was_failed_over_while_it_stalled(
+    sentinel_factory: Factory, figures: dict[str, Any]
+) -> None:
+    """A primary frozen past down-after-milliseconds is failed over; once it runs again it
+    is still a master to the connections it kept (the sentinels demote it 8 s or more
+    later), so a client would go on working there, on writes that the demotion throws
+    away. :func:`streamq.connection.follow_primary` (a worker calls it every second) asks
+    the sentinels and closes every connection to the old one, even one in use."""
+    setup = sentinel_factory()
+    old, replica = setup.servers
+    settings = RedisSettings.from_env({"REDIS_URL": setup.url})
+
+    def ours(direct: redis.Redis, cmd: str | None = None) -> int:
+        """The client's connections on the old primary (every normal one but this probe's
+        own and the sentinels', named ``sentinel-...``), those running ``cmd`` if given."""
+        me = direct.client_id()
+        return sum(
+            1
+            for c in direct.client_list(_type="normal")
+            if int(c["id"]) != me
+            and not c.get("name", "").startswith("sentinel-")
+            and (cmd is None or c.get("cmd") == cmd)
+        )
+
+    async def until(predicate: Callable[[], bool], what: str) -> None:
+        """Poll ``predicate`` every 20 ms without blocking the event loop (5 s at most)."""
+        for _ in range(250):
+            if predicate():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def scenario() -> None:
+        client = connection.async_client(settings)
+        try:
+            port = int((await client.info("server"))["tcp_port"])
+            assert port == old.port
+            assert await connection.follow_primary(client) is None  # nothing moved
+            assert old.pid is not None
+            os.kill(old.pid, signal.SIGSTOP)
+            try:
+                new = setup.wait_failover(old.port, timeout=setup.down_after_ms / 1000 + 15)
+            finally:
+                os.kill(old.pid, signal.SIGCONT)
+            assert new is replica
+            # What redis-py alone does: the open connection still reaches the old node,
+            # which still says it is a master.
+            assert int((await client.info("server"))["tcp_port"]) == old.port
+            with redis.Redis.from_url(old.url) as direct:
+                assert direct.execute_command("ROLE")[0] == b"master"
+                held = asyncio.ensure_future(client.blpop(["never-pushed"], timeout=3))
+                # The pool hands its open connection (to the old node) to the BLPOP.
+                await until(lambda: ours(direct, "blpop") == 1, "a BLPOP held on the old node")
+                moved = await connection.follow_primary(client)
+                assert moved == (new.host, new.port)
+                await until(lambda: ours(direct) == 0, "the old primary losing them")
+            assert int((await client.info("server"))["tcp_port"]) == new.port
+            # The cut BLPOP is retried on the new primary (where it times out: None).
+            assert await held is None
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    figures["primary_followed"] = True
