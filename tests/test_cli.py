@@ -46,12 +46,14 @@ def producer(settings: Settings) -> Iterator[Producer]:
 
 
 @pytest.fixture
-def cli(redis_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``cli("status", "--json")`` -> (exit code, stdout, stderr), connected by --url."""
+def cli(redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``cli("status", "--json")`` -> (exit code, stdout, stderr), connected by REDIS_URL
+    (a --url with the password would add its warning to every stderr)."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = main(["--url", redis_url, *argv])
+        code = main(list(argv))
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -156,6 +158,25 @@ def test_wrong_password_is_a_configuration_error(
     err = capsys.readouterr().err
     assert code == 2
     assert "REDIS_PASSWORD" in err and "wrong-secret" not in err
+
+
+def test_a_password_in_url_is_warned_about_never_echoed(
+    capsys: pytest.CaptureFixture[str], server: EmbeddedServer
+) -> None:
+    """``ps`` shows any user a process's arguments: a --url with a password is still used,
+    with a warning that names the safer place and never the secret."""
+    assert server.password is not None and server.password in server.url
+    assert main(["status", "--url", server.url]) == 0
+    err = capsys.readouterr().err
+    assert "--url password is visible" in err and "REDIS_URL" in err
+    assert server.password not in err
+    # A sentinel's own password too (the sentinel is unreachable: only the warning counts).
+    main(["--url", "redis+sentinel://127.0.0.1:1/svc?sentinel_password=s3cret", "status"])
+    err = capsys.readouterr().err
+    assert "--url password is visible" in err and "s3cret" not in err
+    # Without a password there is nothing to warn about (the server then refuses: exit 2).
+    main(["status", "--url", f"redis://127.0.0.1:{server.port}/0"])
+    assert "password is visible" not in capsys.readouterr().err
 
 
 def test_malformed_url_and_settings_are_usage_errors(

@@ -37,12 +37,14 @@ def admin(redis_url: str) -> Iterator[Admin]:
 
 
 @pytest.fixture
-def cli(redis_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``cli("limits", "list", Q)`` -> (exit code, stdout, stderr), connected by --url."""
+def cli(redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``cli("limits", "list", Q)`` -> (exit code, stdout, stderr), connected by REDIS_URL
+    (a --url with the password would add its warning to every stderr)."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = main(["--url", redis_url, *argv])
+        code = main(list(argv))
         out, err = capsys.readouterr()
         return code, out, err
 

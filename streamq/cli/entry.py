@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from redis.exceptions import InvalidResponse, RedisError
 
@@ -50,12 +51,30 @@ def _dispatch(ctx: Context) -> int:
         ctx.close()
 
 
+def _carries_password(url: str) -> bool:
+    """True when ``url`` holds a password: in its user part or a ``sentinel_password``."""
+    parts = urlsplit(url)
+    return ":" in parts.netloc.rpartition("@")[0] or "sentinel_password=" in parts.query
+
+
+def _warn_password_in_argv(url: str | None) -> None:
+    """Anyone on the machine can read a process's arguments (``ps``, /proc): say so, never
+    quoting the secret, and go on (a script that passes one keeps working)."""
+    if url is not None and _carries_password(url):
+        print(
+            "streamq: warning: the --url password is visible to every user of this machine "
+            "in the process list; set REDIS_URL (or REDIS_PASSWORD) in the environment instead",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``streamq`` command with ``argv`` (default ``sys.argv[1:]``); returns the
     exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     opts, delegate, rest = _split_delegate(args_list)
     if delegate is not None:
+        _warn_password_in_argv(opts.get("--url"))
         # The delegates read the environment; global options given before them apply.
         if "--url" in opts:
             os.environ["REDIS_URL"] = opts["--url"]
@@ -70,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    _warn_password_in_argv(getattr(args, "url", None))
     try:
         return _dispatch(Context(args))
     except KeyboardInterrupt:

@@ -521,7 +521,7 @@ def test_limits_hold_through_a_worker_sigkill_storm(
     queue_name: str,
     figures: dict[str, Any],
 ) -> None:
-    """14. Flow limits under a worker SIGKILL storm.
+    """17. Flow limits under a worker SIGKILL storm.
 
     200 keys with limits (each `k:*`: 5 starts per 1 s and 2 at once; `k:7` also 2 per 0.5 s and
     1 at once, `k:12` 1 at once, `k:42` 3 per 2 s; `k:19*` share 12 per 1 s). Once four workers
