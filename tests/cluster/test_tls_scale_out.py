@@ -27,6 +27,7 @@ from streamq import ConnectionFailedError, JobState, Settings
 from streamq.admin import Admin
 from streamq.errors import ServerError
 from streamq.job import Job
+from streamq.protocol.partitions import partition_of
 from streamq.server import EmbeddedCluster, EmbeddedSentinel, TlsFiles
 from streamq.worker import App
 
@@ -94,13 +95,25 @@ def test_streamq_runs_jobs_on_a_cluster_over_tls_only(
 
     with Admin(settings=settings) as admin:
         admin.set_partitions(queue_name, 6)  # two partitions on each master
+    # Three jobs per partition, by id (random ids left a master empty now and then).
+    per: dict[int, list[str]] = {p: [] for p in range(6)}
+    for i in range(1000):
+        bucket = per[partition_of(f"tls-{i}", 6)]
+        if len(bucket) < 3:
+            bucket.append(f"tls-{i}")
+    chosen = [j for p in range(6) for j in per[p]]
+    assert len(chosen) == 18
     with streamq.Producer(settings=settings) as producer:
-        ids = [producer.enqueue(queue_name, "echo", {"n": n}).job_id for n in range(12)]
+        ids = [
+            producer.enqueue(queue_name, "echo", {"n": n}, job_id=chosen[n]).job_id
+            for n in range(12)
+        ]
 
     async def enqueue_async() -> list[str]:
         async with streamq.AsyncProducer(settings=settings) as producer:
             return [
-                (await producer.enqueue(queue_name, "echo", {"n": n})).job_id for n in range(12, 18)
+                (await producer.enqueue(queue_name, "echo", {"n": n}, job_id=chosen[n])).job_id
+                for n in range(12, 18)
             ]
 
     ids += asyncio.run(enqueue_async())
