@@ -354,13 +354,14 @@ async def follow_primary(client: AsyncClient) -> tuple[str, int] | None:
     demote it (8 s or more after it answers again); whatever they do there meanwhile is
     discarded when it is. A command cut here fails like any connection error and is
     retried on the new primary."""
-    if not is_sentinel(client):
+    pool = getattr(client, "connection_pool", None)  # a cluster client has none
+    if not isinstance(pool, asentinel.SentinelConnectionPool):  # the asyncio one only
         return None
-    pool: Any = getattr(client, "connection_pool", None)
-    before = pool.master_address
-    now = await pool.get_master_address()  # closes the idle connections when it moved
+    sentinel_pool: Any = pool  # redis-py's Sentinel is untyped
+    before = sentinel_pool.master_address
+    now = await sentinel_pool.get_master_address()  # closes idle connections when it moved
     if before is None or now == before:
         return None
-    await pool.disconnect(inuse_connections=True)
+    await sentinel_pool.disconnect(inuse_connections=True)
     host, port = now
     return str(host), int(port)
